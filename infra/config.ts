@@ -1,0 +1,37 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+// Every setting has an embedded default so `npm start` works on one machine with nothing set;
+// production points DATABASE_URL and S3_* at real servers.
+const schema = z.object({
+  DATA_DIR: z.string().default(path.resolve('.data')),
+  DATABASE_URL: z.string().url().optional(),
+  HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  HTTP_HOST: z.string().default('127.0.0.1'),
+  // Secret that signs access and SFU join tokens. Generated and kept in DATA_DIR if unset.
+  TOKEN_SECRET: z.string().min(32).optional(),
+  SFU_NUM_WORKERS: z.coerce.number().int().min(1).max(64).default(os.availableParallelism()),
+  SFU_LISTEN_IP: z.string().default('127.0.0.1'),
+  SFU_ANNOUNCED_IP: z.string().optional(),
+  SFU_RTC_PORT: z.coerce.number().int().min(0).max(65535).default(40000),
+  SFU_RTC_MIN_PORT: z.coerce.number().int().min(1024).max(65535).default(40100),
+  SFU_RTC_MAX_PORT: z.coerce.number().int().min(1024).max(65535).default(40999),
+  S3_ENDPOINT: z.string().optional(),
+  S3_PORT: z.coerce.number().int().optional(),
+  S3_USE_SSL: z.enum(['true', 'false']).default('false'),
+  S3_ACCESS_KEY: z.string().default('S3RVER'),
+  S3_SECRET_KEY: z.string().default('S3RVER'),
+  S3_BUCKET: z.string().default('recordings'),
+});
+
+export type Config = z.infer<typeof schema>;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}
