@@ -1,0 +1,80 @@
+import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+import { z } from 'zod';
+
+// Signed, scoped, expiring tokens (HS256). Two audiences: `api` (a signed-in user's session) and
+// `sfu-join` (admission to one room on the SFU). A token of one audience never passes for the other.
+
+const ISSUER = 'grassroots-av';
+
+export const roleSchema = z.enum(['leader', 'clerk', 'supervisor', 'secretary', 'operator', 'admin']);
+export type Role = z.infer<typeof roleSchema>;
+
+export const roomIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'room id: 1-64 of A-Z a-z 0-9 _ -');
+
+export const joinClaimsSchema = z.object({
+  userId: z.number().int().positive(),
+  displayName: z.string().min(1).max(64),
+  unitId: z.number().int().positive(),
+  room: roomIdSchema,
+  // What the holder may do in the room: a chair controls it, a site takes part, a viewer only watches.
+  role: z.enum(['chair', 'participant', 'viewer']),
+});
+export type JoinClaims = z.infer<typeof joinClaimsSchema>;
+
+export const accessClaimsSchema = z.object({
+  userId: z.number().int().positive(),
+  username: z.string(),
+  role: roleSchema,
+  unitId: z.number().int().positive(),
+});
+export type AccessClaims = z.infer<typeof accessClaimsSchema>;
+
+export class TokenError extends Error {
+  constructor(
+    message: string,
+    readonly code: 'expired' | 'invalid',
+  ) {
+    super(message);
+    this.name = 'TokenError';
+  }
+}
+
+function key(secret: string): Uint8Array {
+  if (secret.length < 32) throw new Error('token secret must be at least 32 characters');
+  return new TextEncoder().encode(secret);
+}
+
+async function sign(secret: string, audience: string, claims: Record<string, unknown>, ttlSeconds: number): Promise<string> {
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuer(ISSUER)
+    .setAudience(audience)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
+    .sign(key(secret));
+}
+
+async function verify<T>(secret: string, audience: string, token: string, schema: z.ZodType<T>): Promise<T> {
+  try {
+    const { payload } = await jwtVerify(token, key(secret), { issuer: ISSUER, audience, algorithms: ['HS256'] });
+    const parsed = schema.safeParse(payload);
+    if (!parsed.success) throw new TokenError('token claims malformed', 'invalid');
+    return parsed.data;
+  } catch (err) {
+    if (err instanceof TokenError) throw err;
+    if (err instanceof joseErrors.JWTExpired) throw new TokenError('token expired', 'expired');
+    throw new TokenError('token invalid', 'invalid');
+  }
+}
+
+export const signJoinToken = (secret: string, claims: JoinClaims, ttlSeconds = 600): Promise<string> =>
+  sign(secret, 'sfu-join', joinClaimsSchema.parse(claims), ttlSeconds);
+
+export const verifyJoinToken = (secret: string, token: string): Promise<JoinClaims> =>
+  verify(secret, 'sfu-join', token, joinClaimsSchema);
+
+export const signAccessToken = (secret: string, claims: AccessClaims, ttlSeconds = 8 * 3600): Promise<string> =>
+  sign(secret, 'api', accessClaimsSchema.parse(claims), ttlSeconds);
+
+export const verifyAccessToken = (secret: string, token: string): Promise<AccessClaims> =>
+  verify(secret, 'api', token, accessClaimsSchema);
