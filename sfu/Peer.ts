@@ -1,0 +1,226 @@
+import crypto from 'node:crypto';
+import type { types } from 'mediasoup';
+import type { JoinClaims } from '../infra/tokens.ts';
+import {
+  SignallingError,
+  type MediaSource,
+  type Notifications,
+  type NotificationMethod,
+  type PeerInfo,
+  type ProducerInfo,
+  type RequestData,
+} from './protocol.ts';
+import type { Room } from './Room.ts';
+
+// Per-peer bounds: a browser needs one send and one recv transport (a few more across ICE restarts),
+// at most camera+microphone+screen+film producers, and one consumer per remote track.
+const MAX_TRANSPORTS = 4;
+const MAX_PRODUCERS = 4;
+const MAX_CONSUMERS = 1024;
+
+type Direction = 'send' | 'recv';
+interface TransportAppData extends types.AppData {
+  direction: Direction;
+}
+interface ProducerAppData extends types.AppData {
+  source: MediaSource;
+  peerId: string;
+}
+
+export type Notify = <M extends NotificationMethod>(method: M, data: Notifications[M]) => void;
+
+/** A participant in one room: its transports, producers and consumers on the room's router. */
+export class Peer {
+  readonly id = crypto.randomUUID();
+  readonly claims: JoinClaims;
+  #rtpCapabilities: types.RtpCapabilities | undefined;
+  readonly notify: Notify;
+  readonly #room: Room;
+  readonly #transports = new Map<string, types.WebRtcTransport<TransportAppData>>();
+  readonly #producers = new Map<string, types.Producer<ProducerAppData>>();
+  readonly #consumers = new Map<string, types.Consumer>();
+  #closed = false;
+
+  constructor(room: Room, claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify) {
+    this.#room = room;
+    this.claims = claims;
+    this.#rtpCapabilities = rtpCapabilities;
+    this.notify = notify;
+  }
+
+  get info(): PeerInfo {
+    return { peerId: this.id, displayName: this.claims.displayName, unitId: this.claims.unitId, role: this.claims.role };
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get transports(): ReadonlyMap<string, types.WebRtcTransport> {
+    return this.#transports;
+  }
+
+  get producers(): ReadonlyMap<string, types.Producer<ProducerAppData>> {
+    return this.#producers;
+  }
+
+  get consumers(): ReadonlyMap<string, types.Consumer> {
+    return this.#consumers;
+  }
+
+  setRtpCapabilities({ rtpCapabilities }: RequestData<'setRtpCapabilities'>) {
+    this.#rtpCapabilities = rtpCapabilities as types.RtpCapabilities;
+    return {};
+  }
+
+  producerInfos(): ProducerInfo[] {
+    return [...this.#producers.values()].map((p) => ({
+      producerId: p.id,
+      peerId: this.id,
+      kind: p.kind,
+      source: p.appData.source,
+      paused: p.paused,
+    }));
+  }
+
+  async createTransport({ direction }: RequestData<'createTransport'>) {
+    if (this.#transports.size >= MAX_TRANSPORTS) throw new SignallingError('bad_request', `at most ${MAX_TRANSPORTS} transports`);
+    if (direction === 'send' && this.claims.role === 'viewer') throw new SignallingError('forbidden', 'viewers cannot send media');
+    const transport = await this.#room.router.createWebRtcTransport<TransportAppData>({
+      webRtcServer: this.#room.webRtcServer,
+      enableUdp: true,
+      enableTcp: true,
+      preferUdp: true,
+      initialAvailableOutgoingBitrate: 1_000_000,
+      appData: { direction },
+    });
+    this.#transports.set(transport.id, transport);
+    transport.observer.on('close', () => this.#transports.delete(transport.id));
+    transport.on('dtlsstatechange', (state) => {
+      if (state === 'failed' || state === 'closed') transport.close();
+    });
+    return {
+      transportId: transport.id,
+      iceParameters: transport.iceParameters,
+      iceCandidates: transport.iceCandidates,
+      dtlsParameters: transport.dtlsParameters,
+    };
+  }
+
+  async connectTransport({ transportId, dtlsParameters }: RequestData<'connectTransport'>) {
+    await this.#transport(transportId).connect({ dtlsParameters });
+    return {};
+  }
+
+  async restartIce({ transportId }: RequestData<'restartIce'>) {
+    const iceParameters = await this.#transport(transportId).restartIce();
+    return { iceParameters };
+  }
+
+  async produce({ transportId, kind, rtpParameters, source }: RequestData<'produce'>) {
+    if (this.claims.role === 'viewer') throw new SignallingError('forbidden', 'viewers cannot send media');
+    const transport = this.#transport(transportId);
+    if (transport.appData.direction !== 'send') throw new SignallingError('bad_request', 'produce needs a send transport');
+    if (this.#producers.size >= MAX_PRODUCERS) throw new SignallingError('bad_request', `at most ${MAX_PRODUCERS} producers`);
+    for (const p of this.#producers.values()) {
+      if (p.appData.source === source) throw new SignallingError('bad_request', `already producing ${source}`);
+    }
+    const producer = await transport.produce<ProducerAppData>({
+      kind,
+      rtpParameters: rtpParameters as types.RtpParameters,
+      appData: { source, peerId: this.id },
+    });
+    this.#producers.set(producer.id, producer);
+    producer.observer.on('close', () => {
+      this.#producers.delete(producer.id);
+      this.#room.producerClosed(this, producer.id);
+    });
+    this.#room.producerAdded(this, producer);
+    return { producerId: producer.id };
+  }
+
+  closeProducer({ producerId }: RequestData<'closeProducer'>) {
+    this.#producer(producerId).close();
+    return {};
+  }
+
+  async pauseProducer({ producerId }: RequestData<'pauseProducer'>) {
+    await this.#producer(producerId).pause();
+    return {};
+  }
+
+  async resumeProducer({ producerId }: RequestData<'resumeProducer'>) {
+    await this.#producer(producerId).resume();
+    return {};
+  }
+
+  async consume({ producerId }: RequestData<'consume'>) {
+    const owner = this.#room.producerOwner(producerId);
+    if (!owner) throw new SignallingError('not_found', 'no such producer in this room');
+    if (owner.peer === this) throw new SignallingError('bad_request', 'cannot consume own producer');
+    if (this.#consumers.size >= MAX_CONSUMERS) throw new SignallingError('bad_request', 'too many consumers');
+    const transport = [...this.#transports.values()].find((t) => t.appData.direction === 'recv');
+    if (!transport) throw new SignallingError('bad_request', 'create a recv transport before consuming');
+    const rtpCapabilities = this.#rtpCapabilities;
+    if (!rtpCapabilities) throw new SignallingError('bad_request', 'send your rtpCapabilities before consuming');
+    if (!this.#room.router.canConsume({ producerId, rtpCapabilities })) {
+      throw new SignallingError('cannot_consume', 'your device cannot decode this stream');
+    }
+    // Paused until the client has set up its receiver, so the first packets (and keyframe) are not lost.
+    const consumer = await transport.consume({ producerId, rtpCapabilities, paused: true });
+    this.#consumers.set(consumer.id, consumer);
+    consumer.observer.on('close', () => this.#consumers.delete(consumer.id));
+    consumer.on('producerclose', () => {
+      consumer.close();
+      this.notify('consumerClosed', { consumerId: consumer.id, producerId });
+    });
+    consumer.on('producerpause', () => this.notify('producerPaused', { producerId }));
+    consumer.on('producerresume', () => this.notify('producerResumed', { producerId }));
+    return {
+      consumerId: consumer.id,
+      producerId,
+      kind: consumer.kind,
+      rtpParameters: consumer.rtpParameters,
+      peerId: owner.peer.id,
+      source: owner.producer.appData.source,
+      producerPaused: consumer.producerPaused,
+    };
+  }
+
+  async pauseConsumer({ consumerId }: RequestData<'pauseConsumer'>) {
+    await this.#consumer(consumerId).pause();
+    return {};
+  }
+
+  async resumeConsumer({ consumerId }: RequestData<'resumeConsumer'>) {
+    const consumer = this.#consumer(consumerId);
+    await consumer.resume();
+    if (consumer.kind === 'video') await consumer.requestKeyFrame();
+    return {};
+  }
+
+  /** Closes every transport (and so producers and consumers); idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const t of this.#transports.values()) t.close();
+  }
+
+  #transport(id: string): types.WebRtcTransport<TransportAppData> {
+    const t = this.#transports.get(id);
+    if (!t) throw new SignallingError('not_found', 'no such transport');
+    return t;
+  }
+
+  #producer(id: string): types.Producer<ProducerAppData> {
+    const p = this.#producers.get(id);
+    if (!p) throw new SignallingError('not_found', 'no such producer');
+    return p;
+  }
+
+  #consumer(id: string): types.Consumer {
+    const c = this.#consumers.get(id);
+    if (!c) throw new SignallingError('not_found', 'no such consumer');
+    return c;
+  }
+}

@@ -1,0 +1,176 @@
+import type { WebSocket, RawData } from 'ws';
+import type { types } from 'mediasoup';
+import type { Logger } from '../infra/logger.ts';
+import { TokenError, verifyJoinToken, type JoinClaims } from '../infra/tokens.ts';
+import type { Peer, Notify } from './Peer.ts';
+import {
+  MAX_REQUEST_BYTES,
+  SignallingError,
+  requestSchema,
+  type ErrorCode,
+  type Request,
+  type ServerMessage,
+} from './protocol.ts';
+
+/** What a session needs from its node. */
+export interface SessionHost {
+  readonly tokenSecret: string;
+  joinRoom(claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify): Promise<Peer>;
+  leaveRoom(peer: Peer): void;
+  roomState(peer: Peer): { peers: Peer['info'][]; producers: ReturnType<Peer['producerInfos']> ; routerRtpCapabilities: types.RtpCapabilities };
+  countError(code: ErrorCode): void;
+}
+
+// Bounds on one client: requests are handled one at a time in arrival order, at most MAX_PENDING
+// waiting; a token bucket caps the rate; a client that stops reading is cut off rather than
+// letting its send buffer grow without end.
+const MAX_PENDING = 32;
+const BUCKET_CAPACITY = 60;
+const BUCKET_REFILL_PER_S = 30;
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+
+/** One WebSocket connection: validates, rate-limits and serialises requests, then dispatches them. */
+export class SignallingSession {
+  readonly #ws: WebSocket;
+  readonly #host: SessionHost;
+  readonly #logger: Logger;
+  #peer: Peer | undefined;
+  #pending = 0;
+  #chain: Promise<void> = Promise.resolve();
+  #tokens = BUCKET_CAPACITY;
+  #lastRefill = Date.now();
+
+  constructor(ws: WebSocket, host: SessionHost, logger: Logger) {
+    this.#ws = ws;
+    this.#host = host;
+    this.#logger = logger;
+    ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
+    ws.on('close', () => this.#leave());
+    ws.on('error', (err) => this.#logger.debug({ err: err.message }, 'socket error'));
+  }
+
+  #onMessage(data: RawData, isBinary: boolean): void {
+    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data instanceof ArrayBuffer ? data.byteLength : data.length;
+    if (!this.#takeToken()) return this.#fail(null, 'rate_limited', 'too many requests; slow down');
+    if (isBinary) return this.#fail(null, 'bad_request', 'binary frames are not part of the protocol');
+    if (size > MAX_REQUEST_BYTES) return this.#fail(null, 'too_large', `request exceeds ${MAX_REQUEST_BYTES} bytes`);
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      return this.#fail(null, 'bad_json', 'request is not valid JSON');
+    }
+    const id = typeof json === 'object' && json !== null && typeof (json as { id?: unknown }).id === 'string' ? (json as { id: string }).id.slice(0, 64) : null;
+    const parsed = requestSchema.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue && issue.path.length ? ` at ${issue.path.join('.')}` : '';
+      return this.#fail(id, 'bad_request', `${issue?.message ?? 'invalid request'}${where}`);
+    }
+    if (this.#pending >= MAX_PENDING) return this.#fail(id, 'busy', 'too many requests in flight');
+    this.#pending++;
+    const request = parsed.data;
+    this.#chain = this.#chain.then(async () => {
+      try {
+        const result = await this.#dispatch(request);
+        this.#send({ type: 'response', id: request.id, ok: true, data: result });
+      } catch (err) {
+        if (err instanceof SignallingError) {
+          this.#fail(request.id, err.code, err.message);
+        } else {
+          // mediasoup rejects semantically wrong RTP/DTLS parameters with TypeError/Error.
+          const message = err instanceof Error ? err.message : String(err);
+          this.#logger.debug({ method: request.method, err: message }, 'request failed');
+          this.#fail(request.id, err instanceof TypeError ? 'bad_request' : 'media_error', message.slice(0, 300));
+        }
+      } finally {
+        this.#pending--;
+      }
+    });
+  }
+
+  async #dispatch(request: Request): Promise<unknown> {
+    if (this.#peer?.closed) this.#peer = undefined; // the room was abandoned (worker died)
+    if (request.method === 'join') return this.#join(request.data);
+    const peer = this.#peer;
+    if (!peer) throw new SignallingError('not_joined', 'join a room first');
+    switch (request.method) {
+      case 'setRtpCapabilities':
+        return peer.setRtpCapabilities(request.data);
+      case 'createTransport':
+        return peer.createTransport(request.data);
+      case 'connectTransport':
+        return peer.connectTransport(request.data);
+      case 'restartIce':
+        return peer.restartIce(request.data);
+      case 'produce':
+        return peer.produce(request.data);
+      case 'closeProducer':
+        return peer.closeProducer(request.data);
+      case 'pauseProducer':
+        return peer.pauseProducer(request.data);
+      case 'resumeProducer':
+        return peer.resumeProducer(request.data);
+      case 'consume':
+        return peer.consume(request.data);
+      case 'pauseConsumer':
+        return peer.pauseConsumer(request.data);
+      case 'resumeConsumer':
+        return peer.resumeConsumer(request.data);
+      case 'leave':
+        this.#leave();
+        return {};
+    }
+  }
+
+  async #join(data: Extract<Request, { method: 'join' }>['data']) {
+    if (this.#peer) throw new SignallingError('already_joined', 'already in a room; leave first');
+    let claims: JoinClaims;
+    try {
+      claims = await verifyJoinToken(this.#host.tokenSecret, data.token);
+    } catch (err) {
+      if (err instanceof TokenError && err.code === 'expired') throw new SignallingError('token_expired', 'join token expired');
+      throw new SignallingError('unauthorized', 'join token invalid');
+    }
+    const peer = await this.#host.joinRoom(claims, data.rtpCapabilities as types.RtpCapabilities | undefined, (method, payload) =>
+      this.#send({ type: 'notification', method, data: payload }),
+    );
+    if (this.#ws.readyState !== this.#ws.OPEN) {
+      this.#host.leaveRoom(peer);
+      throw new SignallingError('internal', 'connection closed while joining');
+    }
+    this.#peer = peer;
+    return { peerId: peer.id, roomId: claims.room, role: claims.role, ...this.#host.roomState(peer) };
+  }
+
+  #leave(): void {
+    const peer = this.#peer;
+    this.#peer = undefined;
+    if (peer && !peer.closed) this.#host.leaveRoom(peer);
+  }
+
+  #takeToken(): boolean {
+    const now = Date.now();
+    this.#tokens = Math.min(BUCKET_CAPACITY, this.#tokens + ((now - this.#lastRefill) / 1000) * BUCKET_REFILL_PER_S);
+    this.#lastRefill = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  #fail(id: string | null, code: ErrorCode, message: string): void {
+    this.#host.countError(code);
+    this.#send({ type: 'response', id, ok: false, error: { code, message } });
+  }
+
+  #send(message: ServerMessage): void {
+    if (this.#ws.readyState !== this.#ws.OPEN) return;
+    if (this.#ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      this.#logger.warn('client not reading; closing its connection');
+      this.#ws.terminate();
+      return;
+    }
+    this.#ws.send(JSON.stringify(message));
+  }
+}

@@ -1,0 +1,25 @@
+import { EventEmitter } from 'node:events';
+
+/** EventEmitter whose event names and listener arguments are checked by the compiler. */
+export class TypedEmitter<Events extends { [K in keyof Events]: unknown[] }> {
+  readonly #emitter = new EventEmitter({ captureRejections: false });
+
+  on<K extends keyof Events & string>(event: K, listener: (...args: Events[K]) => void): this {
+    this.#emitter.on(event, listener as (...args: unknown[]) => void);
+    return this;
+  }
+
+  once<K extends keyof Events & string>(event: K, listener: (...args: Events[K]) => void): this {
+    this.#emitter.once(event, listener as (...args: unknown[]) => void);
+    return this;
+  }
+
+  off<K extends keyof Events & string>(event: K, listener: (...args: Events[K]) => void): this {
+    this.#emitter.off(event, listener as (...args: unknown[]) => void);
+    return this;
+  }
+
+  protected emit<K extends keyof Events & string>(event: K, ...args: Events[K]): boolean {
+    return this.#emitter.emit(event, ...args);
+  }
+}

@@ -1,0 +1,177 @@
+import { z } from 'zod';
+
+// The signalling protocol between browsers (mediasoup-client) and an SFU node, over one WebSocket.
+// Client -> server: requests { id, method, data }. Server -> client: responses { type: 'response',
+// id, ok, data | error } and notifications { type: 'notification', method, data }.
+// Every request is validated here before anything touches mediasoup; mediasoup then validates the
+// RTP semantics itself and its errors are answered, never thrown to the process.
+
+/** Largest request the node will parse; a larger one is answered with `too_large`. */
+export const MAX_REQUEST_BYTES = 64 * 1024;
+
+const id = z.string().min(1).max(64);
+const uuid = z.string().uuid();
+const shortStr = z.string().max(256);
+const paramValue = z.union([z.string().max(256), z.number(), z.boolean()]);
+const codecParams = z.record(z.string().max(64), paramValue).refine((o) => Object.keys(o).length <= 32, 'too many codec parameters');
+const rtcpFeedback = z.object({ type: shortStr, parameter: shortStr.optional() });
+
+const rtpCodecCapability = z.object({
+  kind: z.enum(['audio', 'video']),
+  mimeType: shortStr,
+  preferredPayloadType: z.number().int().min(0).max(127).optional(),
+  clockRate: z.number().int().positive(),
+  channels: z.number().int().min(1).max(8).optional(),
+  parameters: codecParams.optional(),
+  rtcpFeedback: z.array(rtcpFeedback).max(32).optional(),
+});
+
+const headerExtensionCapability = z.object({
+  kind: z.enum(['audio', 'video']),
+  uri: shortStr,
+  preferredId: z.number().int().min(1).max(255),
+  preferredEncrypt: z.boolean().optional(),
+  direction: z.enum(['sendrecv', 'sendonly', 'recvonly', 'inactive']).optional(),
+});
+
+export const rtpCapabilitiesSchema = z.object({
+  codecs: z.array(rtpCodecCapability).max(64).optional(),
+  headerExtensions: z.array(headerExtensionCapability).max(64).optional(),
+});
+
+const rtpCodecParameters = z.object({
+  mimeType: shortStr,
+  payloadType: z.number().int().min(0).max(127),
+  clockRate: z.number().int().positive(),
+  channels: z.number().int().min(1).max(8).optional(),
+  parameters: codecParams.optional(),
+  rtcpFeedback: z.array(rtcpFeedback).max(32).optional(),
+});
+
+const rtpEncoding = z.object({
+  ssrc: z.number().int().nonnegative().optional(),
+  rid: shortStr.optional(),
+  codecPayloadType: z.number().int().optional(),
+  rtx: z.object({ ssrc: z.number().int().nonnegative() }).optional(),
+  dtx: z.boolean().optional(),
+  scalabilityMode: shortStr.optional(),
+  scaleResolutionDownBy: z.number().optional(),
+  maxBitrate: z.number().optional(),
+  maxFramerate: z.number().optional(),
+  adaptivePtime: z.boolean().optional(),
+  priority: shortStr.optional(),
+  networkPriority: shortStr.optional(),
+});
+
+export const rtpParametersSchema = z.object({
+  mid: shortStr.optional(),
+  codecs: z.array(rtpCodecParameters).min(1).max(32),
+  headerExtensions: z
+    .array(z.object({ uri: shortStr, id: z.number().int().min(1).max(255), encrypt: z.boolean().optional(), parameters: codecParams.optional() }))
+    .max(32)
+    .optional(),
+  encodings: z.array(rtpEncoding).max(8).optional(),
+  rtcp: z.object({ cname: shortStr.optional(), reducedSize: z.boolean().optional(), mux: z.boolean().optional() }).optional(),
+  msid: shortStr.optional(),
+});
+
+export const dtlsParametersSchema = z.object({
+  role: z.enum(['auto', 'client', 'server']).optional(),
+  fingerprints: z
+    .array(z.object({ algorithm: z.enum(['sha-1', 'sha-224', 'sha-256', 'sha-384', 'sha-512']), value: z.string().max(256) }))
+    .min(1)
+    .max(8),
+});
+
+export const mediaSourceSchema = z.enum(['camera', 'microphone', 'screen', 'film']);
+export type MediaSource = z.infer<typeof mediaSourceSchema>;
+
+const req = <M extends string, D extends z.ZodType>(method: M, data: D) =>
+  z.object({ id, method: z.literal(method), data });
+
+export const requestSchema = z.discriminatedUnion('method', [
+  // rtpCapabilities may come with join or, once the device has loaded the router's, afterwards.
+  req('join', z.object({ token: z.string().min(1).max(4096), rtpCapabilities: rtpCapabilitiesSchema.optional() })),
+  req('setRtpCapabilities', z.object({ rtpCapabilities: rtpCapabilitiesSchema })),
+  req('createTransport', z.object({ direction: z.enum(['send', 'recv']) })),
+  req('connectTransport', z.object({ transportId: uuid, dtlsParameters: dtlsParametersSchema })),
+  req('restartIce', z.object({ transportId: uuid })),
+  req('produce', z.object({ transportId: uuid, kind: z.enum(['audio', 'video']), rtpParameters: rtpParametersSchema, source: mediaSourceSchema })),
+  req('closeProducer', z.object({ producerId: uuid })),
+  req('pauseProducer', z.object({ producerId: uuid })),
+  req('resumeProducer', z.object({ producerId: uuid })),
+  req('consume', z.object({ producerId: uuid })),
+  req('pauseConsumer', z.object({ consumerId: uuid })),
+  req('resumeConsumer', z.object({ consumerId: uuid })),
+  req('leave', z.object({}).optional().default({})),
+]);
+
+export type Request = z.infer<typeof requestSchema>;
+export type Method = Request['method'];
+export type RequestData<M extends Method> = Extract<Request, { method: M }>['data'];
+
+export type ErrorCode =
+  | 'bad_json'
+  | 'bad_request'
+  | 'too_large'
+  | 'rate_limited'
+  | 'busy'
+  | 'unauthorized'
+  | 'token_expired'
+  | 'not_joined'
+  | 'already_joined'
+  | 'not_found'
+  | 'forbidden'
+  | 'cannot_consume'
+  | 'media_error'
+  | 'internal';
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+}
+
+export type ServerMessage =
+  | { type: 'response'; id: string | null; ok: true; data: unknown }
+  | { type: 'response'; id: string | null; ok: false; error: ErrorBody }
+  | { type: 'notification'; method: NotificationMethod; data: unknown };
+
+export interface PeerInfo {
+  peerId: string;
+  displayName: string;
+  unitId: number;
+  role: 'chair' | 'participant' | 'viewer';
+}
+
+export interface ProducerInfo {
+  producerId: string;
+  peerId: string;
+  kind: 'audio' | 'video';
+  source: MediaSource;
+  paused: boolean;
+}
+
+/** Notifications the node pushes, and their payloads. */
+export interface Notifications {
+  peerJoined: PeerInfo;
+  peerLeft: { peerId: string };
+  newProducer: ProducerInfo;
+  producerClosed: { producerId: string };
+  producerPaused: { producerId: string };
+  producerResumed: { producerId: string };
+  consumerClosed: { consumerId: string; producerId: string };
+  /** The room's media worker was lost; rejoin with the same token to restore media. */
+  reconnect: { reason: 'worker-died' | 'node-shutdown' };
+}
+export type NotificationMethod = keyof Notifications;
+
+/** Raised inside request handlers; answered to the client as `{ ok: false, error }`. */
+export class SignallingError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SignallingError';
+  }
+}
