@@ -11,6 +11,7 @@ const schema = z.object({
   HTTP_HOST: z.string().default('127.0.0.1'),
   // Secret that signs access and SFU join tokens. Generated and kept in DATA_DIR if unset.
   TOKEN_SECRET: z.string().min(32).optional(),
+  SFU_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(4443),
   SFU_NUM_WORKERS: z.coerce.number().int().min(1).max(64).default(os.availableParallelism()),
   SFU_LISTEN_IP: z.string().default('127.0.0.1'),
   SFU_ANNOUNCED_IP: z.string().optional(),

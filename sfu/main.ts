@@ -1,0 +1,45 @@
+// A standalone SFU node process: signalling on ws://host:SFU_HTTP_PORT/sfu, Prometheus metrics on
+// /metrics, liveness on /healthz. `npm start` runs a node inside the combined system instead.
+import http from 'node:http';
+import { loadConfig } from '../infra/config.ts';
+import { createLogger } from '../infra/logger.ts';
+import { loadTokenSecret } from '../infra/secret.ts';
+import { SfuNode } from './SfuNode.ts';
+
+const config = loadConfig();
+const logger = createLogger('sfu');
+const node = new SfuNode({
+  tokenSecret: loadTokenSecret(config.DATA_DIR, config.TOKEN_SECRET),
+  numWorkers: config.SFU_NUM_WORKERS,
+  listenIp: config.SFU_LISTEN_IP,
+  ...(config.SFU_ANNOUNCED_IP ? { announcedAddress: config.SFU_ANNOUNCED_IP } : {}),
+  webRtcBasePort: config.SFU_RTC_PORT,
+  rtcMinPort: config.SFU_RTC_MIN_PORT,
+  rtcMaxPort: config.SFU_RTC_MAX_PORT,
+  logger,
+});
+await node.start();
+
+const server = http.createServer((req, res) => {
+  if (req.url === '/metrics') {
+    node.metrics.registry.metrics().then(
+      (body) => res.writeHead(200, { 'content-type': node.metrics.registry.contentType }).end(body),
+      () => res.writeHead(500).end(),
+    );
+  } else if (req.url === '/healthz') {
+    const live = node.pool.slots.some((s) => !s.restarting);
+    res.writeHead(live ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: live, rooms: node.rooms.size }));
+  } else {
+    res.writeHead(404).end();
+  }
+});
+node.attach(server, '/sfu');
+server.listen(config.SFU_HTTP_PORT, config.HTTP_HOST, () => logger.info({ port: config.SFU_HTTP_PORT }, 'SFU node listening'));
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    logger.info({ signal }, 'shutting down');
+    server.close();
+    void node.close().then(() => process.exit(0));
+  });
+}
