@@ -15,7 +15,7 @@ packages=(
   build-essential pkg-config python3 meson ninja-build patch
   libssl-dev libuv1-dev libsrtp2-dev libusrsctp-dev libabsl-dev libflatbuffers-dev flatbuffers-compiler
   # media tools, browser for tests, CJK fonts so Chinese pages render in screenshots
-  ffmpeg chromium fonts-noto-cjk
+  ffmpeg chromium fonts-noto-cjk fonts-noto-color-emoji
   # network namespaces for cascade tests, procps for process control
   iproute2 procps
 )

@@ -1,0 +1,67 @@
+import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
+import { createLogger } from '../../infra/logger.ts';
+import { generateDemoOrganisation, type DemoSummary } from '../../infra/demo/generate.ts';
+import { SfuNode } from '../../sfu/SfuNode.ts';
+import { createWebServer } from '../../web/server.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+import { TEST_SECRET } from './sfu-harness.ts';
+
+export interface SystemHarness {
+  db: TestDatabase;
+  demo: DemoSummary;
+  sfu: SfuNode;
+  server: http.Server;
+  baseUrl: string;
+  /** Signs in through the API; returns the bearer token. */
+  login(username: string): Promise<string>;
+  /** JSON request as a signed-in user (or anonymous with token undefined). */
+  call<T = Record<string, unknown>>(token: string | undefined, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  close(): Promise<void>;
+}
+
+/** The people-facing system on a fresh database with a small demo organisation. */
+export async function startSystemHarness(opts: { towns?: number; communities?: number; villages?: number } = {}): Promise<SystemHarness> {
+  const db = await createTestDatabase();
+  const demo = await generateDemoOrganisation(db.pool, { towns: opts.towns ?? 2, communities: opts.communities ?? 4, villages: opts.villages ?? 18 });
+  const sfu = new SfuNode({
+    tokenSecret: TEST_SECRET,
+    numWorkers: 1,
+    listenIp: '127.0.0.1',
+    webRtcBasePort: 0,
+    rtcMinPort: 43000,
+    rtcMaxPort: 43999,
+    logger: createLogger('sfu-test'),
+  });
+  await sfu.start();
+  const server = createWebServer({ pool: db.pool, tokenSecret: TEST_SECRET, sfu });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const call: SystemHarness['call'] = async (token, method, path, body) => {
+    const res = await fetch(baseUrl + path, {
+      method,
+      headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: res.status, body: (await res.json().catch(() => ({}))) as never };
+  };
+  return {
+    db,
+    demo,
+    sfu,
+    server,
+    baseUrl,
+    call,
+    async login(username) {
+      const r = await call<{ token: string }>(undefined, 'POST', '/api/auth/login', { username, password: demo.password });
+      if (r.status !== 200) throw new Error(`login ${username}: ${r.status} ${JSON.stringify(r.body)}`);
+      return r.body.token;
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await sfu.close();
+      await db.drop();
+    },
+  };
+}

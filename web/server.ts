@@ -1,0 +1,49 @@
+import http from 'node:http';
+import path from 'node:path';
+import express from 'express';
+import type { Pool } from '../infra/db/pool.ts';
+import type { SfuNode } from '../sfu/SfuNode.ts';
+import { createApiApp, type ExtraRouter } from './api/app.ts';
+import { buildOpenApi } from './api/openapi.ts';
+import type { ApiRoutes } from './api/route-registry.ts';
+import { createServiceCallRoutes } from './api/routes/service-calls.ts';
+
+export interface WebServerOptions {
+  pool: Pool;
+  tokenSecret: string;
+  sfu: SfuNode;
+  /** Routers of other areas (recordings, live cameras, completion figures), mounted after sign-in. */
+  extraRouters?: ExtraRouter[];
+  /** Built front end; default web/dist. */
+  distDir?: string;
+}
+
+/** Routes declared with ApiRoutes, as an extra router under /api with their OpenAPI paths. */
+export function apiExtra(routes: ApiRoutes): ExtraRouter {
+  const doc = buildOpenApi(routes.specs) as { paths?: Record<string, Record<string, unknown>> };
+  return { path: '/api', router: routes.router, openapi: doc.paths ?? {} };
+}
+
+/**
+ * One HTTP origin for people: the API under /api, SFU signalling on /sfu (WebSocket), the SFU's
+ * Prometheus metrics on /metrics, and the Svelte pages for everything else.
+ */
+export function createWebServer(opts: WebServerOptions): http.Server {
+  const api = createApiApp({
+    pool: opts.pool,
+    tokenSecret: opts.tokenSecret,
+    extraRouters: [apiExtra(createServiceCallRoutes(opts.pool, opts.tokenSecret)), ...(opts.extraRouters ?? [])],
+  });
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/metrics', async (_req, res) => {
+    res.type(opts.sfu.metrics.registry.contentType).send(await opts.sfu.metrics.registry.metrics());
+  });
+  app.use((req, res, next) => (req.path.startsWith('/api') ? api(req, res, next) : next()));
+  const dist = opts.distDir ?? path.resolve('web/dist');
+  app.use(express.static(dist));
+  app.get(/^\/(?!api\/).*/, (_req, res) => res.sendFile(path.join(dist, 'index.html')));
+  const server = http.createServer(app);
+  opts.sfu.attach(server, '/sfu');
+  return server;
+}

@@ -1,0 +1,64 @@
+// The API client of the pages: a bearer token kept for the browser tab, JSON in and out, and
+// errors carrying the API's bilingual message.
+
+export interface SessionUser {
+  id: number;
+  username: string;
+  display_name: string;
+  role: 'leader' | 'clerk' | 'supervisor' | 'secretary' | 'operator' | 'admin';
+  unit_id: number;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const KEY = 'session';
+
+export function session(): { token: string; user: SessionUser } | null {
+  const raw = sessionStorage.getItem(KEY);
+  return raw ? (JSON.parse(raw) as { token: string; user: SessionUser }) : null;
+}
+
+export function signOut(): void {
+  sessionStorage.removeItem(KEY);
+}
+
+export async function api<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
+  const s = session();
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...(s ? { authorization: `Bearer ${s.token}` } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+  } catch {
+    throw new ApiError(0, 'network', '网络连接失败,请检查网络 / network unreachable');
+  }
+  const data = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+  if (!res.ok) {
+    if (res.status === 401 && s) signOut();
+    throw new ApiError(res.status, data.error?.code ?? 'http', data.error?.message ?? `HTTP ${res.status}`);
+  }
+  return data as T;
+}
+
+export async function signIn(username: string, password: string): Promise<SessionUser> {
+  const r = await api<{ token: string; user: SessionUser }>('POST', '/api/auth/login', { username, password });
+  sessionStorage.setItem(KEY, JSON.stringify({ token: r.token, user: r.user }));
+  return r.user;
+}
+
+/** ws(s):// URL for an SFU path the API hands out (same origin unless absolute). */
+export function sfuUrl(pathOrUrl: string): string {
+  if (/^wss?:\/\//.test(pathOrUrl)) return pathOrUrl;
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${pathOrUrl}`;
+}
