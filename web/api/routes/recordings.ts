@@ -1,0 +1,219 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import express, { type Request } from 'express';
+import { z } from 'zod';
+import type { Pool } from '../../../infra/db/pool.ts';
+import type { ObjectStorage } from '../../../infra/storage/ObjectStorage.ts';
+import { captureRequestSchema } from '../../../recorder/Recorder.ts';
+import { listTimeline, type TimelineSegment } from '../../../recorder/timeline.ts';
+import { audit } from '../audit.ts';
+import { currentUser, HttpError, inSubtree, type AuthUser } from '../auth-context.ts';
+import { notFound, validationError } from '../errors.ts';
+
+// Review of recordings: a camera's timeline (segments with thumbnails and the gaps between them),
+// one segment, and playback/export of any time range across segments - either as presigned URLs
+// with in/out points for a player, or streamed as one MP4 cut by ffmpeg (stream copy).
+// A camera or recording outside the caller's subtree answers 404, exactly like a missing one.
+// Every view is written to audit_log. Camera credentials and URLs are never part of an answer.
+
+export interface RecordingsRouterOptions {
+  pool: Pool;
+  storage: ObjectStorage;
+  /** Segments further apart than this are reported as a gap. */
+  gapToleranceMs?: number;
+  presignExpirySeconds?: number;
+  /** Longest range one listing may cover. */
+  maxListRangeMs?: number;
+  /** Longest range one export may cover. */
+  maxExportRangeMs?: number;
+  ffmpegPath?: string;
+}
+
+const SCHEDULE_ROLES = new Set(['leader', 'supervisor', 'operator', 'admin']);
+
+const rangeQuery = z
+  .object({ from: z.coerce.date(), to: z.coerce.date() })
+  .refine((q) => q.to > q.from, { message: 'to must be after from' });
+
+const idParam = z.object({ id: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER) });
+
+interface ScopedCamera {
+  id: number;
+  unit_id: number;
+  name: string;
+  path: string;
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw validationError(r.error, where);
+  return r.data;
+}
+
+/** The camera if it exists and lies in the caller's subtree; otherwise 404. */
+export async function requireCameraInScope(pool: Pool, user: AuthUser, cameraId: number): Promise<ScopedCamera> {
+  const { rows } = await pool.query<ScopedCamera>(
+    'SELECT c.id, c.unit_id, c.name, u.path FROM cameras c JOIN units u ON u.id = c.unit_id WHERE c.id = $1',
+    [cameraId],
+  );
+  const cam = rows[0];
+  if (!cam || !inSubtree(user, cam.path)) throw notFound('摄像机', 'camera');
+  return cam;
+}
+
+export function createRecordingsRouter(opts: RecordingsRouterOptions): express.Router {
+  const { pool, storage } = opts;
+  const gapTol = opts.gapToleranceMs ?? 1_000;
+  const expiry = opts.presignExpirySeconds ?? 900;
+  const maxList = opts.maxListRangeMs ?? 24 * 3600_000;
+  const maxExport = opts.maxExportRangeMs ?? 2 * 3600_000;
+  const router = express.Router();
+
+  const presented = async (s: TimelineSegment) => ({
+    id: s.id,
+    started_at: s.startedAt.toISOString(),
+    ended_at: s.endedAt.toISOString(),
+    duration_ms: s.endedAt.getTime() - s.startedAt.getTime(),
+    bytes: s.bytes,
+    video_codec: s.videoCodec,
+    audio_codec: s.audioCodec,
+    evidence: s.evidence,
+    capture_job_id: s.captureJobId,
+    thumb_url: s.thumbKey ? await storage.presignGet(s.thumbKey, expiry) : null,
+    strip_url: s.stripKey ? await storage.presignGet(s.stripKey, expiry) : null,
+  });
+
+  const trail = (req: Request, user: AuthUser, action: string, objectType: string, objectId: number, unitId: number, detail: Record<string, unknown>) =>
+    audit(pool, { action, user, objectType, objectId, unitId, ip: req.ip ?? null, detail });
+
+  // Timeline: segments overlapping [from, to) and the gaps between them.
+  router.get('/cameras/:id/recordings', async (req, res) => {
+    const user = currentUser(req);
+    const { id } = parse(idParam, req.params, 'path');
+    const q = parse(rangeQuery, req.query, 'query');
+    if (q.to.getTime() - q.from.getTime() > maxList) throw new HttpError(400, 'range_too_long', `时间范围过长 / range longer than ${maxList / 3600_000} h`);
+    const cam = await requireCameraInScope(pool, user, id);
+    const tl = await listTimeline(pool, { cameraId: cam.id }, q.from, q.to, gapTol);
+    await trail(req, user, 'recording.list', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
+    res.json({
+      camera: { id: cam.id, name: cam.name, unit_id: cam.unit_id },
+      from: tl.from.toISOString(),
+      to: tl.to.toISOString(),
+      covered_ms: tl.coveredMs,
+      segments: await Promise.all(tl.segments.map(presented)),
+      gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+    });
+  });
+
+  // One segment with a presigned URL for its media.
+  router.get('/recordings/:id', async (req, res) => {
+    const user = currentUser(req);
+    const { id } = parse(idParam, req.params, 'path');
+    const { rows } = await pool.query<{ id: number; camera_id: number | null; room_id: string | null; unit_id: number; path: string; object_key: string; started_at: Date; ended_at: Date; bytes: number; video_codec: string | null; audio_codec: string | null; thumb_key: string | null; strip_key: string | null; evidence: boolean; capture_job_id: number | null }>(
+      `SELECT s.id, s.camera_id, s.room_id, u.id AS unit_id, u.path, s.object_key, s.started_at, s.ended_at, s.bytes, s.video_codec, s.audio_codec,
+              s.thumb_key, s.strip_key, s.evidence, s.capture_job_id
+         FROM recording_segments s
+         JOIN units u ON u.id = COALESCE(s.unit_id, (SELECT c.unit_id FROM cameras c WHERE c.id = s.camera_id))
+        WHERE s.id = $1`,
+      [id],
+    );
+    const r = rows[0];
+    if (!r || !inSubtree(user, r.path)) throw notFound('录像', 'recording');
+    await trail(req, user, 'recording.view', 'recording', r.id, r.unit_id, { camera_id: r.camera_id, room_id: r.room_id });
+    const seg = await presented({
+      id: r.id, startedAt: r.started_at, endedAt: r.ended_at, bytes: Number(r.bytes), videoCodec: r.video_codec, audioCodec: r.audio_codec,
+      objectKey: r.object_key, thumbKey: r.thumb_key, stripKey: r.strip_key, evidence: r.evidence, captureJobId: r.capture_job_id,
+    });
+    res.json({ ...seg, camera_id: r.camera_id, room_id: r.room_id, media_url: await storage.presignGet(r.object_key, expiry) });
+  });
+
+  // Playback/export of [from, to) across segments. format=json (default): a playlist of presigned
+  // URLs with in/out offsets, plus the gaps. format=mp4: one MP4 streamed back, cut by stream copy.
+  router.get('/cameras/:id/playback', async (req, res) => {
+    const user = currentUser(req);
+    const { id } = parse(idParam, req.params, 'path');
+    const q = parse(
+      z.object({ from: z.coerce.date(), to: z.coerce.date(), format: z.enum(['json', 'mp4']).default('json') }).refine((v) => v.to > v.from, { message: 'to must be after from' }),
+      req.query,
+      'query',
+    );
+    if (q.to.getTime() - q.from.getTime() > maxExport) throw new HttpError(400, 'range_too_long', `导出范围过长 / range longer than ${maxExport / 3600_000} h`);
+    const cam = await requireCameraInScope(pool, user, id);
+    const tl = await listTimeline(pool, { cameraId: cam.id }, q.from, q.to, gapTol);
+    await trail(req, user, q.format === 'mp4' ? 'recording.export' : 'recording.playback', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
+    if (tl.segments.length === 0) throw new HttpError(404, 'no_recording', '该时段没有录像 / nothing recorded in this range', { gaps: tl.gaps });
+    const items = await Promise.all(
+      tl.segments.map(async (s) => ({
+        id: s.id,
+        url: await storage.presignGet(s.objectKey, expiry),
+        started_at: s.startedAt.toISOString(),
+        ended_at: s.endedAt.toISOString(),
+        // Seconds into this segment where the requested range starts / ends.
+        in_s: Math.max(0, (q.from.getTime() - s.startedAt.getTime()) / 1000),
+        out_s: Math.min(s.endedAt.getTime(), q.to.getTime()) / 1000 - s.startedAt.getTime() / 1000,
+      })),
+    );
+    if (q.format === 'json') {
+      res.json({
+        camera: { id: cam.id, name: cam.name },
+        from: q.from.toISOString(),
+        to: q.to.toISOString(),
+        segments: items,
+        gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+      });
+      return;
+    }
+    // ffmpeg's concat demuxer reads the presigned URLs with in/out points; stream copy, so cuts fall
+    // on the nearest preceding keyframe. Fragmented output can be streamed without seeking.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-'));
+    const list = path.join(dir, 'list.txt');
+    fs.writeFileSync(
+      list,
+      `ffconcat version 1.0\n${items.map((i) => `file '${i.url.replace(/'/g, "'\\''")}'\ninpoint ${i.in_s.toFixed(3)}\noutpoint ${i.out_s.toFixed(3)}\n`).join('')}`,
+    );
+    const ff = spawn(opts.ffmpegPath ?? 'ffmpeg', [
+      '-v', 'error', '-f', 'concat', '-safe', '0', '-protocol_whitelist', 'file,http,https,tcp,tls', '-i', list,
+      '-map', '0', '-c', 'copy', '-movflags', 'frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4', 'pipe:1',
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    ff.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+    const cleanup = (): void => fs.rmSync(dir, { recursive: true, force: true });
+    res.on('close', () => {
+      if (ff.exitCode === null) ff.kill('SIGKILL');
+    });
+    res.status(200).type('video/mp4').setHeader('Content-Disposition', `attachment; filename="camera-${cam.id}-${q.from.toISOString().replace(/[:.]/g, '')}.mp4"`);
+    ff.stdout.pipe(res);
+    await new Promise<void>((resolve) => {
+      ff.on('close', (code) => {
+        cleanup();
+        if (code !== 0 && code !== null) res.destroy(new Error(`export failed: ${stderr.trim().slice(0, 300)}`));
+        resolve();
+      });
+      ff.on('error', () => {
+        cleanup();
+        res.destroy();
+        resolve();
+      });
+    });
+  });
+
+  // Capture jobs (the scheduler will create these itself; this is the manual API).
+  router.post('/cameras/:id/capture-jobs', express.json({ limit: '16kb' }), async (req, res) => {
+    const user = currentUser(req);
+    const { id } = parse(idParam, req.params, 'path');
+    const cam = await requireCameraInScope(pool, user, id);
+    if (!SCHEDULE_ROLES.has(user.role)) throw new HttpError(403, 'forbidden', '无权执行此操作 / your role may not do this');
+    const body = parse(captureRequestSchema, { ...(req.body as object), cameraId: cam.id }, 'body');
+    const { rows } = await pool.query<{ id: number; state: string }>(
+      `INSERT INTO capture_jobs (camera_id, session_id, starts_at, ends_at, pre_roll_s, post_roll_s, evidence)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, state`,
+      [cam.id, body.sessionId, body.startsAt, body.endsAt, body.preRollS, body.postRollS, body.evidence],
+    );
+    await trail(req, user, 'capture.schedule', 'camera', cam.id, cam.unit_id, { job_id: rows[0]!.id, starts_at: body.startsAt, ends_at: body.endsAt });
+    res.status(201).json({ id: rows[0]!.id, state: rows[0]!.state, camera_id: cam.id, starts_at: body.startsAt.toISOString(), ends_at: body.endsAt.toISOString() });
+  });
+
+  return router;
+}

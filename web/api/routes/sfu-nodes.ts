@@ -1,0 +1,58 @@
+import { z } from 'zod';
+import type { Pool, PoolClient } from '../../../infra/db/pool.ts';
+import { permissions } from '../permissions.ts';
+import type { ApiRoutes } from '../route-registry.ts';
+import { registerScopedResource, unitRef } from '../scoped-resource.ts';
+import { id, idQuery, name, wsUrl } from '../schemas.ts';
+
+// SFU nodes (one per control centre). The cascade follows the tree, so the parent node is derived,
+// never chosen: it is the node of the nearest ancestor unit that hosts one. Adding or removing a node
+// re-links the nodes below it. A parent node outside the caller's subtree is shown as null.
+
+async function linkNewNode(client: PoolClient, nodeId: number): Promise<void> {
+  const { rows } = await client.query<{ parent_node_id: number | null; path: string }>(
+    `UPDATE sfu_nodes n SET parent_node_id = (
+       SELECT pn.id FROM sfu_nodes pn JOIN units pu ON pu.id = pn.unit_id
+       WHERE me.path LIKE pu.path || '%' AND pu.id <> me.id ORDER BY pu.depth DESC LIMIT 1)
+     FROM units me WHERE me.id = n.unit_id AND n.id = $1
+     RETURNING n.parent_node_id, me.path`,
+    [nodeId],
+  );
+  const { parent_node_id: parent, path } = rows[0]!;
+  // Nodes below that were attached past this level now attach to the new node.
+  await client.query(
+    `UPDATE sfu_nodes c SET parent_node_id = $1 FROM units cu
+     WHERE cu.id = c.unit_id AND cu.path LIKE $2 || '%' AND c.id <> $1 AND c.parent_node_id IS NOT DISTINCT FROM $3`,
+    [nodeId, path, parent],
+  );
+}
+
+async function unlinkNode(client: PoolClient, nodeId: number): Promise<void> {
+  await client.query(
+    `UPDATE sfu_nodes c SET parent_node_id = (SELECT parent_node_id FROM sfu_nodes WHERE id = $1) WHERE c.parent_node_id = $1`,
+    [nodeId],
+  );
+}
+
+export function registerSfuNodeRoutes(routes: ApiRoutes, pool: Pool): void {
+  registerScopedResource(routes, pool, {
+    path: '/sfu-nodes',
+    tag: 'sfu nodes',
+    objectType: 'sfu_node',
+    zh: 'SFU节点',
+    en: 'SFU node',
+    table: 'sfu_nodes',
+    alias: 'n',
+    from: `sfu_nodes n JOIN units u ON u.id = n.unit_id
+      LEFT JOIN sfu_nodes pn ON pn.id = n.parent_node_id LEFT JOIN units pu ON pu.id = pn.unit_id`,
+    select: `n.id, n.unit_id, CASE WHEN pu.path LIKE $1 THEN n.parent_node_id END AS parent_node_id,
+      n.name, n.signalling_url, n.created_at`,
+    filters: { unit_id: { schema: idQuery, sql: 'n.unit_id = ?' } },
+    create: z.strictObject({ unit_id: id, name, signalling_url: wsUrl }),
+    update: z.strictObject({ name: name.optional(), signalling_url: wsUrl.optional() }),
+    refs: { unit_id: unitRef },
+    writeRoles: permissions.writeSfuNodes,
+    afterCreate: (client, nodeId) => linkNewNode(client, nodeId),
+    beforeDelete: (client, nodeId) => unlinkNode(client, nodeId),
+  });
+}

@@ -1,0 +1,20 @@
+import { z } from 'zod';
+
+// Field schemas shared by several routes; limits mirror the database's CHECK constraints so a bad
+// value is refused with a field name before it reaches PostgreSQL.
+
+export const id = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+export const idQuery = z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+export const boolQuery = z.enum(['true', 'false']).transform((v) => v === 'true');
+export const name = z.string().trim().min(1).max(100);
+export const mobile = z.string().regex(/^\+?[0-9]{5,20}$/, '手机号格式无效 / mobile: 5-20 digits, optional +');
+export const beidouCard = z.string().regex(/^[0-9]{6,7}$/, '北斗卡号为6-7位数字 / Beidou card: 6-7 digits');
+export const channel = z.enum(['sms', 'beidou']);
+/** RTSP URL without user:password@ — credentials travel in their own write-only fields. */
+export const rtspUrl = z
+  .string()
+  .max(500)
+  .regex(/^rtsps?:\/\/[^/?#@\s]+(?:[/?#]\S*)?$/, 'RTSP地址须为 rtsp(s)://host[:port]/path 且不含账号密码 / rtsp(s)://host[:port]/path, no user:password@');
+export const wsUrl = z.string().max(500).regex(/^wss?:\/\/[^\s/?#]+(?:[/?#]\S*)?$/, '须为 ws(s):// 地址 / must be a ws(s):// URL');
+export const password = z.string().min(8, '密码至少8位 / password: at least 8 characters').max(128);
+export const username = z.string().regex(/^[A-Za-z0-9_.-]{3,64}$/, '用户名为3-64位字母数字._- / username: 3-64 of A-Z a-z 0-9 . _ -');
