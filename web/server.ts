@@ -6,6 +6,7 @@ import type { SfuNode } from '../sfu/SfuNode.ts';
 import { createApiApp, type ExtraRouter } from './api/app.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import type { ApiRoutes } from './api/route-registry.ts';
+import { createMeetingRoutes } from './api/routes/meetings.ts';
 import { createServiceCallRoutes } from './api/routes/service-calls.ts';
 
 export interface WebServerOptions {
@@ -32,7 +33,11 @@ export function createWebServer(opts: WebServerOptions): http.Server {
   const api = createApiApp({
     pool: opts.pool,
     tokenSecret: opts.tokenSecret,
-    extraRouters: [apiExtra(createServiceCallRoutes(opts.pool, opts.tokenSecret)), ...(opts.extraRouters ?? [])],
+    extraRouters: [
+      apiExtra(createServiceCallRoutes(opts.pool, opts.tokenSecret)),
+      apiExtra(createMeetingRoutes(opts.pool, opts.tokenSecret)),
+      ...(opts.extraRouters ?? []),
+    ],
   });
   const app = express();
   app.disable('x-powered-by');

@@ -1,0 +1,93 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { artifactsDir, launchChromium } from '../support/browser.ts';
+import { startSystemHarness, type SystemHarness } from '../support/system-harness.ts';
+
+// A town leader opens a meeting of the town's villages from the console; two village sites join
+// from their meeting lists; everyone decodes the others; the leader ends the meeting.
+
+let h: SystemHarness;
+let browser: Browser;
+before(async () => {
+  h = await startSystemHarness({ towns: 2, communities: 4, villages: 60 });
+  browser = await launchChromium();
+});
+after(async () => {
+  await browser?.close();
+  await h?.close();
+});
+
+async function signIn(username: string): Promise<Page> {
+  const page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
+  page.on('pageerror', (e) => console.error(`[${username}]`, e.message));
+  await page.goto(h.baseUrl + '/');
+  await page.getByLabel('用户名').fill(username);
+  await page.getByLabel('密码').fill(h.demo.password);
+  await page.getByRole('button', { name: '登录' }).click();
+  await page.getByRole('button', { name: '退出' }).waitFor();
+  return page;
+}
+
+async function decoding(page: Page): Promise<Record<string, number>> {
+  return page.evaluate(async () => {
+    const c = (window as unknown as { sfuClient?: { stats(): Promise<{ videoFramesDecoded: Record<string, number> }> } }).sfuClient;
+    return c ? (await c.stats()).videoFramesDecoded : {};
+  });
+}
+
+async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  let last: T | undefined;
+  while (Date.now() < end) {
+    last = await read();
+    if (ok(last)) return last;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.fail(`timed out: ${what}; last ${JSON.stringify(last)}`);
+}
+
+test('a leader runs a meeting with two village sites in Chromium', { timeout: 150_000 }, async () => {
+  // The town with the most village secretaries, and two of them.
+  const { rows } = await h.db.pool.query<{ town: number; unit: number }>(
+    `SELECT t.id AS town, v.id AS unit FROM units v JOIN units t ON t.level = 'town' AND v.path LIKE t.path || '%' WHERE v.level = 'village'`,
+  );
+  const townOf = new Map(rows.map((r) => [r.unit, r.town]));
+  const byTown = new Map<number, string[]>();
+  for (const u of h.demo.users.filter((x) => x.role === 'secretary' && x.level === 'village')) {
+    const t = townOf.get(u.unitId)!;
+    byTown.set(t, [...(byTown.get(t) ?? []), u.username]);
+  }
+  const [town, sites] = [...byTown.entries()].sort((a, b) => b[1].length - a[1].length)[0]!;
+  assert.ok(sites.length >= 2, 'two village secretaries in one town');
+  const leaderName = h.demo.users.find((u) => u.role === 'leader' && u.unitId === town)!.username;
+
+  const leader = await signIn(leaderName);
+  await leader.getByLabel('会议主题').fill('全镇三务公开工作部署会');
+  await leader.getByRole('button', { name: '开始会议' }).click();
+  await leader.getByRole('button', { name: '结束会议' }).waitFor();
+
+  const pages: Page[] = [];
+  for (const name of sites.slice(0, 2)) {
+    const p = await signIn(name);
+    await p.getByRole('link', { name: '我的会议' }).click();
+    await p.getByText('全镇三务公开工作部署会').waitFor();
+    await p.getByRole('button', { name: '进入会议' }).click();
+    pages.push(p);
+  }
+
+  await until('two sites joined on the console', async () => leader.getByTestId('joined').textContent(), (v) => v === '2');
+  const chairView = await until('chair decodes both sites', () => decoding(leader), (d) => Object.values(d).filter((n) => n > 30).length === 2);
+  assert.equal(Object.keys(chairView).length, 2);
+  for (const p of pages) {
+    await until('site decodes the chair and the other site', () => decoding(p), (d) => Object.values(d).filter((n) => n > 30).length === 2);
+  }
+  assert.match((await leader.getByTestId('timer').textContent()) ?? '', /^00:0\d:\d\d$/);
+  await leader.screenshot({ path: path.join(artifactsDir(), 'console-meeting-two-sites.png') });
+
+  await leader.getByRole('button', { name: '结束会议' }).click();
+  await leader.getByText('暂无会议').waitFor();
+  const { rows: m } = await h.db.pool.query<{ state: string }>('SELECT state FROM meetings');
+  assert.deepEqual(m.map((r) => r.state), ['ended']);
+});
