@@ -7,6 +7,7 @@ import { createApiApp, type ExtraRouter } from './api/app.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import type { ApiRoutes } from './api/route-registry.ts';
 import { createMeetingRoutes } from './api/routes/meetings.ts';
+import { createReminderRoutes } from './api/routes/reminders.ts';
 import { createServiceCallRoutes } from './api/routes/service-calls.ts';
 
 export interface WebServerOptions {
@@ -36,6 +37,7 @@ export function createWebServer(opts: WebServerOptions): http.Server {
     extraRouters: [
       apiExtra(createServiceCallRoutes(opts.pool, opts.tokenSecret)),
       apiExtra(createMeetingRoutes(opts.pool, opts.tokenSecret)),
+      apiExtra(createReminderRoutes(opts.pool)),
       ...(opts.extraRouters ?? []),
     ],
   });
