@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import WebSocket from 'ws';
 import type { Browser, Page } from 'playwright-core';
 import { artifactsDir, launchChromium } from '../support/browser.ts';
+import { mediaStats, waitUntil, type MediaStats } from '../support/pages.ts';
 import { startSfuHarness, type SfuHarness } from '../support/sfu-harness.ts';
 import { signJoinToken } from '../../infra/tokens.ts';
 import { TEST_SECRET } from '../support/sfu-harness.ts';
@@ -12,42 +13,11 @@ import { TEST_SECRET } from '../support/sfu-harness.ts';
 // Two real Chromium pages (fake camera + microphone) in one room through one SFU node, a third,
 // misbehaving signalling client beside them, and a mediasoup worker killed mid-call.
 
-interface Stats {
-  videoFramesDecoded: Record<string, number>;
-  audioPacketsReceived: number;
-  peers: number;
-}
-interface ClientHandle {
-  stats(): Promise<Stats>;
-  peerId: string;
-  reconnects: number;
-  peers: unknown[];
-  state: string;
-}
-
 const ROOM = 'room-e2e';
+const stats = mediaStats;
+const waitFor = waitUntil;
+type Stats = MediaStats;
 
-async function stats(page: Page): Promise<Stats & { peerId: string; reconnects: number; state: string }> {
-  return page.evaluate(async () => {
-    const c = (window as unknown as { sfuClient?: ClientHandle }).sfuClient;
-    if (!c) return { videoFramesDecoded: {}, audioPacketsReceived: 0, peers: 0, peerId: '', reconnects: 0, state: 'none' };
-    return { ...(await c.stats()), peerId: c.peerId, reconnects: c.reconnects, state: c.state };
-  });
-}
-
-/** Polls the page until `ok` holds, or fails with the last figures seen. */
-async function waitFor<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await read();
-    if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  assert.fail(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-}
-
-const totalFrames = (s: Stats) => Object.values(s.videoFramesDecoded).reduce((a, b) => a + b, 0);
 
 /** Each page decodes the other's video (frames rising) and receives its audio. */
 async function assertBothDecode(a: Page, b: Page, minFrames = 30): Promise<void> {

@@ -1,8 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { artifactsDir, launchChromium } from '../support/browser.ts';
+import { mediaStats, signIn, waitUntil } from '../support/pages.ts';
 import { startSystemHarness, type SystemHarness } from '../support/system-harness.ts';
 
 // Face-to-face service: a village station queues for its town's service centre, a clerk accepts,
@@ -110,15 +111,7 @@ describe('face-to-face service calls', { timeout: 180_000 }, () => {
   test('a villager at the kiosk reaches the clerk and both decode each other in Chromium', async () => {
     const browser: Browser = await launchChromium();
     try {
-      const open = async (username: string) => {
-        const page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
-        page.on('pageerror', (e) => console.error(`[${username}]`, e.message));
-        await page.goto(h.baseUrl + '/');
-        await page.getByLabel('用户名').fill(username);
-        await page.getByLabel('密码').fill(h.demo.password);
-        await page.getByRole('button', { name: '登录' }).click();
-        return page;
-      };
+      const open = (username: string) => signIn(browser, h.baseUrl, username, h.demo.password);
       const kiosk = await open(villager);
       await kiosk.getByText('请选择您要办理的业务').waitFor();
       await kiosk.screenshot({ path: path.join(artifactsDir(), 'kiosk-choose-service.png') });
@@ -133,21 +126,9 @@ describe('face-to-face service calls', { timeout: 180_000 }, () => {
       await desk.screenshot({ path: path.join(artifactsDir(), 'desk-queue.png') });
       await desk.getByRole('button', { name: '接听' }).first().click();
 
-      const decoded = async (page: Page) =>
-        page.evaluate(async () => {
-          const c = (window as unknown as { sfuClient?: { stats(): Promise<{ videoFramesDecoded: Record<string, number>; audioPacketsReceived: number }> } }).sfuClient;
-          if (!c) return { frames: 0, audio: 0 };
-          const s = await c.stats();
-          return { frames: Object.values(s.videoFramesDecoded).reduce((a, b) => a + b, 0), audio: s.audioPacketsReceived };
-        });
       for (const [name, page] of [['kiosk', kiosk], ['desk', desk]] as const) {
-        const deadline = Date.now() + 30_000;
-        let last = { frames: 0, audio: 0 };
-        while (Date.now() < deadline && !(last.frames > 30 && last.audio > 20)) {
-          await new Promise((r) => setTimeout(r, 250));
-          last = await decoded(page);
-        }
-        assert.ok(last.frames > 30 && last.audio > 20, `${name} decodes the other side: ${JSON.stringify(last)}`);
+        const s = await waitUntil(`${name} decodes the other side`, () => mediaStats(page), (m) => Object.values(m.videoFramesDecoded).some((n) => n > 30) && m.audioPacketsReceived > 20);
+        assert.ok(Object.values(s.videoFramesDecoded).some((n) => n > 30));
       }
       await kiosk.screenshot({ path: path.join(artifactsDir(), 'kiosk-in-call.png') });
       await desk.screenshot({ path: path.join(artifactsDir(), 'desk-in-call.png') });

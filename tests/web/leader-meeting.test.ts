@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { artifactsDir, launchChromium } from '../support/browser.ts';
+import { mediaStats, signIn, waitUntil as until } from '../support/pages.ts';
 import { startSystemHarness, type SystemHarness } from '../support/system-harness.ts';
 
 // A town leader opens a meeting of the town's villages from the console; two village sites join
@@ -19,34 +20,8 @@ after(async () => {
   await h?.close();
 });
 
-async function signIn(username: string): Promise<Page> {
-  const page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
-  page.on('pageerror', (e) => console.error(`[${username}]`, e.message));
-  await page.goto(h.baseUrl + '/');
-  await page.getByLabel('用户名').fill(username);
-  await page.getByLabel('密码').fill(h.demo.password);
-  await page.getByRole('button', { name: '登录' }).click();
-  await page.getByRole('button', { name: '退出' }).waitFor();
-  return page;
-}
-
-async function decoding(page: Page): Promise<Record<string, number>> {
-  return page.evaluate(async () => {
-    const c = (window as unknown as { sfuClient?: { stats(): Promise<{ videoFramesDecoded: Record<string, number> }> } }).sfuClient;
-    return c ? (await c.stats()).videoFramesDecoded : {};
-  });
-}
-
-async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: T | undefined;
-  while (Date.now() < end) {
-    last = await read();
-    if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  assert.fail(`timed out: ${what}; last ${JSON.stringify(last)}`);
-}
+const open = (username: string) => signIn(browser, h.baseUrl, username, h.demo.password);
+const decoding = async (page: Page) => (await mediaStats(page)).videoFramesDecoded;
 
 test('a leader runs a meeting with two village sites in Chromium', { timeout: 150_000 }, async () => {
   // The town with the most village secretaries, and two of them.
@@ -63,14 +38,14 @@ test('a leader runs a meeting with two village sites in Chromium', { timeout: 15
   assert.ok(sites.length >= 2, 'two village secretaries in one town');
   const leaderName = h.demo.users.find((u) => u.role === 'leader' && u.unitId === town)!.username;
 
-  const leader = await signIn(leaderName);
+  const leader = await open(leaderName);
   await leader.getByLabel('会议主题').fill('全镇三务公开工作部署会');
   await leader.getByRole('button', { name: '开始会议' }).click();
   await leader.getByRole('button', { name: '结束会议' }).waitFor();
 
   const pages: Page[] = [];
   for (const name of sites.slice(0, 2)) {
-    const p = await signIn(name);
+    const p = await open(name);
     await p.getByRole('link', { name: '我的会议' }).click();
     await p.getByText('全镇三务公开工作部署会').waitFor();
     await p.getByRole('button', { name: '进入会议' }).click();

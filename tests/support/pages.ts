@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import type { Browser, Page } from 'playwright-core';
+
+// Helpers for tests that drive the pages in Chromium.
+
+/** Polls `read` until `ok` holds; fails with the last value seen. */
+export async function waitUntil<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  while (Date.now() < deadline) {
+    last = await read();
+    if (ok(last)) return last;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.fail(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
+}
+
+export interface MediaStats {
+  /** Frames decoded per remote peer id. */
+  videoFramesDecoded: Record<string, number>;
+  audioPacketsReceived: number;
+  peers: number;
+  peerId: string;
+  reconnects: number;
+  state: string;
+}
+
+/** What the page's SfuClient (window.sfuClient) decodes; zeros before it exists. */
+export async function mediaStats(page: Page): Promise<MediaStats> {
+  return page.evaluate(async () => {
+    type Client = { stats(): Promise<Omit<MediaStats, 'peerId' | 'reconnects' | 'state'>>; peerId: string; reconnects: number; state: string };
+    const c = (window as unknown as { sfuClient?: Client }).sfuClient;
+    if (!c) return { videoFramesDecoded: {}, audioPacketsReceived: 0, peers: 0, peerId: '', reconnects: 0, state: 'none' };
+    return { ...(await c.stats()), peerId: c.peerId, reconnects: c.reconnects, state: c.state };
+  });
+}
+
+/** Opens the app in a fresh browser context (1366x768) and signs in through the login form. */
+export async function signIn(browser: Browser, baseUrl: string, username: string, password: string): Promise<Page> {
+  const page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
+  page.on('pageerror', (e) => console.error(`[${username}]`, e.message));
+  await page.goto(baseUrl + '/');
+  await page.getByLabel('用户名').fill(username);
+  await page.getByLabel('密码').fill(password);
+  await page.getByRole('button', { name: '登录' }).click();
+  await page.getByRole('button', { name: '退出' }).waitFor();
+  return page;
+}
