@@ -1,11 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import crypto from 'node:crypto';
 import WebSocket from 'ws';
 import type { Browser, Page } from 'playwright-core';
-import { artifactsDir, launchChromium } from '../support/browser.ts';
-import { mediaStats, waitUntil, type MediaStats } from '../support/pages.ts';
+import { launchChromium } from '../support/browser.ts';
+import { checkedScreenshot, mediaStats, waitUntil, type MediaStats } from '../support/pages.ts';
 import { startSfuHarness, type SfuHarness } from '../support/sfu-harness.ts';
 import { signJoinToken } from '../../infra/tokens.ts';
 import { TEST_SECRET } from '../support/sfu-harness.ts';
@@ -108,7 +107,7 @@ describe('SFU node with real browsers', { timeout: 240_000 }, () => {
       return v ? { w: v.videoWidth, h: v.videoHeight } : null;
     });
     assert.ok(size && size.w > 0 && size.h > 0, `remote video element shows a picture: ${JSON.stringify(size)}`);
-    await pageA.screenshot({ path: path.join(artifactsDir(), 'sfu-room-two-sites.png') });
+    await checkedScreenshot(pageA, 'sfu-room-two-sites');
   });
 
   test('a third client sending malformed, oversized and out-of-order messages gets clear errors', async () => {

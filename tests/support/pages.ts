@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import path from 'node:path';
+import sharp from 'sharp';
 import type { Browser, Page } from 'playwright-core';
+import { artifactsDir } from './browser.ts';
 
 // Helpers for tests that drive the pages in Chromium.
 
@@ -45,4 +48,17 @@ export async function signIn(browser: Browser, baseUrl: string, username: string
   await page.getByRole('button', { name: '登录' }).click();
   await page.getByRole('button', { name: '退出' }).waitFor();
   return page;
+}
+
+/**
+ * Saves a screenshot of the page into .test-artifacts/ and fails if it is blank: a page that
+ * rendered nothing (one flat colour) has almost no variation in any channel.
+ */
+export async function checkedScreenshot(page: Page, name: string): Promise<string> {
+  const file = path.join(artifactsDir(), `${name}.png`);
+  const png = await page.screenshot({ path: file });
+  const { channels } = await sharp(png).stats();
+  const spread = Math.max(...channels.slice(0, 3).map((c) => c.stdev));
+  assert.ok(spread > 8, `screenshot ${name} looks blank (largest channel stdev ${spread.toFixed(1)})`);
+  return file;
 }

@@ -1,9 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import type { Browser } from 'playwright-core';
-import { artifactsDir, launchChromium } from '../support/browser.ts';
-import { mediaStats, signIn, waitUntil } from '../support/pages.ts';
+import { launchChromium } from '../support/browser.ts';
+import { checkedScreenshot, mediaStats, signIn, waitUntil } from '../support/pages.ts';
 import { startSystemHarness, type SystemHarness } from '../support/system-harness.ts';
 
 // Face-to-face service: a village station queues for its town's service centre, a clerk accepts,
@@ -114,24 +113,24 @@ describe('face-to-face service calls', { timeout: 180_000 }, () => {
       const open = (username: string) => signIn(browser, h.baseUrl, username, h.demo.password);
       const kiosk = await open(villager);
       await kiosk.getByText('请选择您要办理的业务').waitFor();
-      await kiosk.screenshot({ path: path.join(artifactsDir(), 'kiosk-choose-service.png') });
+      await checkedScreenshot(kiosk, 'kiosk-choose-service');
       const serviceNames: Record<string, string> = { civil_affairs: '民政事务', social_security: '社会保障', medical_insurance: '医疗保险', legal_aid: '法律援助', agriculture: '农业技术', household_registration: '户籍办理', elderly_care: '养老服务' };
       await kiosk.getByRole('button', { name: serviceNames[service]! }).click();
       await kiosk.getByText('正在排队,请稍候').waitFor();
       assert.equal(await kiosk.getByTestId('position').textContent(), '0');
-      await kiosk.screenshot({ path: path.join(artifactsDir(), 'kiosk-waiting.png') });
+      await checkedScreenshot(kiosk, 'kiosk-waiting');
 
       const desk = await open(clerk);
       await desk.getByRole('button', { name: '接听' }).first().waitFor();
-      await desk.screenshot({ path: path.join(artifactsDir(), 'desk-queue.png') });
+      await checkedScreenshot(desk, 'desk-queue');
       await desk.getByRole('button', { name: '接听' }).first().click();
 
       for (const [name, page] of [['kiosk', kiosk], ['desk', desk]] as const) {
         const s = await waitUntil(`${name} decodes the other side`, () => mediaStats(page), (m) => Object.values(m.videoFramesDecoded).some((n) => n > 30) && m.audioPacketsReceived > 20);
         assert.ok(Object.values(s.videoFramesDecoded).some((n) => n > 30));
       }
-      await kiosk.screenshot({ path: path.join(artifactsDir(), 'kiosk-in-call.png') });
-      await desk.screenshot({ path: path.join(artifactsDir(), 'desk-in-call.png') });
+      await checkedScreenshot(kiosk, 'kiosk-in-call');
+      await checkedScreenshot(desk, 'desk-in-call');
 
       await desk.getByLabel('办理结果备注').fill('已告知所需材料');
       await desk.getByRole('button', { name: '结束并保存' }).click();

@@ -1,9 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { artifactsDir, launchChromium } from '../support/browser.ts';
-import { mediaStats, signIn, waitUntil as until } from '../support/pages.ts';
+import { launchChromium } from '../support/browser.ts';
+import { checkedScreenshot, mediaStats, signIn, waitUntil as until } from '../support/pages.ts';
 import { startSystemHarness, type SystemHarness } from '../support/system-harness.ts';
 
 // A town leader opens a meeting of the town's villages from the console; two village sites join
@@ -59,7 +58,7 @@ test('a leader runs a meeting with two village sites in Chromium', { timeout: 15
     await until('site decodes the chair and the other site', () => decoding(p), (d) => Object.values(d).filter((n) => n > 30).length === 2);
   }
   assert.match((await leader.getByTestId('timer').textContent()) ?? '', /^00:0\d:\d\d$/);
-  await leader.screenshot({ path: path.join(artifactsDir(), 'console-meeting-two-sites.png') });
+  await checkedScreenshot(leader, 'console-meeting-two-sites');
 
   await leader.getByRole('button', { name: '结束会议' }).click();
   await leader.getByText('暂无会议').waitFor();
