@@ -6,6 +6,7 @@ import type { SfuNode } from '../sfu/SfuNode.ts';
 import { createApiApp, type ExtraRouter } from './api/app.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import type { ApiRoutes } from './api/route-registry.ts';
+import { createCompletionRouter } from './api/routes/completion.ts';
 import { createMeetingRoutes } from './api/routes/meetings.ts';
 import { createReminderRoutes } from './api/routes/reminders.ts';
 import { createServiceCallRoutes } from './api/routes/service-calls.ts';
@@ -38,6 +39,7 @@ export function createWebServer(opts: WebServerOptions): http.Server {
       apiExtra(createServiceCallRoutes(opts.pool, opts.tokenSecret)),
       apiExtra(createMeetingRoutes(opts.pool, opts.tokenSecret)),
       apiExtra(createReminderRoutes(opts.pool)),
+      { path: '/api', router: createCompletionRouter({ pool: opts.pool }) },
       ...(opts.extraRouters ?? []),
     ],
   });

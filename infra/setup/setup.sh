@@ -18,6 +18,8 @@ packages=(
   ffmpeg chromium fonts-noto-cjk fonts-noto-color-emoji
   # network namespaces for cascade tests, procps for process control
   iproute2 procps
+  # pseudo-terminal pairs for the simulated Beidou terminal (scheduler tests)
+  socat
 )
 missing=()
 for p in "${packages[@]}"; do
