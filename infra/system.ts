@@ -8,6 +8,7 @@ import { openDatabase } from './db/open-database.ts';
 import { DEMO_PASSWORD } from './demo/generate.ts';
 import { createWebServer } from '../web/server.ts';
 import { SfuNode } from '../sfu/SfuNode.ts';
+import { schedulerSettingsSchema, startScheduler } from '../scheduler/startScheduler.ts';
 
 const config = loadConfig();
 const log = createLogger('system');
@@ -31,6 +32,9 @@ const sfu = new SfuNode({
 });
 await sfu.start();
 stops.push(() => sfu.close());
+
+const scheduler = await startScheduler(schedulerSettingsSchema.parse(process.env), pool, db.url, createLogger('scheduler'));
+stops.push(() => scheduler.stop());
 
 const server = createWebServer({ pool, tokenSecret, sfu });
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {

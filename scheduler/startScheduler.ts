@@ -1,0 +1,79 @@
+import { z } from 'zod';
+import type { Pool } from '../infra/db/pool.ts';
+import type { Logger } from '../infra/logger.ts';
+import { ScaledClock, systemClock, type Clock } from './clock.ts';
+import { SmppChannel } from './channels/SmppChannel.ts';
+import { BeidouTerminal } from './channels/BeidouTerminal.ts';
+import type { Channel } from './channels/types.ts';
+import { defaultReminderPolicy } from './reminders/policy.ts';
+import { SchedulerService } from './service.ts';
+
+// Builds and starts the scheduler with its channels from settings; shared by the scheduler's own
+// process (scheduler/main.ts) and the all-in-one `npm start` (infra/system.ts).
+
+export const schedulerSettingsSchema = z.object({
+  /** SMS centre; without SMPP_PORT no SMS channel is opened (reminders wait as queued). */
+  SMPP_HOST: z.string().default('127.0.0.1'),
+  SMPP_PORT: z.coerce.number().int().optional(),
+  SMPP_SYSTEM_ID: z.string().default('sched'),
+  SMPP_PASSWORD: z.string().default(''),
+  /** Serial device of the Beidou RDSS terminal; without it no Beidou channel. */
+  BEIDOU_SERIAL: z.string().optional(),
+  BEIDOU_BAUD: z.coerce.number().int().default(115200),
+  TICK_MS: z.coerce.number().int().min(10).default(60_000),
+  // Simulated time (tests, drills): sim = CLOCK_SIM_START + (real - CLOCK_REAL_EPOCH) * CLOCK_SCALE.
+  CLOCK_SIM_START: z.string().datetime().optional(),
+  CLOCK_REAL_EPOCH: z.coerce.number().optional(),
+  CLOCK_SCALE: z.coerce.number().positive().default(1),
+  PERIODS_FROM: z.string().datetime().optional(),
+  SEND_RETRY_BASE_MS: z.coerce.number().int().min(10).default(30_000),
+  SEND_RECOVERY_GRACE_MS: z.coerce.number().int().min(0).default(10 * 60_000),
+});
+export type SchedulerSettings = z.infer<typeof schedulerSettingsSchema>;
+
+export interface RunningScheduler {
+  service: SchedulerService;
+  stop(): Promise<void>;
+}
+
+export async function startScheduler(settings: SchedulerSettings, pool: Pool, databaseUrl: string, log: Logger): Promise<RunningScheduler> {
+  const clock: Clock =
+    settings.CLOCK_SIM_START && settings.CLOCK_REAL_EPOCH !== undefined
+      ? new ScaledClock(new Date(settings.CLOCK_SIM_START), settings.CLOCK_REAL_EPOCH, settings.CLOCK_SCALE)
+      : systemClock;
+  const channels: Partial<Record<'sms' | 'beidou', Channel>> = {};
+  let service: SchedulerService | null = null;
+  const onReceipt = (r: Parameters<SchedulerService['onReceipt']>[0]) => service?.onReceipt(r);
+  const sms = settings.SMPP_PORT
+    ? new SmppChannel({ host: settings.SMPP_HOST, port: settings.SMPP_PORT, systemId: settings.SMPP_SYSTEM_ID, password: settings.SMPP_PASSWORD }, onReceipt)
+    : null;
+  if (sms) channels.sms = sms;
+  const beidou = settings.BEIDOU_SERIAL ? new BeidouTerminal({ path: settings.BEIDOU_SERIAL, baudRate: settings.BEIDOU_BAUD }) : null;
+  if (beidou) {
+    await beidou.open();
+    channels.beidou = beidou;
+  }
+  service = new SchedulerService({
+    pool,
+    databaseUrl,
+    clock,
+    policy: defaultReminderPolicy,
+    channels,
+    tickMs: settings.TICK_MS,
+    dispatcher: { maxAttempts: 5, retryBaseMs: settings.SEND_RETRY_BASE_MS, retryMaxMs: 30 * 60_000, recoveryGraceMs: settings.SEND_RECOVERY_GRACE_MS },
+    ...(settings.PERIODS_FROM ? { periodsFrom: new Date(settings.PERIODS_FROM) } : {}),
+  });
+  await service.start();
+  // Bind only after recovery has re-queued interrupted sends, so their receipts find them.
+  sms?.start();
+  log.info({ tickMs: settings.TICK_MS, sms: Boolean(sms), beidou: Boolean(beidou) }, 'scheduler started');
+  const running = service;
+  return {
+    service: running,
+    async stop() {
+      await running.stop();
+      await sms?.close();
+      await beidou?.close();
+    },
+  };
+}
