@@ -78,3 +78,19 @@ export const signAccessToken = (secret: string, claims: AccessClaims, ttlSeconds
 
 export const verifyAccessToken = (secret: string, token: string): Promise<AccessClaims> =>
   verify(secret, 'api', token, accessClaimsSchema);
+
+// Third audience, `sfu-node`: one SFU node proving itself to its parent on the cascade control link.
+// Signed with the cascade secret shared by the nodes of a deployment.
+export const nodeIdSchema = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'node id: 1-64 of A-Z a-z 0-9 _ . -');
+
+export const nodeClaimsSchema = z.object({
+  nodeId: nodeIdSchema,
+  unitId: z.number().int().positive(),
+});
+export type NodeClaims = z.infer<typeof nodeClaimsSchema>;
+
+export const signNodeToken = (secret: string, claims: NodeClaims, ttlSeconds = 300): Promise<string> =>
+  sign(secret, 'sfu-node', nodeClaimsSchema.parse(claims), ttlSeconds);
+
+export const verifyNodeToken = (secret: string, token: string): Promise<NodeClaims> =>
+  verify(secret, 'sfu-node', token, nodeClaimsSchema);

@@ -128,6 +128,8 @@ export class Peer {
     const producer = await transport.produce<ProducerAppData>({
       kind,
       rtpParameters: rtpParameters as types.RtpParameters,
+      // However many sites ask (across the whole cascade), the encoder sees one request per interval.
+      ...(kind === 'video' ? { keyFrameRequestDelay: this.#room.keyFrameRequestDelayMs } : {}),
       appData: { source, peerId: this.id },
     });
     this.#producers.set(producer.id, producer);
@@ -146,30 +148,53 @@ export class Peer {
 
   async pauseProducer({ producerId }: RequestData<'pauseProducer'>) {
     await this.#producer(producerId).pause();
+    this.#room.producerPauseChanged(producerId, true);
     return {};
   }
 
   async resumeProducer({ producerId }: RequestData<'resumeProducer'>) {
     await this.#producer(producerId).resume();
+    this.#room.producerPauseChanged(producerId, false);
     return {};
   }
 
   async consume({ producerId }: RequestData<'consume'>) {
-    const owner = this.#room.producerOwner(producerId);
-    if (!owner) throw new SignallingError('not_found', 'no such producer in this room');
-    if (owner.peer === this) throw new SignallingError('bad_request', 'cannot consume own producer');
+    // A producer of this node, or one elsewhere in the conference (piped in on acquire).
+    const local = this.#room.localProducer(producerId);
+    const remote = local ? undefined : this.#room.remote?.producer(producerId);
+    const info = local?.info ?? remote;
+    if (!info) throw new SignallingError('not_found', 'no such producer in this room');
+    if (local?.peer === this) throw new SignallingError('bad_request', 'cannot consume own producer');
     if (this.#consumers.size >= MAX_CONSUMERS) throw new SignallingError('bad_request', 'too many consumers');
     const transport = [...this.#transports.values()].find((t) => t.appData.direction === 'recv');
     if (!transport) throw new SignallingError('bad_request', 'create a recv transport before consuming');
     const rtpCapabilities = this.#rtpCapabilities;
     if (!rtpCapabilities) throw new SignallingError('bad_request', 'send your rtpCapabilities before consuming');
-    if (!this.#room.router.canConsume({ producerId, rtpCapabilities })) {
-      throw new SignallingError('cannot_consume', 'your device cannot decode this stream');
+    let release = (): void => undefined;
+    if (remote) {
+      try {
+        release = await this.#room.remote!.acquire(producerId);
+      } catch (err) {
+        throw new SignallingError('not_found', `producer not reachable: ${(err as Error).message}`);
+      }
     }
-    // Paused until the client has set up its receiver, so the first packets (and keyframe) are not lost.
-    const consumer = await transport.consume({ producerId, rtpCapabilities, paused: true });
+    let consumer: types.Consumer;
+    try {
+      if (this.#closed) throw new SignallingError('not_joined', 'left the room');
+      if (!this.#room.router.canConsume({ producerId, rtpCapabilities })) {
+        throw new SignallingError('cannot_consume', 'your device cannot decode this stream');
+      }
+      // Paused until the client has set up its receiver, so the first packets (and keyframe) are not lost.
+      consumer = await transport.consume({ producerId, rtpCapabilities, paused: true });
+    } catch (err) {
+      release();
+      throw err;
+    }
     this.#consumers.set(consumer.id, consumer);
-    consumer.observer.on('close', () => this.#consumers.delete(consumer.id));
+    consumer.observer.on('close', () => {
+      this.#consumers.delete(consumer.id);
+      release();
+    });
     consumer.on('producerclose', () => {
       consumer.close();
       this.notify('consumerClosed', { consumerId: consumer.id, producerId });
@@ -181,8 +206,8 @@ export class Peer {
       producerId,
       kind: consumer.kind,
       rtpParameters: consumer.rtpParameters,
-      peerId: owner.peer.id,
-      source: owner.producer.appData.source,
+      peerId: info.peerId,
+      source: info.source,
       producerPaused: consumer.producerPaused,
     };
   }

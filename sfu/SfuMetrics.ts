@@ -72,6 +72,41 @@ export class SfuMetrics {
         this.set({ direction: 'send' }, send);
       },
     });
+    // Cascade: is the parent link up, how many children, and what the pipes carry.
+    new Gauge({
+      name: 'sfu_cascade_parent_connected',
+      help: '1 when the control link to the parent node is up (absent at the root)',
+      registers: [r],
+      collect() {
+        this.set(node.cascade?.parentConnected ? 1 : 0);
+      },
+    });
+    new Gauge({ name: 'sfu_cascade_children', help: 'Child nodes connected', registers: [r], collect() { this.set(node.cascade?.children.length ?? 0); } });
+    new Gauge({
+      name: 'sfu_cascade_subscriptions',
+      help: 'Remote producers piped into this node (one per producer, however many consume it)',
+      registers: [r],
+      collect() {
+        let n = 0;
+        for (const cr of node.cascade?.rooms.values() ?? []) n += cr.subscriptions.size;
+        this.set(n);
+      },
+    });
+    new Gauge({
+      name: 'sfu_cascade_pipe_bytes',
+      help: 'Bytes sent / received on the PipeTransports of open conferences, by link',
+      labelNames: ['link', 'direction'],
+      registers: [r],
+      async collect() {
+        this.reset();
+        const rls = [...(node.cascade?.rooms.values() ?? [])].flatMap((cr) => [...cr.links.values()]);
+        const bytes = await Promise.all(rls.map((rl) => rl.bytes().catch(() => ({ sent: 0, received: 0 }))));
+        rls.forEach((rl, i) => {
+          this.inc({ link: rl.link.id, direction: 'sent' }, bytes[i]!.sent);
+          this.inc({ link: rl.link.id, direction: 'received' }, bytes[i]!.received);
+        });
+      },
+    });
     this.signallingErrors = new Counter({
       name: 'sfu_signalling_errors_total',
       help: 'Signalling requests answered with an error, by code',

@@ -3,11 +3,14 @@ import type { types } from 'mediasoup';
 import { WebSocketServer } from 'ws';
 import type { Logger } from '../infra/logger.ts';
 import type { JoinClaims } from '../infra/tokens.ts';
+import { CascadeNode, type CascadeOptions } from './cascade/CascadeNode.ts';
+import { Ingest, type IngestOptions } from './Ingest.ts';
 import { Peer, type Notify } from './Peer.ts';
 import type { ErrorCode } from './protocol.ts';
 import { Room } from './Room.ts';
 import { SfuMetrics } from './SfuMetrics.ts';
 import { SignallingSession, type SessionHost } from './SignallingSession.ts';
+import { Tap } from './Tap.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
 import { WorkerPool } from './WorkerPool.ts';
 
@@ -21,6 +24,10 @@ export interface SfuNodeOptions {
   rtcMinPort: number;
   rtcMaxPort: number;
   logger: Logger;
+  /** Applied to every video producer: at most one keyframe request per interval reaches a sender. */
+  keyFrameRequestDelayMs?: number;
+  /** This node's place in the five-level tree; absent for a stand-alone node. */
+  cascade?: CascadeOptions;
 }
 
 export type SfuNodeEvents = {
@@ -36,7 +43,10 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
   readonly tokenSecret: string;
   readonly pool: WorkerPool;
   readonly metrics: SfuMetrics;
+  readonly cascade: CascadeNode | undefined;
   readonly #logger: Logger;
+  readonly #listenIp: string;
+  readonly #keyFrameRequestDelayMs: number;
   readonly #rooms = new Map<string, Room>();
   readonly #creating = new Map<string, Promise<Room>>();
   #wss: WebSocketServer | undefined;
@@ -45,6 +55,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
     super();
     this.tokenSecret = options.tokenSecret;
     this.#logger = options.logger;
+    this.#listenIp = options.listenIp;
+    this.#keyFrameRequestDelayMs = options.keyFrameRequestDelayMs ?? 1000;
     this.pool = new WorkerPool({ ...options });
     this.metrics = new SfuMetrics(this);
     this.pool.on('workerdied', (slot) => {
@@ -54,6 +66,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
       this.emit('workerdied', slot.worker.pid ?? -1, affected.map((r) => r.id));
     });
     this.pool.on('workerreplaced', (slot) => this.emit('workerreplaced', slot.worker.pid ?? -1));
+    this.cascade = options.cascade ? new CascadeNode(this, options.cascade, options.logger) : undefined;
   }
 
   get rooms(): ReadonlyMap<string, Room> {
@@ -62,6 +75,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
 
   async start(): Promise<void> {
     await this.pool.start();
+    this.cascade?.start();
   }
 
   /** Serves signalling on `path` of an existing HTTP server (WebSocket upgrade). */
@@ -75,6 +89,30 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
         new SignallingSession(ws, this, this.#logger.child({ remote: req.socket.remoteAddress }));
       });
     });
+    // Children's control links share the server (and its port) with the browsers' signalling.
+    this.cascade?.attach(server, '/cascade');
+  }
+
+  /** Opens (or finds) a room; it stays open only while someone uses or retains it. */
+  openRoom(id: string): Promise<Room> {
+    return this.#room(id);
+  }
+
+  /** A server-side sender into a room (camera via ffmpeg, synthetic RTP in tests). */
+  async ingest(roomId: string, options: Omit<IngestOptions, 'listenIp' | 'keyFrameRequestDelayMs'>): Promise<Ingest> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const room = await this.#room(roomId);
+      if (room.closed) continue;
+      return Ingest.open(room, { listenIp: this.#listenIp, keyFrameRequestDelayMs: this.#keyFrameRequestDelayMs, ...options });
+    }
+    throw new Error('room could not be opened');
+  }
+
+  /** A server-side receiver of one producer of the conference (recording, tests). */
+  async tap(roomId: string, producerId: string, to: { ip: string; port: number }): Promise<Tap> {
+    const room = this.#rooms.get(roomId);
+    if (!room || room.closed) throw new Error('no such room on this node');
+    return Tap.open(room, producerId, { ...to, listenIp: this.#listenIp });
   }
 
   async joinRoom(claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify): Promise<Peer> {
@@ -102,11 +140,11 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
   roomState(peer: Peer) {
     const room = [...this.#rooms.values()].find((r) => r.peers.get(peer.id) === peer);
     if (!room) throw new Error('peer not in a room');
-    const others = [...room.peers.values()].filter((p) => p !== peer);
+    // Peers and producers of the whole conference: this node's and those reached through the cascade.
     return {
       routerRtpCapabilities: room.router.rtpCapabilities,
-      peers: others.map((p) => p.info),
-      producers: others.flatMap((p) => p.producerInfos()),
+      peers: [...room.localPeerInfos(peer), ...(room.remote?.peers() ?? [])],
+      producers: [...room.localProducerInfos(peer), ...(room.remote?.producers() ?? [])],
     };
   }
 
@@ -115,6 +153,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
   }
 
   async close(): Promise<void> {
+    this.cascade?.close();
     for (const room of this.#rooms.values()) room.abandon('node-shutdown');
     this.#wss?.close();
     this.pool.close();
@@ -125,7 +164,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
     if (existing && !existing.closed) return existing;
     let pending = this.#creating.get(id);
     if (!pending) {
-      pending = Room.create(id, this.pool.pick(), this.#logger).then((room) => {
+      pending = Room.create(id, this.pool.pick(), this.#logger, this.#keyFrameRequestDelayMs).then((room) => {
         this.#rooms.set(id, room);
         room.on('close', () => {
           if (this.#rooms.get(id) === room) this.#rooms.delete(id);

@@ -14,6 +14,29 @@ export interface RemoteTrack {
   track: MediaStreamTrack;
 }
 
+export interface VideoQuality {
+  freezeCount: number;
+  /** Seconds. */
+  totalFreezesDuration: number;
+  packetsLost: number;
+  nackCount: number;
+  /** Average time a frame waited in the jitter buffer. */
+  jitterBufferDelayMs: number;
+}
+
+interface InboundRtpStats {
+  type: string;
+  kind?: string;
+  framesDecoded?: number;
+  packetsReceived?: number;
+  packetsLost?: number;
+  nackCount?: number;
+  freezeCount?: number;
+  totalFreezesDuration?: number;
+  jitterBufferDelay?: number;
+  jitterBufferEmittedCount?: number;
+}
+
 export type ClientState = 'connecting' | 'joined' | 'reconnecting' | 'closed';
 
 export interface ClientEvents {
@@ -111,18 +134,33 @@ export class SfuClient {
   }
 
   /** Decoding figures for monitoring and tests: frames decoded per remote video, audio packets. */
-  async stats(): Promise<{ videoFramesDecoded: Record<string, number>; audioPacketsReceived: number; peers: number }> {
+  async stats(): Promise<{
+    videoFramesDecoded: Record<string, number>;
+    audioPacketsReceived: number;
+    peers: number;
+    /** Per remote peer's video: what a link in between costs (freezes as the browser counts them, repairs). */
+    videoQuality: Record<string, VideoQuality>;
+  }> {
     const videoFramesDecoded: Record<string, number> = {};
+    const videoQuality: Record<string, VideoQuality> = {};
     let audioPacketsReceived = 0;
     for (const { consumer, info } of this.#consumers.values()) {
       const report = await consumer.getStats();
-      report.forEach((s: { type: string; kind?: string; framesDecoded?: number; packetsReceived?: number }) => {
+      report.forEach((s: InboundRtpStats) => {
         if (s.type !== 'inbound-rtp') return;
-        if (s.kind === 'video') videoFramesDecoded[info.peerId] = (videoFramesDecoded[info.peerId] ?? 0) + (s.framesDecoded ?? 0);
+        if (s.kind === 'video') {
+          videoFramesDecoded[info.peerId] = (videoFramesDecoded[info.peerId] ?? 0) + (s.framesDecoded ?? 0);
+          const q = (videoQuality[info.peerId] ??= { freezeCount: 0, totalFreezesDuration: 0, packetsLost: 0, nackCount: 0, jitterBufferDelayMs: 0 });
+          q.freezeCount += s.freezeCount ?? 0;
+          q.totalFreezesDuration += s.totalFreezesDuration ?? 0;
+          q.packetsLost += s.packetsLost ?? 0;
+          q.nackCount += s.nackCount ?? 0;
+          if (s.jitterBufferDelay && s.jitterBufferEmittedCount) q.jitterBufferDelayMs = (s.jitterBufferDelay / s.jitterBufferEmittedCount) * 1000;
+        }
         if (s.kind === 'audio') audioPacketsReceived += s.packetsReceived ?? 0;
       });
     }
-    return { videoFramesDecoded, audioPacketsReceived, peers: this.#peers.size };
+    return { videoFramesDecoded, audioPacketsReceived, peers: this.#peers.size, videoQuality };
   }
 
   request(method: string, data: unknown, timeoutMs = 10_000): Promise<unknown> {

@@ -1,0 +1,277 @@
+import type http from 'node:http';
+import { WebSocketServer } from 'ws';
+import type { Logger } from '../../infra/logger.ts';
+import { signNodeToken, verifyNodeToken } from '../../infra/tokens.ts';
+import type { Room } from '../Room.ts';
+import { TypedEmitter } from '../TypedEmitter.ts';
+import { CascadeRoom, type PipeRoute } from './CascadeRoom.ts';
+import { ControlChannel, type ChannelHandler } from './ControlChannel.ts';
+import type { Link } from './Link.ts';
+import { ParentLink } from './ParentLink.ts';
+import { CascadeError, MAX_CONTROL_MESSAGE_BYTES, type IncomingNotification, type IncomingRequest } from './protocol.ts';
+
+export interface CascadeOptions {
+  /** This node's id and the org unit it serves (city, county, ... village). */
+  nodeId: string;
+  unitId: number;
+  /** Shared by the deployment's nodes: signs our token to the parent, verifies our children's. */
+  secret: string;
+  /** ws(s)://parent-host:port/cascade; absent at the root of the tree. */
+  parentUrl?: string;
+  /** The parent's node id, for logs. */
+  parentNodeId?: string;
+  /** If set, only these node ids may attach as children. */
+  allowedChildren?: readonly string[];
+  /** Address the PipeTransports listen on, and the one given to neighbours if different (NAT). */
+  pipeListenIp: string;
+  pipeAnnouncedAddress?: string;
+  /**
+   * Where to send a link's media instead of straight to the neighbour's pipe: a relay in between
+   * (the tests put a WAN link emulator there). Both ends of a link must route through the same relay.
+   */
+  pipeRoute?: PipeRoute;
+  /** How long a producer keeps being piped after its last consumer beyond the link left. */
+  unsubscribeLingerMs?: number;
+  pingIntervalMs?: number;
+  requestTimeoutMs?: number;
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+}
+
+/** What the cascade needs from its SFU node. */
+export interface CascadeHost {
+  readonly rooms: ReadonlyMap<string, Room>;
+  openRoom(id: string): Promise<Room>;
+  on(event: 'roomcreated', listener: (room: Room) => void): unknown;
+}
+
+const MAX_ROOMS_PER_CHILD = 1000;
+
+export type CascadeNodeEvents = {
+  parentup: [];
+  parentdown: [reason: string];
+  childup: [nodeId: string];
+  childdown: [nodeId: string];
+};
+
+/**
+ * This node's place in the tree: the control link to its parent (if any), the links of its
+ * children, and one CascadeRoom per open room. Rooms attach to the parent as they open here and
+ * again whenever the parent link comes back; a child's rooms are opened here when it attaches them.
+ */
+export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
+  readonly nodeId: string;
+  readonly #host: CascadeHost;
+  readonly #options: Required<Pick<CascadeOptions, 'unsubscribeLingerMs' | 'pingIntervalMs' | 'requestTimeoutMs' | 'backoffMinMs' | 'backoffMaxMs'>> & CascadeOptions;
+  readonly #log: Logger;
+  readonly #rooms = new Map<string, CascadeRoom>();
+  readonly #children = new Map<string, Link>();
+  readonly #parentLink: ParentLink | undefined;
+  #parent: Link | undefined;
+  #wss: WebSocketServer | undefined;
+  #closed = false;
+
+  constructor(host: CascadeHost, options: CascadeOptions, logger: Logger) {
+    super();
+    this.nodeId = options.nodeId;
+    this.#host = host;
+    this.#options = {
+      unsubscribeLingerMs: 2000,
+      pingIntervalMs: 5000,
+      requestTimeoutMs: 10_000,
+      backoffMinMs: 250,
+      backoffMaxMs: 3000,
+      ...options,
+    };
+    this.#log = logger.child({ cascade: options.nodeId });
+    host.on('roomcreated', (room) => this.#onRoomCreated(room));
+    for (const room of host.rooms.values()) this.#onRoomCreated(room);
+    if (options.parentUrl) {
+      this.#parentLink = new ParentLink({
+        url: options.parentUrl,
+        token: () => signNodeToken(options.secret, { nodeId: options.nodeId, unitId: options.unitId }, 120),
+        logger: this.#log.child({ link: 'parent' }),
+        pingIntervalMs: this.#options.pingIntervalMs,
+        requestTimeoutMs: this.#options.requestTimeoutMs,
+        backoffMinMs: this.#options.backoffMinMs,
+        backoffMaxMs: this.#options.backoffMaxMs,
+      });
+      this.#parentLink.on('up', (channel) => this.#onParentUp(channel));
+      this.#parentLink.on('down', (reason) => this.#onParentDown(reason));
+    }
+  }
+
+  get rooms(): ReadonlyMap<string, CascadeRoom> {
+    return this.#rooms;
+  }
+
+  get children(): string[] {
+    return [...this.#children.keys()];
+  }
+
+  get parentConnected(): boolean {
+    return this.#parent !== undefined && !this.#parent.channel.closed;
+  }
+
+  /** Times the parent link has been established since start. */
+  get parentConnects(): number {
+    return this.#parentLink?.connects ?? 0;
+  }
+
+  start(): void {
+    this.#parentLink?.start();
+  }
+
+  /** Accepts children's control links on `path` of an HTTP server (node token in Authorization). */
+  attach(server: http.Server, path = '/cascade'): void {
+    const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CONTROL_MESSAGE_BYTES });
+    this.#wss = wss;
+    server.on('upgrade', (req, socket, head) => {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      if (url.pathname !== path) return;
+      // The token check is asynchronous; a socket reset meanwhile must not become an uncaught error.
+      socket.on('error', () => socket.destroy());
+      const auth = req.headers.authorization ?? '';
+      const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+      const refuse = (status: number, text: string) => {
+        socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      };
+      if (this.#closed) return refuse(503, 'Service Unavailable');
+      verifyNodeToken(this.#options.secret, token).then(
+        (claims) => {
+          const allowed = this.#options.allowedChildren;
+          if (claims.nodeId === this.nodeId || (allowed && !allowed.includes(claims.nodeId))) return refuse(403, 'Forbidden');
+          if (socket.destroyed) return;
+          wss.handleUpgrade(req, socket, head, (ws) => this.#onChild(claims.nodeId, new ControlChannel(ws, {
+            logger: this.#log.child({ link: `child:${claims.nodeId}` }),
+            pingIntervalMs: this.#options.pingIntervalMs,
+            requestTimeoutMs: this.#options.requestTimeoutMs,
+          })));
+        },
+        () => {
+          this.#log.warn({ remote: req.socket.remoteAddress }, 'child refused: bad node token');
+          refuse(401, 'Unauthorized');
+        },
+      );
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#parentLink?.close();
+    for (const link of this.#children.values()) link.channel.close('node shutdown');
+    this.#wss?.close();
+    for (const cr of this.#rooms.values()) cr.close();
+  }
+
+  #onRoomCreated(room: Room): void {
+    if (this.#rooms.has(room.id) && !this.#rooms.get(room.id)!.room.closed) return;
+    const cr = new CascadeRoom(room, {
+      currentParent: () => this.#parent,
+      pipeRoute: this.#options.pipeRoute,
+      pipeListenIp: this.#options.pipeListenIp,
+      pipeAnnouncedAddress: this.#options.pipeAnnouncedAddress,
+      unsubscribeLingerMs: this.#options.unsubscribeLingerMs,
+      logger: this.#log,
+    });
+    this.#rooms.set(room.id, cr);
+    room.on('close', () => {
+      cr.close();
+      if (this.#rooms.get(room.id) === cr) this.#rooms.delete(room.id);
+    });
+    if (this.#parent && !this.#parent.channel.closed) void cr.attachParent(this.#parent);
+  }
+
+  #onParentUp(channel: ControlChannel): void {
+    const link: Link = { id: 'parent', kind: 'parent', nodeId: this.#options.parentNodeId ?? 'parent', channel };
+    this.#parent = link;
+    channel.setHandler(this.#handler(link));
+    for (const cr of this.#rooms.values()) void cr.attachParent(link);
+    this.emit('parentup');
+  }
+
+  #onParentDown(reason: string): void {
+    // Local participants keep talking; what came from above disappears until the link returns.
+    this.#parent = undefined;
+    for (const cr of this.#rooms.values()) cr.detach('parent', false);
+    this.emit('parentdown', reason);
+  }
+
+  #onChild(nodeId: string, channel: ControlChannel): void {
+    const link: Link = { id: `child:${nodeId}`, kind: 'child', nodeId, channel };
+    const previous = this.#children.get(nodeId);
+    if (previous) {
+      // The same child again (it restarted, or its old socket is half-dead): the new link wins.
+      this.#dropChild(previous);
+      previous.channel.close('replaced by a new connection');
+    }
+    this.#children.set(nodeId, link);
+    channel.setHandler(this.#handler(link));
+    channel.once('close', () => this.#dropChild(link));
+    this.#log.info({ child: nodeId }, 'child link up');
+    this.emit('childup', nodeId);
+  }
+
+  #dropChild(link: Link): void {
+    if (this.#children.get(link.nodeId) !== link) return;
+    this.#children.delete(link.nodeId);
+    for (const cr of [...this.#rooms.values()]) cr.detach(link.id, false);
+    this.#log.warn({ child: link.nodeId }, 'child link down');
+    this.emit('childdown', link.nodeId);
+  }
+
+  #handler(link: Link): ChannelHandler {
+    return {
+      onRequest: (req: IncomingRequest) => this.#onRequest(link, req),
+      onNotification: (ntf: IncomingNotification) => this.#onNotification(link, ntf),
+    };
+  }
+
+  async #onRequest(link: Link, req: IncomingRequest): Promise<unknown> {
+    switch (req.m) {
+      case 'openRoom': {
+        if (link.kind !== 'child') throw new CascadeError('bad_request', 'only a child opens rooms');
+        // Each room costs a router: one child may not open them without bound.
+        let open = 0;
+        for (const cr of this.#rooms.values()) if (cr.links.has(link.id)) open++;
+        if (open >= MAX_ROOMS_PER_CHILD && !this.#rooms.get(req.d.room)?.links.has(link.id)) throw new CascadeError('busy', `at most ${MAX_ROOMS_PER_CHILD} conferences per child`);
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const room = await this.#host.openRoom(req.d.room);
+          const cr = this.#rooms.get(room.id);
+          if (room.closed || !cr || cr.room !== room) continue;
+          return cr.attachChild(link, req.d);
+        }
+        throw new CascadeError('media_error', 'room could not be opened');
+      }
+      case 'subscribe': {
+        const cr = this.#rooms.get(req.d.room);
+        if (!cr) throw new CascadeError('not_found', 'no such conference here');
+        return cr.supply(link.id, req.d.producerId);
+      }
+    }
+  }
+
+  #onNotification(link: Link, ntf: IncomingNotification): void {
+    const cr = this.#rooms.get(ntf.d.room);
+    if (!cr) return;
+    switch (ntf.m) {
+      case 'closeRoom':
+        if (link.kind === 'child') cr.detach(link.id, false);
+        return;
+      case 'roomClosed':
+        if (link.kind === 'parent') {
+          cr.detach(link.id, false);
+          // The parent's room was reset under us; attach again (a new room will host it there).
+          setTimeout(() => {
+            if (this.#parent === link && !link.channel.closed && !cr.room.closed) void cr.attachParent(link);
+          }, 200).unref();
+        }
+        return;
+      case 'unsubscribe':
+        cr.unsupply(link.id, ntf.d.producerId);
+        return;
+      default:
+        cr.onNotification(link.id, ntf.m, ntf.d);
+    }
+  }
+}

@@ -1,0 +1,113 @@
+import WebSocket from 'ws';
+import type { Logger } from '../../infra/logger.ts';
+import { TypedEmitter } from '../TypedEmitter.ts';
+import { ControlChannel } from './ControlChannel.ts';
+import { MAX_CONTROL_MESSAGE_BYTES } from './protocol.ts';
+
+export interface ParentLinkOptions {
+  /** ws(s)://parent/cascade */
+  url: string;
+  /** A fresh node token for each attempt (tokens expire; a long outage must not lock us out). */
+  token: () => Promise<string>;
+  logger: Logger;
+  pingIntervalMs: number;
+  requestTimeoutMs: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+}
+
+export type ParentLinkEvents = {
+  /** Connected and authenticated; the channel is the link until 'down'. */
+  up: [channel: ControlChannel];
+  down: [reason: string];
+};
+
+/** The child's side of the control link: one WebSocket to the parent, re-dialled with backoff. */
+export class ParentLink extends TypedEmitter<ParentLinkEvents> {
+  readonly #options: ParentLinkOptions;
+  #channel: ControlChannel | undefined;
+  #attempt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #socket: WebSocket | undefined;
+  #closed = false;
+  /** Connections made since start (1 = the first). */
+  connects = 0;
+
+  constructor(options: ParentLinkOptions) {
+    super();
+    this.#options = options;
+  }
+
+  get channel(): ControlChannel | undefined {
+    return this.#channel && !this.#channel.closed ? this.#channel : undefined;
+  }
+
+  start(): void {
+    void this.#dial();
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#channel?.close('node shutdown');
+    this.#socket?.terminate();
+  }
+
+  async #dial(): Promise<void> {
+    if (this.#closed) return;
+    const log = this.#options.logger;
+    let token: string;
+    try {
+      token = await this.#options.token();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'cannot sign node token');
+      return this.#retry();
+    }
+    const ws = new WebSocket(this.#options.url, {
+      headers: { authorization: `Bearer ${token}` },
+      maxPayload: MAX_CONTROL_MESSAGE_BYTES,
+      handshakeTimeout: 5000,
+    });
+    this.#socket = ws;
+    let opened = false;
+    ws.once('open', () => {
+      opened = true;
+      if (this.#closed) return ws.terminate();
+      this.#attempt = 0;
+      this.connects++;
+      const channel = new ControlChannel(ws, {
+        logger: log,
+        pingIntervalMs: this.#options.pingIntervalMs,
+        requestTimeoutMs: this.#options.requestTimeoutMs,
+      });
+      this.#channel = channel;
+      channel.once('close', (reason) => {
+        if (this.#channel === channel) this.#channel = undefined;
+        log.warn({ reason }, 'parent link down');
+        this.emit('down', reason);
+        this.#retry();
+      });
+      log.info({ url: this.#options.url }, 'parent link up');
+      this.emit('up', channel);
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      log.warn({ status: res.statusCode }, 'parent refused the link');
+      ws.terminate();
+    });
+    ws.on('error', (err) => log.debug({ err: err.message }, 'parent link error'));
+    ws.once('close', () => {
+      if (!opened) this.#retry();
+    });
+  }
+
+  #retry(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#timer);
+    const { backoffMinMs, backoffMaxMs } = this.#options;
+    const base = Math.min(backoffMaxMs, backoffMinMs * 2 ** this.#attempt);
+    this.#attempt = Math.min(this.#attempt + 1, 30);
+    // Jitter so that the children of a restarted node do not all dial in the same instant.
+    const delay = base * (0.8 + Math.random() * 0.4);
+    this.#timer = setTimeout(() => void this.#dial(), delay);
+  }
+}

@@ -1,0 +1,125 @@
+import type { types } from 'mediasoup';
+import type { Logger } from '../../infra/logger.ts';
+import type { RoomLink } from './RoomLink.ts';
+
+export interface SubscriptionOptions {
+  roomId: string;
+  producerId: string;
+  /** The link towards the producer's origin. */
+  via: RoomLink;
+  lingerMs: number;
+  keyFrameRequestDelayMs: number;
+  /** Current paused state as last announced (the pipe producer follows it). */
+  paused: () => boolean;
+  logger: Logger;
+  onClosed: (sub: Subscription) => void;
+}
+
+/**
+ * A remote producer piped into this node's router under its own id, held while anything here
+ * (a browser consumer, a tap, a pipe consumer towards another link) uses it. The last release
+ * starts a short linger (so a quick re-subscribe does not tear down and rebuild the pipe); when it
+ * ends unused, the pipe producer is closed and the next node is told to stop sending.
+ *
+ * Keyframe requests from every consumer here reach the pipe producer, which forwards at most one
+ * per keyFrameRequestDelay over the link: that is the per-link aggregation.
+ */
+export class Subscription {
+  readonly producerId: string;
+  readonly via: RoomLink;
+  readonly ready: Promise<void>;
+  readonly #options: SubscriptionOptions;
+  #producer: types.Producer | undefined;
+  #refs = 0;
+  #linger: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: SubscriptionOptions) {
+    this.#options = options;
+    this.producerId = options.producerId;
+    this.via = options.via;
+    this.ready = this.#start();
+    this.ready.catch((err: unknown) => {
+      options.logger.debug({ producer: this.producerId, err: (err as Error).message }, 'subscription failed');
+      this.close(true);
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get refs(): number {
+    return this.#refs;
+  }
+
+  get producer(): types.Producer | undefined {
+    return this.#producer;
+  }
+
+  /** Takes a reference; resolves with its (idempotent) release once the producer is here. */
+  async acquire(): Promise<() => void> {
+    this.#refs++;
+    clearTimeout(this.#linger);
+    this.#linger = undefined;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.#refs--;
+      if (this.#refs === 0 && !this.#closed) {
+        this.#linger = setTimeout(() => {
+          if (this.#refs === 0) this.close(true);
+        }, this.#options.lingerMs);
+      }
+    };
+    try {
+      await this.ready;
+      if (this.#closed) throw new Error('subscription closed');
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return release;
+  }
+
+  async setPaused(paused: boolean): Promise<void> {
+    const p = this.#producer;
+    if (!p || p.closed || p.paused === paused) return;
+    await (paused ? p.pause() : p.resume()).catch(() => undefined);
+  }
+
+  /** Closes the pipe producer; `notify` tells the next node to stop sending (unless the link is gone). */
+  close(notify: boolean): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#linger);
+    this.#producer?.close();
+    const channel = this.via.link.channel;
+    if (notify && !channel.closed && !this.via.closed) {
+      channel.notify('unsubscribe', { room: this.#options.roomId, producerId: this.producerId });
+    }
+    this.#options.onClosed(this);
+  }
+
+  async #start(): Promise<void> {
+    const o = this.#options;
+    const answer = await this.via.link.channel.request('subscribe', { room: o.roomId, producerId: o.producerId });
+    if (this.#closed || this.via.closed) throw new Error('subscription closed while subscribing');
+    const producer = await this.via.transport.produce({
+      id: o.producerId,
+      kind: answer.kind,
+      rtpParameters: answer.rtpParameters as types.RtpParameters,
+      paused: answer.paused,
+      ...(answer.kind === 'video' ? { keyFrameRequestDelay: o.keyFrameRequestDelayMs } : {}),
+    });
+    if (this.#closed) {
+      producer.close();
+      throw new Error('subscription closed while subscribing');
+    }
+    this.#producer = producer;
+    // The link or the transport went away under us: nothing to tell upstream.
+    producer.observer.once('close', () => this.close(false));
+    if (producer.paused !== o.paused()) await this.setPaused(o.paused());
+  }
+}

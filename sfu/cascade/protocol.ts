@@ -1,0 +1,121 @@
+import { z } from 'zod';
+import { roomIdSchema } from '../../infra/tokens.ts';
+import { mediaSourceSchema, rtpParametersSchema, type PeerInfo, type ProducerInfo } from '../protocol.ts';
+
+// The control protocol between an SFU node and its parent, over one WebSocket (`/cascade`),
+// authenticated at upgrade with a node token. Both ends speak the same messages:
+//   { t: 'req', id, m, d }  ->  { t: 'res', id, ok: true, d } | { t: 'res', id, ok: false, e }
+//   { t: 'ntf', m, d }
+// Catalog messages (openRoom, peers and producers coming and going) are applied in arrival order;
+// `subscribe` requests run beside them so one slow upstream pipe does not stall the catalog.
+// Every message is validated here; the bounds below cap what one neighbour can make a node hold.
+
+/** Largest control message (a conference snapshot of a few thousand producers fits). */
+export const MAX_CONTROL_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Remote peers / producers one conference may list on a node. */
+export const MAX_REMOTE_PEERS = 5000;
+export const MAX_REMOTE_PRODUCERS = 10000;
+
+const entityId = z.string().min(1).max(64);
+
+export const pipeInfoSchema = z.object({
+  ip: z.union([z.ipv4(), z.ipv6()]),
+  port: z.number().int().min(1).max(65535),
+  srtp: z.object({
+    cryptoSuite: z.enum(['AEAD_AES_256_GCM', 'AEAD_AES_128_GCM', 'AES_CM_128_HMAC_SHA1_80', 'AES_CM_128_HMAC_SHA1_32']),
+    keyBase64: z.string().min(1).max(128),
+  }),
+});
+export type PipeInfo = z.infer<typeof pipeInfoSchema>;
+
+export const peerInfoSchema = z.object({
+  peerId: entityId,
+  displayName: z.string().min(1).max(64),
+  unitId: z.number().int().positive(),
+  role: z.enum(['chair', 'participant', 'viewer']),
+}) satisfies z.ZodType<PeerInfo>;
+
+export const producerInfoSchema = z.object({
+  producerId: entityId,
+  peerId: entityId,
+  kind: z.enum(['audio', 'video']),
+  source: mediaSourceSchema,
+  paused: z.boolean(),
+}) satisfies z.ZodType<ProducerInfo>;
+
+const snapshot = {
+  peers: z.array(peerInfoSchema).max(MAX_REMOTE_PEERS),
+  producers: z.array(producerInfoSchema).max(MAX_REMOTE_PRODUCERS),
+};
+
+const reqId = z.number().int().nonnegative();
+const req = <M extends string, D extends z.ZodType>(m: M, d: D) => z.object({ t: z.literal('req'), id: reqId, m: z.literal(m), d });
+const ntf = <M extends string, D extends z.ZodType>(m: M, d: D) => z.object({ t: z.literal('ntf'), m: z.literal(m), d });
+const room = roomIdSchema;
+
+export const requestSchemas = {
+  /** Child -> parent: attach a conference; both sides exchange pipe endpoints and catalogs. */
+  openRoom: z.object({ room, pipe: pipeInfoSchema, ...snapshot }),
+  /** Either way, towards a producer's origin: start piping it over this link. */
+  subscribe: z.object({ room, producerId: entityId }),
+};
+export const responseSchemas = {
+  openRoom: z.object({ pipe: pipeInfoSchema, ...snapshot }),
+  subscribe: z.object({ kind: z.enum(['audio', 'video']), rtpParameters: rtpParametersSchema, paused: z.boolean() }),
+};
+export const notificationSchemas = {
+  /** Child -> parent: the child no longer takes part in the conference. */
+  closeRoom: z.object({ room }),
+  /** Parent -> child: the parent's room is gone (e.g. its worker died); attach again. */
+  roomClosed: z.object({ room }),
+  /** Stop piping a producer over this link (the last consumer beyond it left). */
+  unsubscribe: z.object({ room, producerId: entityId }),
+  peerAdded: z.object({ room, peer: peerInfoSchema }),
+  peerRemoved: z.object({ room, peerId: entityId }),
+  producerAdded: z.object({ room, producer: producerInfoSchema }),
+  producerRemoved: z.object({ room, producerId: entityId }),
+  producerPaused: z.object({ room, producerId: entityId, paused: z.boolean() }),
+};
+
+export type RequestMethod = keyof typeof requestSchemas;
+export type NotificationMethod = keyof typeof notificationSchemas;
+export type RequestData<M extends RequestMethod> = z.infer<(typeof requestSchemas)[M]>;
+export type ResponseData<M extends RequestMethod> = z.infer<(typeof responseSchemas)[M]>;
+export type NotificationData<M extends NotificationMethod> = z.infer<(typeof notificationSchemas)[M]>;
+
+export const incomingSchema = z.discriminatedUnion('t', [
+  z.discriminatedUnion('m', [req('openRoom', requestSchemas.openRoom), req('subscribe', requestSchemas.subscribe)]),
+  z.discriminatedUnion('m', [
+    ntf('closeRoom', notificationSchemas.closeRoom),
+    ntf('roomClosed', notificationSchemas.roomClosed),
+    ntf('unsubscribe', notificationSchemas.unsubscribe),
+    ntf('peerAdded', notificationSchemas.peerAdded),
+    ntf('peerRemoved', notificationSchemas.peerRemoved),
+    ntf('producerAdded', notificationSchemas.producerAdded),
+    ntf('producerRemoved', notificationSchemas.producerRemoved),
+    ntf('producerPaused', notificationSchemas.producerPaused),
+  ]),
+  z.object({
+    t: z.literal('res'),
+    id: reqId,
+    ok: z.boolean(),
+    d: z.unknown().optional(),
+    e: z.object({ code: z.string().max(32), message: z.string().max(300) }).optional(),
+  }),
+]);
+export type Incoming = z.infer<typeof incomingSchema>;
+export type IncomingRequest = Extract<Incoming, { t: 'req' }>;
+export type IncomingNotification = Extract<Incoming, { t: 'ntf' }>;
+
+export type CascadeErrorCode = 'bad_request' | 'not_found' | 'busy' | 'media_error' | 'timeout' | 'closed';
+
+/** Raised by handlers and by `request()`; carried over the link as `{ ok: false, e }`. */
+export class CascadeError extends Error {
+  constructor(
+    readonly code: CascadeErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CascadeError';
+  }
+}
