@@ -23,18 +23,24 @@ export interface IngestOptions {
  */
 export class Ingest {
   readonly id = crypto.randomUUID();
-  readonly transport: types.PlainTransport;
+  /** Undefined for an adopted producer, whose transport belongs to whoever made it. */
+  readonly transport: types.PlainTransport | undefined;
   readonly producer: types.Producer;
   readonly peerInfo: PeerInfo;
   readonly #room: Room;
   readonly #source: MediaSource;
 
-  private constructor(room: Room, transport: types.PlainTransport, producer: types.Producer, options: IngestOptions) {
+  private constructor(
+    room: Room,
+    transport: types.PlainTransport | undefined,
+    producer: types.Producer,
+    options: Pick<IngestOptions, 'displayName' | 'unitId' | 'source'> & { peerId?: string },
+  ) {
     this.#room = room;
     this.transport = transport;
     this.producer = producer;
     this.#source = options.source;
-    this.peerInfo = { peerId: this.id, displayName: options.displayName, unitId: options.unitId, role: 'participant' };
+    this.peerInfo = { peerId: options.peerId ?? this.id, displayName: options.displayName, unitId: options.unitId, role: 'participant' };
   }
 
   static async open(room: Room, options: IngestOptions): Promise<Ingest> {
@@ -59,12 +65,25 @@ export class Ingest {
     }
   }
 
+  /**
+   * Registers a producer made elsewhere on this room's router (recorder/LiveCameraIngest runs
+   * ffmpeg into its own PlainTransports) so the room announces and routes it like any ingest.
+   * Producers adopted with the same `peerId` (a camera's video and audio) appear as one site.
+   */
+  static adopt(room: Room, producer: types.Producer, options: Pick<IngestOptions, 'displayName' | 'unitId' | 'source'> & { peerId?: string }): Ingest {
+    const ingest = new Ingest(room, undefined, producer, options);
+    producer.observer.once('close', () => room.removeIngest(ingest));
+    room.addIngest(ingest);
+    return ingest;
+  }
+
   get producerInfo(): ProducerInfo {
-    return { producerId: this.producer.id, peerId: this.id, kind: this.producer.kind, source: this.#source, paused: this.producer.paused };
+    return { producerId: this.producer.id, peerId: this.peerInfo.peerId, kind: this.producer.kind, source: this.#source, paused: this.producer.paused };
   }
 
   /** Where the sender should send RTP (and will receive RTCP from). */
   get localPort(): number {
+    if (!this.transport) throw new Error('an adopted producer has no transport of this ingest');
     return this.transport.tuple.localPort;
   }
 
@@ -79,7 +98,8 @@ export class Ingest {
   }
 
   close(): void {
-    this.transport.close();
+    if (this.transport) this.transport.close();
+    else this.producer.close();
     this.#room.removeIngest(this);
   }
 }

@@ -125,12 +125,15 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   removeIngest(ingest: Ingest): void {
     if (!this.#ingests.delete(ingest.id)) return;
+    const peerId = ingest.peerInfo.peerId;
+    // Ingests sharing a peer id (a camera's video and audio) leave as one site, with the last.
+    const peerGone = ![...this.#ingests.values()].some((i) => i.peerInfo.peerId === peerId);
     if (!this.router.closed) {
       this.broadcast('producerClosed', { producerId: ingest.producerInfo.producerId });
-      this.broadcast('peerLeft', { peerId: ingest.id });
+      if (peerGone) this.broadcast('peerLeft', { peerId });
     }
     this.emit('localproducerclosed', ingest.producerInfo.producerId);
-    this.emit('localpeerleft', ingest.id);
+    if (peerGone) this.emit('localpeerleft', peerId);
     this.#closeIfIdle();
   }
 

@@ -2,19 +2,26 @@ import http from 'node:http';
 import path from 'node:path';
 import express from 'express';
 import type { Pool } from '../infra/db/pool.ts';
+import { createLogger } from '../infra/logger.ts';
+import type { ObjectStorage } from '../infra/storage/ObjectStorage.ts';
 import type { SfuNode } from '../sfu/SfuNode.ts';
 import { createApiApp, type ExtraRouter } from './api/app.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import type { ApiRoutes } from './api/route-registry.ts';
 import { createCompletionRouter } from './api/routes/completion.ts';
+import { createLiveCamerasRouter } from './api/routes/live-cameras.ts';
+import { createRecordingsRouter } from './api/routes/recordings.ts';
 import { createMeetingRoutes } from './api/routes/meetings.ts';
 import { createReminderRoutes } from './api/routes/reminders.ts';
 import { createServiceCallRoutes } from './api/routes/service-calls.ts';
+import { NodeLiveCameraProvider } from './live-camera-provider.ts';
 
 export interface WebServerOptions {
   pool: Pool;
   tokenSecret: string;
   sfu: SfuNode;
+  /** Where recordings are; without it the recordings routes are not served. */
+  storage?: ObjectStorage;
   /** Routers of other areas (recordings, live cameras, completion figures), mounted after sign-in. */
   extraRouters?: ExtraRouter[];
   /** Built front end; default web/dist. */
@@ -32,6 +39,7 @@ export function apiExtra(routes: ApiRoutes): ExtraRouter {
  * Prometheus metrics on /metrics, and the Svelte pages for everything else.
  */
 export function createWebServer(opts: WebServerOptions): http.Server {
+  const live = new NodeLiveCameraProvider({ sfu: opts.sfu, log: createLogger('live-cameras') });
   const api = createApiApp({
     pool: opts.pool,
     tokenSecret: opts.tokenSecret,
@@ -40,6 +48,8 @@ export function createWebServer(opts: WebServerOptions): http.Server {
       apiExtra(createMeetingRoutes(opts.pool, opts.tokenSecret)),
       apiExtra(createReminderRoutes(opts.pool)),
       { path: '/api', router: createCompletionRouter({ pool: opts.pool }) },
+      { path: '/api', router: createLiveCamerasRouter({ pool: opts.pool, tokenSecret: opts.tokenSecret, provider: live }) },
+      ...(opts.storage ? [{ path: '/api', router: createRecordingsRouter({ pool: opts.pool, storage: opts.storage }) }] : []),
       ...(opts.extraRouters ?? []),
     ],
   });
@@ -54,5 +64,6 @@ export function createWebServer(opts: WebServerOptions): http.Server {
   app.get(/^\/(?!api\/).*/, (_req, res) => res.sendFile(path.join(dist, 'index.html')));
   const server = http.createServer(app);
   opts.sfu.attach(server, '/sfu');
+  server.on('close', () => live.close());
   return server;
 }

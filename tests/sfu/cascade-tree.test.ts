@@ -52,7 +52,7 @@ describe('five-level SFU cascade', { timeout: 180_000 }, () => {
   /** Per downward link: bytes/s sent, and copies of the chair's stream (link RTP bytes / bytes the chair sent). */
   async function downlinkCopies(windowMs: number): Promise<{ rates: number[]; copies: number[] }> {
     const links = nodes.slice(0, -1).map((n, i) => n.link(ROOM, `child:${nodes[i + 1]!.name}`)!);
-    const ingest = cameras.get('city')!.transport;
+    const ingest = cameras.get('city')!.transport!;
     const origin = async () => (await ingest.getStats())[0]?.rtpBytesReceived ?? 0;
     const [b0, o0] = await Promise.all([Promise.all(links.map((l) => l.bytes())), origin()]);
     const t0 = performance.now();

@@ -1,6 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import type http from 'node:http';
 import { createLogger } from '../../infra/logger.ts';
+import { ObjectStorage } from '../../infra/storage/ObjectStorage.ts';
+import { startEmbeddedS3, type EmbeddedS3 } from '../../infra/storage/embedded-s3.ts';
+import { tmpDir } from './browser.ts';
 import { generateDemoOrganisation, type DemoSummary } from '../../infra/demo/generate.ts';
 import { SfuNode } from '../../sfu/SfuNode.ts';
 import { createWebServer } from '../../web/server.ts';
@@ -11,6 +14,8 @@ export interface SystemHarness {
   db: TestDatabase;
   demo: DemoSummary;
   sfu: SfuNode;
+  /** The recordings store (an embedded S3 server) when started with `storage: true`. */
+  storage?: ObjectStorage;
   server: http.Server;
   baseUrl: string;
   /** Signs in through the API; returns the bearer token. */
@@ -21,7 +26,9 @@ export interface SystemHarness {
 }
 
 /** The people-facing system on a fresh database with a small demo organisation. */
-export async function startSystemHarness(opts: { towns?: number; communities?: number; villages?: number } = {}): Promise<SystemHarness> {
+export async function startSystemHarness(
+  opts: { towns?: number; communities?: number; villages?: number; storage?: boolean } = {},
+): Promise<SystemHarness> {
   const db = await createTestDatabase();
   const demo = await generateDemoOrganisation(db.pool, { towns: opts.towns ?? 2, communities: opts.communities ?? 4, villages: opts.villages ?? 18 });
   const sfu = new SfuNode({
@@ -34,7 +41,14 @@ export async function startSystemHarness(opts: { towns?: number; communities?: n
     logger: createLogger('sfu-test'),
   });
   await sfu.start();
-  const server = createWebServer({ pool: db.pool, tokenSecret: TEST_SECRET, sfu });
+  let s3: EmbeddedS3 | undefined;
+  let storage: ObjectStorage | undefined;
+  if (opts.storage) {
+    s3 = await startEmbeddedS3(tmpDir('harness-s3-'));
+    storage = new ObjectStorage({ endPoint: s3.endpoint, port: s3.port, useSSL: false, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket: 'recordings' });
+    await storage.ensureBucket();
+  }
+  const server = createWebServer({ pool: db.pool, tokenSecret: TEST_SECRET, sfu, ...(storage ? { storage } : {}) });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const call: SystemHarness['call'] = async (token, method, path, body) => {
@@ -49,6 +63,7 @@ export async function startSystemHarness(opts: { towns?: number; communities?: n
     db,
     demo,
     sfu,
+    ...(storage ? { storage } : {}),
     server,
     baseUrl,
     call,
@@ -61,6 +76,7 @@ export async function startSystemHarness(opts: { towns?: number; communities?: n
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
       await sfu.close();
+      await s3?.close();
       await db.drop();
     },
   };
