@@ -1,6 +1,7 @@
 // `npm start`: the whole system in one process on embedded defaults — PostgreSQL (embedded unless
 // DATABASE_URL), migrations, a demo organisation on first start, the API, the web pages and an SFU
 // node on one HTTP origin. Production runs the same parts with real servers configured.
+import path from 'node:path';
 import { loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { loadTokenSecret } from './secret.ts';
@@ -9,6 +10,10 @@ import { DEMO_PASSWORD } from './demo/generate.ts';
 import { createWebServer } from '../web/server.ts';
 import { SfuNode } from '../sfu/SfuNode.ts';
 import { schedulerSettingsSchema, startScheduler } from '../scheduler/startScheduler.ts';
+import { recorderConfigSchema } from '../recorder/config.ts';
+import { Recorder } from '../recorder/Recorder.ts';
+import { ObjectStorage } from './storage/ObjectStorage.ts';
+import { startEmbeddedS3 } from './storage/embedded-s3.ts';
 
 const config = loadConfig();
 const log = createLogger('system');
@@ -33,10 +38,30 @@ const sfu = new SfuNode({
 await sfu.start();
 stops.push(() => sfu.close());
 
+// Recordings: S3_ENDPOINT's server (MinIO in production), else an embedded S3-compatible server.
+const s3 = config.S3_ENDPOINT ? undefined : await startEmbeddedS3(path.join(config.DATA_DIR, 's3'), config.S3_PORT ?? 0);
+if (s3) stops.push(() => s3.close());
+const storage = new ObjectStorage({
+  endPoint: config.S3_ENDPOINT ?? s3!.endpoint,
+  port: config.S3_PORT ?? s3?.port,
+  useSSL: config.S3_USE_SSL === 'true',
+  accessKey: s3?.accessKey ?? config.S3_ACCESS_KEY,
+  secretKey: s3?.secretKey ?? config.S3_SECRET_KEY,
+  bucket: config.S3_BUCKET,
+});
+await storage.ensureBucket();
+const recorder = await Recorder.start({
+  pool,
+  storage,
+  config: recorderConfigSchema.parse({ bucket: config.S3_BUCKET, spoolDir: path.join(config.DATA_DIR, 'spool') }),
+  log: createLogger('recorder'),
+});
+stops.push(() => recorder.close({ drain: true, drainTimeoutMs: 10_000 }));
+
 const scheduler = await startScheduler(schedulerSettingsSchema.parse(process.env), pool, db.url, createLogger('scheduler'));
 stops.push(() => scheduler.stop());
 
-const server = createWebServer({ pool, tokenSecret, sfu });
+const server = createWebServer({ pool, tokenSecret, sfu, storage });
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   log.info(`ready: http://${config.HTTP_HOST}:${config.HTTP_PORT}/`);
 });
