@@ -3,6 +3,7 @@ import type { types } from 'mediasoup';
 import type { JoinClaims } from '../infra/tokens.ts';
 import {
   SignallingError,
+  type ChairCommand,
   type MediaSource,
   type Notifications,
   type NotificationMethod,
@@ -132,13 +133,57 @@ export class Peer {
       ...(kind === 'video' ? { keyFrameRequestDelay: this.#room.keyFrameRequestDelayMs } : {}),
       appData: { source, peerId: this.id },
     });
+    return { producerId: await this.#register(producer) };
+  }
+
+  /**
+   * Makes a producer created on this room's router outside the peer's WebRTC transports (a gateway
+   * bringing a site's phone line in over a PlainTransport; synthetic RTP in tests) one of the peer's own:
+   * announced, muted by the chair, paused/resumed/closed through this peer like any other.
+   */
+  async adoptProducer(producer: types.Producer, source: MediaSource): Promise<string> {
+    if (this.#closed) throw new SignallingError('not_joined', 'left the room');
+    if (this.#producers.size >= MAX_PRODUCERS) throw new SignallingError('bad_request', `at most ${MAX_PRODUCERS} producers`);
+    for (const p of this.#producers.values()) {
+      if (p.appData.source === source) throw new SignallingError('bad_request', `already producing ${source}`);
+    }
+    producer.appData.source = source;
+    producer.appData.peerId = this.id;
+    return this.#register(producer as types.Producer<ProducerAppData>);
+  }
+
+  async #register(producer: types.Producer<ProducerAppData>): Promise<string> {
+    // A site the chair holds muted starts muted: paused before anyone hears of it.
+    await this.#room.control.enforceOnNewProducer(this, producer, producer.appData.source);
+    if (producer.closed || this.#closed) throw new SignallingError('not_joined', 'left the room');
     this.#producers.set(producer.id, producer);
     producer.observer.on('close', () => {
       this.#producers.delete(producer.id);
       this.#room.producerClosed(this, producer.id);
     });
     this.#room.producerAdded(this, producer);
-    return { producerId: producer.id };
+    return producer.id;
+  }
+
+  /** The chair's mute taking hold (or letting go) of one of this peer's producers. */
+  async setPausedByChair(producerId: string, paused: boolean): Promise<void> {
+    const p = this.#producers.get(producerId);
+    if (!p || p.closed || p.paused === paused) return;
+    if (paused) await p.pause();
+    else await p.resume();
+    this.#room.producerPauseChanged(producerId, paused);
+  }
+
+  chairCommand(cmd: ChairCommand) {
+    if (this.claims.role !== 'chair') throw new SignallingError('forbidden', 'only the chair controls the meeting');
+    this.#room.control.command(cmd);
+    return {};
+  }
+
+  raiseHand({ raised }: RequestData<'raiseHand'>) {
+    if (this.claims.role === 'viewer') throw new SignallingError('forbidden', 'viewers do not take the floor');
+    this.#room.control.raiseHand(this, raised);
+    return {};
   }
 
   closeProducer({ producerId }: RequestData<'closeProducer'>) {
@@ -153,7 +198,11 @@ export class Peer {
   }
 
   async resumeProducer({ producerId }: RequestData<'resumeProducer'>) {
-    await this.#producer(producerId).resume();
+    const producer = this.#producer(producerId);
+    if (producer.appData.source === 'microphone' && this.#room.control.isMuted(this.id, this.claims.role)) {
+      throw new SignallingError('forbidden', 'the chair has muted this site');
+    }
+    await producer.resume();
     this.#room.producerPauseChanged(producerId, false);
     return {};
   }

@@ -1,6 +1,7 @@
 import type { types } from 'mediasoup';
 import type { Logger } from '../infra/logger.ts';
 import { mediaCodecs } from './mediaCodecs.ts';
+import { ConferenceControl } from './ConferenceControl.ts';
 import type { Ingest } from './Ingest.ts';
 import type { Notifications, PeerInfo, ProducerInfo } from './protocol.ts';
 import type { Peer } from './Peer.ts';
@@ -16,6 +17,8 @@ export type RoomEvents = {
   localproduceradded: [info: ProducerInfo];
   localproducerclosed: [producerId: string];
   localproducerpaused: [producerId: string, paused: boolean];
+  /** The chair (or the meetings API) ended the meeting; local peers were told and removed. */
+  ended: [reason: 'chair' | 'api'];
 };
 
 /**
@@ -52,6 +55,8 @@ export class Room extends TypedEmitter<RoomEvents> {
   // Holders other than peers that keep the room open: cascade children attached to it, taps.
   #holds = 0;
   remote: RemoteDirectory | undefined;
+  /** The chair's controls (mute, spotlight, broadcast, hands, end), replicated across the cascade. */
+  readonly control: ConferenceControl;
 
   private constructor(id: string, router: types.Router, slot: WorkerSlot, logger: Logger, keyFrameRequestDelayMs: number) {
     super();
@@ -60,6 +65,19 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.router = router;
     this.slot = slot;
     this.#logger = logger;
+    this.control = new ConferenceControl(this);
+    this.control.on('ended', (reason) => {
+      // The change has already gone out to the neighbours; now everyone here leaves.
+      this.emit('ended', reason);
+      for (const p of [...this.#peers.values()]) {
+        p.notify('meetingEnded', { reason });
+        this.removePeer(p);
+      }
+    });
+  }
+
+  get logger(): Logger {
+    return this.#logger;
   }
 
   static async create(id: string, slot: WorkerSlot, logger: Logger, keyFrameRequestDelayMs = 1000): Promise<Room> {
@@ -156,6 +174,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     peer.close();
     this.broadcast('peerLeft', { peerId: peer.id }, peer);
     this.emit('localpeerleft', peer.id);
+    if (!this.router.closed) this.control.peerLeft(peer.id);
     this.#logger.info({ peer: peer.id }, 'peer left');
     this.#closeIfIdle();
   }

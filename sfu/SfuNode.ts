@@ -6,13 +6,17 @@ import type { JoinClaims } from '../infra/tokens.ts';
 import { CascadeNode, type CascadeOptions } from './cascade/CascadeNode.ts';
 import { Ingest, type IngestOptions } from './Ingest.ts';
 import { Peer, type Notify } from './Peer.ts';
-import type { ErrorCode } from './protocol.ts';
+import { SignallingError, type ErrorCode } from './protocol.ts';
 import { Room } from './Room.ts';
 import { SfuMetrics } from './SfuMetrics.ts';
 import { SignallingSession, type SessionHost } from './SignallingSession.ts';
 import { Tap } from './Tap.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
 import { WorkerPool } from './WorkerPool.ts';
+
+/** How long, and for how many rooms, an ended meeting refuses joins. */
+const ENDED_MEMORY_MS = 6 * 3600_000;
+const MAX_ENDED_ROOMS = 10_000;
 
 export interface SfuNodeOptions {
   /** Secret that signs join tokens (shared with the API that issues them). */
@@ -49,6 +53,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
   readonly #keyFrameRequestDelayMs: number;
   readonly #rooms = new Map<string, Room>();
   readonly #creating = new Map<string, Promise<Room>>();
+  /** Meetings ended here or elsewhere in the conference: joins are refused for a while. */
+  readonly #ended = new Map<string, number>();
   #wss: WebSocketServer | undefined;
 
   constructor(options: SfuNodeOptions) {
@@ -115,10 +121,32 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
     return Tap.open(room, producerId, { ...to, listenIp: this.#listenIp });
   }
 
+  /**
+   * Ends a meeting (the meetings API's POST /meetings/:id/end): every peer of the conference, on this
+   * node and every other node of the cascade, is told `meetingEnded` and removed. Returns whether
+   * the room was open here.
+   */
+  endRoom(roomId: string): boolean {
+    this.#markEnded(roomId);
+    const room = this.#rooms.get(roomId);
+    if (!room || room.closed) return false;
+    room.control.end('api');
+    return true;
+  }
+
+  #markEnded(roomId: string): void {
+    const now = Date.now();
+    for (const [id, at] of this.#ended) if (now - at > ENDED_MEMORY_MS || this.#ended.size >= MAX_ENDED_ROOMS) this.#ended.delete(id);
+    this.#ended.set(roomId, now);
+  }
+
   async joinRoom(claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify): Promise<Peer> {
     for (let attempt = 0; attempt < 3; attempt++) {
+      const endedAt = this.#ended.get(claims.room);
+      if (endedAt !== undefined && Date.now() - endedAt < ENDED_MEMORY_MS) throw new SignallingError('forbidden', 'the meeting has ended');
       const room = await this.#room(claims.room);
       if (room.closed) continue; // closed between creation and now (last peer left, worker died)
+      if (room.control.ended) throw new SignallingError('forbidden', 'the meeting has ended');
       const peer = new Peer(room, claims, rtpCapabilities, notify);
       const replaced = room.addPeer(peer);
       if (replaced) replaced.notify('peerLeft', { peerId: replaced.id });
@@ -145,6 +173,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
       routerRtpCapabilities: room.router.rtpCapabilities,
       peers: [...room.localPeerInfos(peer), ...(room.remote?.peers() ?? [])],
       producers: [...room.localProducerInfos(peer), ...(room.remote?.producers() ?? [])],
+      conference: room.control.view(peer),
     };
   }
 
@@ -166,6 +195,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
     if (!pending) {
       pending = Room.create(id, this.pool.pick(), this.#logger, this.#keyFrameRequestDelayMs).then((room) => {
         this.#rooms.set(id, room);
+        if (this.cascade) room.control.nodeId = this.cascade.nodeId;
+        room.on('ended', () => this.#markEnded(id));
         room.on('close', () => {
           if (this.#rooms.get(id) === room) this.#rooms.delete(id);
           this.emit('roomclosed', room);

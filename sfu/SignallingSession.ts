@@ -7,6 +7,7 @@ import {
   MAX_REQUEST_BYTES,
   SignallingError,
   requestSchema,
+  type ConferenceStateView,
   type ErrorCode,
   type Request,
   type ServerMessage,
@@ -17,7 +18,7 @@ export interface SessionHost {
   readonly tokenSecret: string;
   joinRoom(claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify): Promise<Peer>;
   leaveRoom(peer: Peer): void;
-  roomState(peer: Peer): { peers: Peer['info'][]; producers: ReturnType<Peer['producerInfos']> ; routerRtpCapabilities: types.RtpCapabilities };
+  roomState(peer: Peer): { peers: Peer['info'][]; producers: ReturnType<Peer['producerInfos']>; routerRtpCapabilities: types.RtpCapabilities; conference: ConferenceStateView };
   countError(code: ErrorCode): void;
 }
 
@@ -118,6 +119,10 @@ export class SignallingSession {
         return peer.pauseConsumer(request.data);
       case 'resumeConsumer':
         return peer.resumeConsumer(request.data);
+      case 'chairCommand':
+        return peer.chairCommand(request.data);
+      case 'raiseHand':
+        return peer.raiseHand(request.data);
       case 'leave':
         this.#leave();
         return {};

@@ -86,6 +86,57 @@ export const dtlsParametersSchema = z.object({
 export const mediaSourceSchema = z.enum(['camera', 'microphone', 'screen', 'film']);
 export type MediaSource = z.infer<typeof mediaSourceSchema>;
 
+/** Bound on per-site lists of the conference state (muted / unmuted sites, raised hands). */
+export const MAX_CONTROLLED_SITES = 1000;
+
+const entity = z.string().min(1).max(64);
+
+/** What the chair can do to the whole conference (every node of the cascade). */
+export const chairCommandSchema = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('muteAll') }),
+  z.object({ action: z.literal('unmuteAll') }),
+  z.object({ action: z.literal('mute'), peerId: entity }),
+  z.object({ action: z.literal('unmute'), peerId: entity }),
+  z.object({ action: z.literal('spotlight'), peerId: entity.nullable() }),
+  z.object({ action: z.literal('broadcast'), producerId: entity.nullable() }),
+  z.object({ action: z.literal('lowerHand'), peerId: entity }),
+  z.object({ action: z.literal('endMeeting') }),
+]);
+export type ChairCommand = z.infer<typeof chairCommandSchema>;
+
+/** Last-writer-wins stamp: a Lamport clock and the id of the node that wrote. */
+export const stampSchema = z.object({ clock: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER), node: z.string().max(64) });
+export type Stamp = z.infer<typeof stampSchema>;
+
+/** The chair's part of the conference state: one register, last writer wins by its stamp. */
+export const controlStateSchema = z.object({
+  stamp: stampSchema,
+  /** Every microphone but the chairs' muted, except the sites in `unmuted`. */
+  muteAll: z.boolean(),
+  unmuted: z.array(entity).max(MAX_CONTROLLED_SITES),
+  /** Sites muted one by one (when not muteAll). */
+  muted: z.array(entity).max(MAX_CONTROLLED_SITES),
+  /** The site every page shows large (roll call steps it through the sites). */
+  spotlight: entity.nullable(),
+  /** One producer (a film or the chair's screen) shown to every site; all microphones but the chairs' muted. */
+  broadcast: entity.nullable(),
+  /** Who ended the meeting, once it is ended. */
+  ended: z.enum(['chair', 'api']).nullable(),
+});
+export type ControlState = z.infer<typeof controlStateSchema>;
+
+/** One site's hand: a register of its own, last writer wins (the site raises, it or the chair lowers). */
+export const handSchema = z.object({
+  peerId: entity,
+  displayName: z.string().max(64),
+  unitId: z.number().int().nonnegative(),
+  raised: z.boolean(),
+  /** When it was raised (ms since epoch at the site's node): the queue order. */
+  at: z.number().nonnegative(),
+  stamp: stampSchema,
+});
+export type Hand = z.infer<typeof handSchema>;
+
 const req = <M extends string, D extends z.ZodType>(method: M, data: D) =>
   z.object({ id, method: z.literal(method), data });
 
@@ -104,6 +155,10 @@ export const requestSchema = z.discriminatedUnion('method', [
   req('pauseConsumer', z.object({ consumerId: uuid })),
   req('resumeConsumer', z.object({ consumerId: uuid })),
   req('leave', z.object({}).optional().default({})),
+  // Chair controls (only role 'chair'; others are answered `forbidden`).
+  req('chairCommand', chairCommandSchema),
+  // A site asks to speak (or withdraws); the chair sees the queue.
+  req('raiseHand', z.object({ raised: z.boolean() })),
 ]);
 
 export type Request = z.infer<typeof requestSchema>;
@@ -151,6 +206,19 @@ export interface ProducerInfo {
   paused: boolean;
 }
 
+/** The conference state as a page sees it. */
+export interface ConferenceStateView {
+  muteAll: boolean;
+  unmuted: string[];
+  muted: string[];
+  spotlight: string | null;
+  broadcast: string | null;
+  ended: boolean;
+  /** Raised hands, oldest first. */
+  hands: Array<{ peerId: string; displayName: string; unitId: number; at: number }>;
+  selfMuted: boolean;
+}
+
 /** Notifications the node pushes, and their payloads. */
 export interface Notifications {
   peerJoined: PeerInfo;
@@ -160,6 +228,10 @@ export interface Notifications {
   producerPaused: { producerId: string };
   producerResumed: { producerId: string };
   consumerClosed: { consumerId: string; producerId: string };
+  /** The conference state changed (or was sent on join); `selfMuted`: this peer's microphone is held muted by the chair. */
+  conferenceState: ConferenceStateView;
+  /** The chair (or the meetings API) ended the meeting; the peer has been removed from the room. */
+  meetingEnded: { reason: 'chair' | 'api' };
   /** The room's media worker was lost; rejoin with the same token to restore media. */
   reconnect: { reason: 'worker-died' | 'node-shutdown' };
 }

@@ -45,7 +45,7 @@ export function createWebServer(opts: WebServerOptions): http.Server {
     tokenSecret: opts.tokenSecret,
     extraRouters: [
       apiExtra(createServiceCallRoutes(opts.pool, opts.tokenSecret)),
-      apiExtra(createMeetingRoutes(opts.pool, opts.tokenSecret)),
+      apiExtra(createMeetingRoutes(opts.pool, opts.tokenSecret, { endRoom: (room) => opts.sfu.endRoom(room) })),
       apiExtra(createReminderRoutes(opts.pool)),
       { path: '/api', router: createCompletionRouter({ pool: opts.pool }) },
       { path: '/api', router: createLiveCamerasRouter({ pool: opts.pool, tokenSecret: opts.tokenSecret, provider: live }) },

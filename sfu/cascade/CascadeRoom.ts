@@ -56,6 +56,8 @@ export class CascadeRoom implements RemoteDirectory {
     room.on('localproduceradded', (producer) => this.#flood('producerAdded', { room: room.id, producer }));
     room.on('localproducerclosed', (producerId) => this.#flood('producerRemoved', { room: room.id, producerId }));
     room.on('localproducerpaused', (producerId, paused) => this.#flood('producerPaused', { room: room.id, producerId, paused }));
+    // Chair controls and hands, made here or merged from a neighbour: on to every other link.
+    room.control.on('changed', (delta, from) => this.#flood('conference', { room: room.id, ...delta }, from));
   }
 
   get links(): ReadonlyMap<string, RoomLink> {
@@ -260,6 +262,11 @@ export class CascadeRoom implements RemoteDirectory {
         this.#flood('producerPaused', { room: this.room.id, producerId, paused }, linkId);
         return;
       }
+      case 'conference': {
+        const { room: _room, ...delta } = data as NotificationData<'conference'>;
+        this.room.control.merge(delta, linkId);
+        return;
+      }
     }
   }
 
@@ -293,16 +300,22 @@ export class CascadeRoom implements RemoteDirectory {
     return consumer;
   }
 
-  #snapshot(exceptLink: string): { peers: PeerInfo[]; producers: ProducerInfo[] } {
+  #snapshot(exceptLink: string): { peers: PeerInfo[]; producers: ProducerInfo[]; conference: ReturnType<Room['control']['snapshot']> } {
     return {
+      conference: this.room.control.snapshot(),
       peers: [...this.room.localPeerInfos(), ...[...this.#peers.values()].filter((e) => e.via !== exceptLink).map((e) => e.info)],
       producers: [...this.room.localProducerInfos(), ...[...this.#producers.values()].filter((e) => e.via !== exceptLink).map((e) => e.info)],
     };
   }
 
-  #import(linkId: string, snap: { peers: PeerInfo[]; producers: ProducerInfo[] }): void {
+  #import(linkId: string, snap: { peers: PeerInfo[]; producers: ProducerInfo[]; conference?: NotificationData<'conference'> | Omit<NotificationData<'conference'>, 'room'> | undefined }): void {
     for (const p of snap.peers) this.#addPeer(linkId, p);
     for (const p of snap.producers) this.#addProducer(linkId, p);
+    // After the catalog, so that a spotlight or broadcast names peers/producers pages already know.
+    if (snap.conference) {
+      const { control, hands } = snap.conference;
+      this.room.control.merge({ ...(control ? { control } : {}), ...(hands ? { hands } : {}) }, linkId);
+    }
   }
 
   #addPeer(linkId: string, peer: PeerInfo): void {

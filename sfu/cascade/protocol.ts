@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { roomIdSchema } from '../../infra/tokens.ts';
-import { mediaSourceSchema, rtpParametersSchema, type PeerInfo, type ProducerInfo } from '../protocol.ts';
+import { MAX_CONTROLLED_SITES, controlStateSchema, handSchema, mediaSourceSchema, rtpParametersSchema, type PeerInfo, type ProducerInfo } from '../protocol.ts';
 
 // The control protocol between an SFU node and its parent, over one WebSocket (`/cascade`),
 // authenticated at upgrade with a node token. Both ends speak the same messages:
@@ -43,9 +43,17 @@ export const producerInfoSchema = z.object({
   paused: z.boolean(),
 }) satisfies z.ZodType<ProducerInfo>;
 
+/** The chair's controls and raised hands (see ConferenceControl); merged last-writer-wins. */
+const conferenceSchema = z.object({
+  control: controlStateSchema.optional(),
+  hands: z.array(handSchema).max(MAX_CONTROLLED_SITES).optional(),
+});
+
 const snapshot = {
   peers: z.array(peerInfoSchema).max(MAX_REMOTE_PEERS),
   producers: z.array(producerInfoSchema).max(MAX_REMOTE_PRODUCERS),
+  // Optional so that a node of the previous version still attaches.
+  conference: conferenceSchema.optional(),
 };
 
 const reqId = z.number().int().nonnegative();
@@ -75,6 +83,8 @@ export const notificationSchemas = {
   producerAdded: z.object({ room, producer: producerInfoSchema }),
   producerRemoved: z.object({ room, producerId: entityId }),
   producerPaused: z.object({ room, producerId: entityId, paused: z.boolean() }),
+  /** The conference state changed (chair command, hand): flooded like the catalog. */
+  conference: z.object({ room, ...conferenceSchema.shape }),
 };
 
 export type RequestMethod = keyof typeof requestSchemas;
@@ -94,6 +104,7 @@ export const incomingSchema = z.discriminatedUnion('t', [
     ntf('producerAdded', notificationSchemas.producerAdded),
     ntf('producerRemoved', notificationSchemas.producerRemoved),
     ntf('producerPaused', notificationSchemas.producerPaused),
+    ntf('conference', notificationSchemas.conference),
   ]),
   z.object({
     t: z.literal('res'),

@@ -60,7 +60,12 @@ const present = (m: MeetingRow) => ({
   ended_at: m.ended_at,
 });
 
-export function createMeetingRoutes(pool: Pool, tokenSecret: string): ApiRoutes {
+export interface MeetingRoutesOptions {
+  /** Ends the meeting's SFU room (every peer on every node of the cascade is told and removed). */
+  endRoom?: (room: string) => void;
+}
+
+export function createMeetingRoutes(pool: Pool, tokenSecret: string, options: MeetingRoutesOptions = {}): ApiRoutes {
   const routes = new ApiRoutes();
 
   /** The caller's part in a meeting, or 404 when they have none. */
@@ -190,6 +195,11 @@ export function createMeetingRoutes(pool: Pool, tokenSecret: string): ApiRoutes 
       const { meeting, role } = await load(user, params.id);
       if (role !== 'chair') throw new HttpError(403, 'forbidden', '只有主持人可以结束会议 / only the chair ends the meeting');
       await pool.query(`UPDATE meetings SET state = 'ended', ended_at = now() WHERE id = $1 AND state = 'live'`, [meeting.id]);
+      try {
+        options.endRoom?.(`m-${meeting.id}`);
+      } catch {
+        // the meeting is ended in the database either way; the room empties as tokens expire
+      }
       await audit(pool, { action: 'meeting.end', user, objectType: 'meeting', objectId: meeting.id, unitId: user.unitId, ip: req.ip ?? null });
       return present((await load(user, meeting.id)).meeting);
     },

@@ -1,5 +1,5 @@
 import { Device, type types } from 'mediasoup-client';
-import type { ErrorBody, MediaSource, Notifications, PeerInfo, ProducerInfo, ServerMessage } from '../../../sfu/protocol.ts';
+import type { ChairCommand, ConferenceStateView, ErrorBody, MediaSource, Notifications, PeerInfo, ProducerInfo, ServerMessage } from '../../../sfu/protocol.ts';
 
 // Browser side of the SFU signalling protocol (sfu/protocol.ts). Joins one room with a join token,
 // publishes local tracks, consumes every remote producer, and rejoins by itself when the node
@@ -44,6 +44,10 @@ export interface ClientEvents {
   peers: PeerInfo[];
   tracks: RemoteTrack[];
   notice: string;
+  /** The chair's controls as they now stand (spotlight, broadcast, mute, hands). */
+  conference: ConferenceStateView;
+  /** The meeting was ended by the chair or the meetings API; the client will not rejoin. */
+  ended: 'chair' | 'api';
 }
 
 export class SignallingRequestError extends Error {
@@ -76,7 +80,12 @@ export class SfuClient {
   #closed = false;
   #rejoining: Promise<void> | undefined;
   peerId = '';
+  role: 'chair' | 'participant' | 'viewer' = 'participant';
   reconnects = 0;
+  conference: ConferenceStateView | undefined;
+  ended: 'chair' | 'api' | undefined;
+  // The local microphone was paused because the chair muted this site (so it is resumed when let go).
+  #mutedByChair = false;
 
   constructor(url: string, token: string) {
     this.#url = url;
@@ -119,6 +128,20 @@ export class SfuClient {
     this.#producers.delete(source);
     producer.close();
     await this.request('closeProducer', { producerId: producer.id }).catch(() => undefined);
+  }
+
+  /** A chair's command (mute all, unmute a site, spotlight, broadcast, lower a hand, end). */
+  chair(cmd: ChairCommand): Promise<unknown> {
+    return this.request('chairCommand', cmd);
+  }
+
+  raiseHand(raised: boolean): Promise<unknown> {
+    return this.request('raiseHand', { raised });
+  }
+
+  /** Id of the producer this client publishes for a source (e.g. its screen, for a broadcast). */
+  producerId(source: MediaSource): string | undefined {
+    return this.#producers.get(source)?.id;
   }
 
   async leave(): Promise<void> {
@@ -255,9 +278,34 @@ export class SfuClient {
       case 'reconnect':
         this.#scheduleRejoin();
         break;
+      case 'conferenceState':
+        this.#applyConference(data as ConferenceStateView);
+        break;
+      case 'meetingEnded':
+        this.ended = (data as Notifications['meetingEnded']).reason;
+        this.#closed = true;
+        this.#teardown();
+        this.#setState('closed');
+        this.#emit('ended', this.ended);
+        this.#ws?.close();
+        break;
       default:
         break;
     }
+  }
+
+  #applyConference(view: ConferenceStateView): void {
+    this.conference = view;
+    // The server already holds the microphone producer paused; stop sending too, and resume when let go.
+    const mic = this.#producers.get('microphone');
+    if (mic && view.selfMuted && !mic.paused) {
+      mic.pause();
+      this.#mutedByChair = true;
+    } else if (mic && !view.selfMuted && this.#mutedByChair) {
+      mic.resume();
+      this.#mutedByChair = false;
+    }
+    this.#emit('conference', view);
   }
 
   async #joinRoom(): Promise<void> {
@@ -268,8 +316,11 @@ export class SfuClient {
       routerRtpCapabilities: types.RtpCapabilities;
       peers: PeerInfo[];
       producers: ProducerInfo[];
+      role: 'chair' | 'participant' | 'viewer';
+      conference?: ConferenceStateView;
     };
     this.peerId = result.peerId;
+    this.role = result.role;
     this.#peers.clear();
     for (const p of result.peers) this.#peers.set(p.peerId, p);
     for (const p of result.producers) this.#announced.set(p.producerId, p);
@@ -279,6 +330,7 @@ export class SfuClient {
     this.#recvTransport = await this.#createTransport('recv');
     this.#setState('joined');
     for (const [source, track] of this.#local) await this.#produce(track, source);
+    if (result.conference) this.#applyConference(result.conference);
     for (const p of [...this.#announced.values()]) await this.#consume(p).catch((e: Error) => this.#emit('notice', e.message));
   }
 
