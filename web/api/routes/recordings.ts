@@ -85,7 +85,7 @@ export function createRecordingsRouter(opts: RecordingsRouterOptions): express.R
     strip_url: s.stripKey ? await storage.presignGet(s.stripKey, expiry) : null,
   });
 
-  const trail = (req: Request, user: AuthUser, action: string, objectType: string, objectId: number, unitId: number, detail: Record<string, unknown>) =>
+  const trail = (req: Request, user: AuthUser, action: string, objectType: string, objectId: number | string, unitId: number, detail: Record<string, unknown>) =>
     audit(pool, { action, user, objectType, objectId, unitId, ip: req.ip ?? null, detail });
 
   // Timeline: segments overlapping [from, to) and the gaps between them.
@@ -99,6 +99,29 @@ export function createRecordingsRouter(opts: RecordingsRouterOptions): express.R
     await trail(req, user, 'recording.list', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
     res.json({
       camera: { id: cam.id, name: cam.name, unit_id: cam.unit_id },
+      from: tl.from.toISOString(),
+      to: tl.to.toISOString(),
+      covered_ms: tl.coveredMs,
+      segments: await Promise.all(tl.segments.map(presented)),
+      gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+    });
+  });
+
+  // A recorded meeting room (conference recording): visible where the owning unit is in the subtree.
+  router.get('/rooms/:room/recordings', async (req, res) => {
+    const user = currentUser(req);
+    const { room } = parse(z.object({ room: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/) }), req.params, 'path');
+    const q = parse(rangeQuery, req.query, 'query');
+    if (q.to.getTime() - q.from.getTime() > maxList) throw new HttpError(400, 'range_too_long', `时间范围过长 / range longer than ${maxList / 3600_000} h`);
+    const owner = await pool.query<{ unit_id: number }>(
+      `SELECT s.unit_id FROM recording_segments s JOIN units u ON u.id = s.unit_id WHERE s.room_id = $1 AND u.path LIKE $2 LIMIT 1`,
+      [room, `${user.unitPath}%`],
+    );
+    if (!owner.rows[0]) throw notFound('会议录像', 'room recording');
+    const tl = await listTimeline(pool, { roomId: room }, q.from, q.to, gapTol, { unitPathPrefix: user.unitPath });
+    await trail(req, user, 'recording.list', 'room', room, owner.rows[0].unit_id, { room, from: q.from, to: q.to, segments: tl.segments.length });
+    res.json({
+      room,
       from: tl.from.toISOString(),
       to: tl.to.toISOString(),
       covered_ms: tl.coveredMs,

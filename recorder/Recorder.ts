@@ -1,0 +1,473 @@
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import type { Pool } from '../infra/db/pool.ts';
+import { createLogger, type Logger } from '../infra/logger.ts';
+import type { ObjectStorage } from '../infra/storage/ObjectStorage.ts';
+import { recorderConfig, type RecorderConfig, type RecorderConfigInput } from './config.ts';
+import { recoverUnlisted, SegmentCapture, type RawSegment } from './SegmentCapture.ts';
+import { SegmentJournal, type RunContext } from './SegmentJournal.ts';
+import { Retention } from './Retention.ts';
+import { SegmentSpool } from './SegmentSpool.ts';
+import type { ClosedSegment, IndexedSegment } from './types.ts';
+
+export interface RecorderEvents {
+  indexed: [IndexedSegment];
+  rejected: [ClosedSegment, string];
+  dropped: [ClosedSegment];
+  captureStarted: [cameraId: number];
+  captureStopped: [cameraId: number];
+  jobState: [jobId: number, state: CaptureJobState];
+}
+
+export type CaptureJobState = 'scheduled' | 'recording' | 'done' | 'failed' | 'cancelled';
+
+export const captureRequestSchema = z
+  .object({
+    cameraId: z.number().int().positive(),
+    sessionId: z.number().int().positive().nullable().default(null),
+    startsAt: z.coerce.date(),
+    endsAt: z.coerce.date(),
+    preRollS: z.number().int().min(0).max(3600).default(0),
+    postRollS: z.number().int().min(0).max(3600).default(0),
+    evidence: z.boolean().default(false),
+  })
+  .refine((r) => r.endsAt > r.startsAt, { message: 'endsAt must be after startsAt' });
+export type CaptureRequest = z.input<typeof captureRequestSchema>;
+
+export interface CaptureJob {
+  id: number;
+  cameraId: number;
+  sessionId: number | null;
+  startsAt: Date;
+  endsAt: Date;
+  preRollS: number;
+  postRollS: number;
+  state: CaptureJobState;
+  evidence: boolean;
+}
+
+interface CameraRow {
+  id: number;
+  unit_id: number;
+  rtsp_url: string;
+  username: string | null;
+  password: string | null;
+}
+
+interface ActiveCamera {
+  cameraId: number;
+  unitId: number;
+  capture: SegmentCapture;
+  jobs: Map<number, CaptureJob>;
+  /** Wall-clock end of the newest closed segment: capture stops only once the window is covered. */
+  coveredUntil: number;
+}
+
+export interface RecorderOptions {
+  pool: Pool;
+  storage: ObjectStorage;
+  config?: RecorderConfigInput;
+  log?: Logger;
+}
+
+/** The RTSP URL ffmpeg uses, with credentials from the camera row. Never logged or sent to clients. */
+export function cameraPullUrl(row: { rtsp_url: string; username: string | null; password: string | null }): string {
+  const u = new URL(row.rtsp_url);
+  if (row.username) {
+    u.username = encodeURIComponent(row.username);
+    u.password = encodeURIComponent(row.password ?? '');
+  }
+  return u.toString();
+}
+
+/**
+ * The recorder: runs capture jobs from capture_jobs (start at starts_at - pre-roll, stop at
+ * ends_at + post-roll), one segmenting ffmpeg per camera, and feeds every closed segment through the
+ * journal-backed spool into S3 and recording_segments. A restarted recorder resumes from its journal:
+ * segments left in the spool are uploaded, runs its predecessor died in are recovered from ffmpeg's
+ * own segment list, and jobs still inside their window are picked up again.
+ */
+export class Recorder extends EventEmitter<RecorderEvents> {
+  readonly config: RecorderConfig;
+  readonly #pool: Pool;
+  readonly #log: Logger;
+  readonly #journal: SegmentJournal;
+  readonly #spool: SegmentSpool;
+  readonly #cameras = new Map<number, ActiveCamera>();
+  readonly #finishing = new Set<number>();
+  #timer: NodeJS.Timeout | undefined;
+  #retentionTimer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+  #tickAgain = false;
+  #closed = false;
+  /** Journal closed: capture events arriving later are left for the next start to recover. */
+  #shut = false;
+
+  private constructor(opts: RecorderOptions, config: RecorderConfig, journal: SegmentJournal, log: Logger) {
+    super();
+    this.config = config;
+    this.#pool = opts.pool;
+    this.#log = log;
+    this.#journal = journal;
+    this.#spool = new SegmentSpool({ pool: opts.pool, storage: opts.storage, journal, config, log });
+    this.#spool.on('indexed', (s) => this.emit('indexed', s));
+    this.#spool.on('rejected', (s, r) => this.emit('rejected', s, r));
+    this.#spool.on('dropped', (s) => this.emit('dropped', s));
+  }
+
+  static async start(opts: RecorderOptions): Promise<Recorder> {
+    const config = recorderConfig(opts.config);
+    const log = opts.log ?? createLogger('recorder');
+    fs.mkdirSync(config.spoolDir, { recursive: true });
+    await opts.storage.ensureBucket().catch((err: Error) => log.warn({ err: err.message }, 'bucket check failed; uploads will retry'));
+    const { journal, state } = SegmentJournal.open(path.join(config.spoolDir, 'journal.jsonl'));
+    const rec = new Recorder(opts, config, journal, log);
+    // Runs the previous process died in: stop any ffmpeg it left, then take what ffmpeg finished.
+    for (const run of state.openRuns) {
+      killLeftoverFfmpeg(run.dir);
+      const recovered = await recoverRun(run.dir, run.inputStartMs, run.runId, state.known, config.ffprobePath);
+      for (const r of recovered) rec.#spool.enqueue(toClosed(r, run.ctx));
+      journal.append({ t: 'runEnd', runId: run.runId });
+      log.info({ runId: run.runId, recovered: recovered.length }, 'recovered segments of an interrupted run');
+    }
+    for (const seg of state.pending) rec.#spool.enqueue(seg, true);
+    rec.#timer = setInterval(() => rec.wake(), config.jobPollMs);
+    if (config.retentionMaxAgeDays > 0 || config.retentionDiskPath) {
+      const retention = new Retention({
+        pool: opts.pool,
+        storage: opts.storage,
+        maxAgeMs: config.retentionMaxAgeDays > 0 ? config.retentionMaxAgeDays * 86_400_000 : Number.MAX_SAFE_INTEGER,
+        minFreeBytes: config.retentionDiskPath ? config.retentionMinFreeBytes : 0,
+        diskPath: config.retentionDiskPath ?? config.spoolDir,
+        log,
+      });
+      let running = false;
+      rec.#retentionTimer = setInterval(() => {
+        if (running) return;
+        running = true;
+        retention
+          .sweep()
+          .catch((err: Error) => log.warn({ err: err.message }, 'retention sweep failed'))
+          .finally(() => (running = false));
+      }, config.retentionIntervalMs);
+    }
+    rec.wake();
+    return rec;
+  }
+
+  get spool(): SegmentSpool {
+    return this.#spool;
+  }
+
+  /** Inserts a capture job (the scheduler inserts rows directly; this is the same thing as an API). */
+  async scheduleCapture(req: CaptureRequest): Promise<CaptureJob> {
+    const r = captureRequestSchema.parse(req);
+    const res = await this.#pool.query(
+      `INSERT INTO capture_jobs (camera_id, session_id, starts_at, ends_at, pre_roll_s, post_roll_s, evidence)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
+      [r.cameraId, r.sessionId, r.startsAt, r.endsAt, r.preRollS, r.postRollS, r.evidence],
+    );
+    this.wake();
+    return jobFromRow(res.rows[0] as JobRow);
+  }
+
+  async cancelCapture(jobId: number): Promise<void> {
+    await this.#pool.query(`UPDATE capture_jobs SET state = 'cancelled', finished_at = now() WHERE id = $1 AND state IN ('scheduled', 'recording')`, [jobId]);
+    this.wake();
+  }
+
+  /** Re-reads capture_jobs now instead of at the next poll. */
+  wake(): void {
+    if (this.#closed) return;
+    if (this.#ticking) {
+      this.#tickAgain = true;
+      return;
+    }
+    this.#ticking = this.#tick()
+      .catch((err: Error) => this.#log.warn({ err: err.message }, 'capture job poll failed'))
+      .finally(() => {
+        this.#ticking = undefined;
+        if (this.#tickAgain) {
+          this.#tickAgain = false;
+          this.wake();
+        }
+      });
+  }
+
+  async #tick(): Promise<void> {
+    const leadS = this.config.startLeadMs / 1000;
+    // Claim unclaimed due jobs for this recorder (a job another recorder holds is left alone), then
+    // read all of ours. The statement's snapshot does not see its own UPDATE, hence `claimed`.
+    const res = await this.#pool.query<JobRow>(
+      `WITH claimed AS (
+         UPDATE capture_jobs SET recorder_id = $2
+          WHERE state IN ('scheduled', 'recording') AND recorder_id IS NULL
+            AND starts_at - make_interval(secs => pre_roll_s + $1) <= now()
+          RETURNING id)
+       SELECT * FROM capture_jobs
+        WHERE state IN ('scheduled', 'recording')
+          AND (recorder_id = $2 OR id IN (SELECT id FROM claimed))
+          AND starts_at - make_interval(secs => pre_roll_s + $1) <= now()`,
+      [leadS, this.config.recorderId],
+    );
+    res.rows.sort((a, b) => a.starts_at.getTime() - b.starts_at.getTime());
+    const now = Date.now();
+    const wanted = new Map<number, CaptureJob[]>();
+    for (const row of res.rows) {
+      const job = jobFromRow(row);
+      const end = job.endsAt.getTime() + job.postRollS * 1000;
+      if (now >= end) {
+        // Window over: it stays attached to its camera until that capture has flushed, then closes.
+        this.#finishing.add(job.id);
+        continue;
+      }
+      const list = wanted.get(job.cameraId) ?? [];
+      list.push(job);
+      wanted.set(job.cameraId, list);
+    }
+    // Cancelled jobs disappear from the query: drop them from their camera.
+    for (const cam of this.#cameras.values()) {
+      for (const id of cam.jobs.keys()) if (!res.rows.some((r) => Number(r.id) === id)) cam.jobs.delete(id);
+    }
+    for (const [cameraId, jobs] of wanted) {
+      let cam = this.#cameras.get(cameraId);
+      if (!cam) cam = await this.#startCamera(cameraId);
+      if (!cam) {
+        for (const j of jobs) await this.#setJobState(j.id, 'failed', 'camera not found or disabled');
+        continue;
+      }
+      for (const j of jobs) {
+        if (!cam.jobs.has(j.id)) {
+          cam.jobs.set(j.id, j);
+          if (j.state === 'scheduled') await this.#setJobState(j.id, 'recording');
+        }
+      }
+    }
+    // Cameras with no job left in their window: stop (flushing the last segment), then close jobs.
+    for (const cam of [...this.#cameras.values()]) {
+      const live = [...cam.jobs.values()].filter((j) => now < j.endsAt.getTime() + j.postRollS * 1000);
+      if (live.length > 0) continue;
+      // ffmpeg's clock lags wall time a little: keep going until a closed segment reaches the window
+      // end (at most one more segment), bounded in case the camera is down at that moment.
+      const graceMs = 2 * this.config.segmentSeconds * 1000 + 5_000;
+      const windowEnd = Math.max(0, ...[...cam.jobs.values()].map((j) => j.endsAt.getTime() + j.postRollS * 1000));
+      if (cam.coveredUntil < windowEnd && now < windowEnd + graceMs) continue;
+      this.#cameras.delete(cam.cameraId);
+      await cam.capture.stop();
+      this.emit('captureStopped', cam.cameraId);
+      for (const j of cam.jobs.values()) await this.#finishJob(j.id);
+    }
+    for (const id of [...this.#finishing]) {
+      if ([...this.#cameras.values()].some((c) => c.jobs.has(id))) continue;
+      await this.#finishJob(id);
+    }
+  }
+
+  async #finishJob(jobId: number): Promise<void> {
+    this.#finishing.delete(jobId);
+    await this.#setJobState(jobId, 'done');
+  }
+
+  async #setJobState(jobId: number, state: CaptureJobState, error?: string): Promise<void> {
+    const res = await this.#pool.query(
+      `UPDATE capture_jobs SET state = $2, error = COALESCE($3, error),
+              started_capture_at = CASE WHEN $2 = 'recording' THEN COALESCE(started_capture_at, now()) ELSE started_capture_at END,
+              finished_at = CASE WHEN $2 IN ('done', 'failed') THEN now() ELSE finished_at END
+        WHERE id = $1 AND state IN ('scheduled', 'recording') AND (recorder_id IS NULL OR recorder_id = $4)`,
+      [jobId, state, error ?? null, this.config.recorderId],
+    );
+    if (res.rowCount) this.emit('jobState', jobId, state);
+  }
+
+  async #startCamera(cameraId: number): Promise<ActiveCamera | undefined> {
+    const res = await this.#pool.query<CameraRow>('SELECT id, unit_id, rtsp_url, username, password FROM cameras WHERE id = $1 AND enabled', [cameraId]);
+    const row = res.rows[0];
+    if (!row) return undefined;
+    const label = `camera ${cameraId}`;
+    const capture = new SegmentCapture({
+      name: `camera-${cameraId}`,
+      dir: path.join(this.config.spoolDir, `camera-${cameraId}`),
+      config: this.config,
+      log: this.#log,
+      input: async () => {
+        // Re-read every run so a changed URL or password takes effect on the next restart.
+        const r = await this.#pool.query<CameraRow>('SELECT id, unit_id, rtsp_url, username, password FROM cameras WHERE id = $1', [cameraId]);
+        const c = r.rows[0] ?? row;
+        return {
+          url: cameraPullUrl(c),
+          label,
+          inputOptions: [
+            '-rtsp_transport', 'tcp',
+            '-timeout', String(this.config.rtspTimeoutMs * 1000),
+            '-use_wallclock_as_timestamps', '1',
+            '-fflags', '+genpts+discardcorrupt',
+          ],
+        };
+      },
+    });
+    const cam: ActiveCamera = { cameraId, unitId: Number(row.unit_id), capture, jobs: new Map(), coveredUntil: 0 };
+    capture.on('segment', (raw) => {
+      cam.coveredUntil = Math.max(cam.coveredUntil, raw.endedAt);
+    });
+    this.attachCapture(capture, (startMs, endMs) => this.#contextFor(cam, startMs, endMs));
+    this.#cameras.set(cameraId, cam);
+    capture.start();
+    this.emit('captureStarted', cameraId);
+    return cam;
+  }
+
+  /**
+   * Feeds a capture's segments through the journal and spool: used for cameras and for captures the
+   * recorder does not run itself (conference recordings). `context` names the source and job.
+   */
+  attachCapture(capture: SegmentCapture, context: (startMs: number, endMs: number) => RunContext): void {
+    const runs = new Set<string>();
+    // After close() the journal is shut: anything still arriving stays in its run folder, and the
+    // next start recovers it from ffmpeg's segment list (the run is still open in the journal).
+    capture.on('run', (run) => {
+      if (this.#shut) return;
+      runs.add(run.runId);
+      this.#journal.append({ t: 'run', runId: run.runId, dir: run.dir, inputStartMs: run.inputStartMs, ctx: context(Date.now(), Date.now()) });
+    });
+    capture.on('segment', (raw) => {
+      if (!this.#shut) this.#spool.enqueue(toClosed(raw, context(raw.startedAt, raw.endedAt)));
+    });
+    capture.on('runEnded', ({ runId }) => {
+      if (runs.delete(runId) && !this.#shut) this.#journal.append({ t: 'runEnd', runId });
+    });
+  }
+
+  /** The job a segment belongs to: the earliest active job whose window it overlaps. */
+  #contextFor(cam: ActiveCamera, startMs: number, endMs: number): RunContext {
+    let best: CaptureJob | undefined;
+    let evidence = false;
+    for (const j of cam.jobs.values()) {
+      const ws = j.startsAt.getTime() - j.preRollS * 1000;
+      const we = j.endsAt.getTime() + j.postRollS * 1000;
+      if (endMs <= ws || startMs >= we) continue;
+      evidence ||= j.evidence;
+      if (!best || j.startsAt < best.startsAt) best = j;
+    }
+    return {
+      source: { kind: 'camera', cameraId: cam.cameraId, unitId: cam.unitId },
+      captureJobId: best?.id ?? null,
+      sessionId: best?.sessionId ?? null,
+      evidence,
+    };
+  }
+
+  /**
+   * Stops everything. With `drain`, captures are stopped cleanly (last segment flushed) and the spool
+   * is emptied first; without, whatever is waiting stays journalled for the next start.
+   */
+  async close(opts: { drain?: boolean; drainTimeoutMs?: number } = {}): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    clearInterval(this.#retentionTimer);
+    await this.#ticking;
+    await Promise.all([...this.#cameras.values()].map((c) => c.capture.stop()));
+    this.#cameras.clear();
+    if (opts.drain) {
+      await Promise.race([this.#spool.idle(), new Promise((r) => setTimeout(r, opts.drainTimeoutMs ?? 30_000))]);
+    }
+    this.#shut = true;
+    this.#spool.close();
+    this.#journal.close();
+  }
+}
+
+interface JobRow {
+  id: number;
+  camera_id: number;
+  session_id: number | null;
+  starts_at: Date;
+  ends_at: Date;
+  pre_roll_s: number;
+  post_roll_s: number;
+  state: CaptureJobState;
+  evidence: boolean;
+}
+
+function jobFromRow(r: JobRow): CaptureJob {
+  return {
+    id: Number(r.id),
+    cameraId: Number(r.camera_id),
+    sessionId: r.session_id === null ? null : Number(r.session_id),
+    startsAt: r.starts_at,
+    endsAt: r.ends_at,
+    preRollS: r.pre_roll_s,
+    postRollS: r.post_roll_s,
+    state: r.state,
+    evidence: r.evidence,
+  };
+}
+
+export function toClosed(raw: RawSegment, ctx: RunContext): ClosedSegment {
+  return {
+    id: `${raw.runId}-${raw.seq}`,
+    runId: raw.runId,
+    seq: raw.seq,
+    file: raw.file,
+    startedAt: raw.startedAt,
+    endedAt: raw.endedAt,
+    bytes: raw.bytes,
+    source: ctx.source,
+    captureJobId: ctx.captureJobId,
+    sessionId: ctx.sessionId,
+    evidence: ctx.evidence,
+  };
+}
+
+/** Kills an ffmpeg a dead recorder left behind in `dir`, if it is still running. */
+function killLeftoverFfmpeg(dir: string): void {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(path.join(dir, 'ffmpeg.pid'), 'utf8'));
+  } catch {
+    return;
+  }
+  try {
+    // Only if that pid is still an ffmpeg writing into this very folder (pids get reused).
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (cmdline.includes(dir)) process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
+/** Segments of an interrupted run that the journal has not seen: listed ones, then unlisted partials. */
+async function recoverRun(dir: string, inputStartMs: number, runId: string, known: Set<string>, ffprobePath: string): Promise<RawSegment[]> {
+  const out: RawSegment[] = [];
+  const listed = new Set<string>();
+  let lastEnd = inputStartMs;
+  let text = '';
+  try {
+    text = fs.readFileSync(path.join(dir, 'list.csv'), 'utf8');
+  } catch {
+    // no segment finished in that run
+  }
+  for (const line of text.split('\n')) {
+    const [name, s, e] = line.trim().split(',');
+    if (!name || s === undefined || e === undefined) continue;
+    listed.add(name);
+    const seq = Number(/seg_(\d+)\.mp4$/.exec(name)?.[1] ?? 0);
+    const startedAt = Math.round(inputStartMs + Number(s) * 1000);
+    const endedAt = Math.round(inputStartMs + Number(e) * 1000);
+    lastEnd = Math.max(lastEnd, endedAt);
+    if (known.has(`${runId}-${seq}`)) continue;
+    const file = path.join(dir, name);
+    let bytes = 0;
+    try {
+      bytes = fs.statSync(file).size;
+    } catch {
+      continue;
+    }
+    if (endedAt > startedAt && bytes > 0) out.push({ runId, seq, file, startedAt, endedAt, bytes, recovered: false });
+  }
+  for (const r of await recoverUnlisted(dir, listed, lastEnd, runId, ffprobePath)) {
+    if (!known.has(`${runId}-${r.seq}`)) out.push(r);
+  }
+  return out;
+}

@@ -1,0 +1,375 @@
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import ffmpeg from 'fluent-ffmpeg';
+import type { Logger } from '../infra/logger.ts';
+import type { RecorderConfig } from './config.ts';
+import { probe } from './probe.ts';
+
+/** What one ffmpeg run reads. `url` may hold credentials: it is never logged; `label` is. */
+export interface CaptureInput {
+  url: string;
+  label: string;
+  inputOptions: string[];
+  /** Audio codec of the input when the caller knows it; otherwise the input is probed. */
+  audioCodec?: string | null;
+  /** Video codec arguments; default stream copy. (A conference's VP8 cannot go into MP4 as-is.) */
+  videoArgs?: string[];
+}
+
+/** A segment closed by ffmpeg, with wall-clock bounds (epoch ms). */
+export interface RawSegment {
+  runId: string;
+  seq: number;
+  file: string;
+  startedAt: number;
+  endedAt: number;
+  bytes: number;
+  /** Set when ffmpeg died before listing it and the partial (fragmented) file was recovered. */
+  recovered: boolean;
+}
+
+export interface RunInfo {
+  runId: string;
+  dir: string;
+  /** Wall-clock time (epoch ms) of the input's first timestamp; segment times are relative to it. */
+  inputStartMs: number;
+}
+
+export type CaptureState = 'idle' | 'connecting' | 'recording' | 'backoff' | 'stopped';
+
+export interface SegmentCaptureEvents {
+  state: [CaptureState];
+  run: [RunInfo];
+  segment: [RawSegment];
+  runEnded: [{ runId: string; reason: string; segments: number }];
+}
+
+export interface SegmentCaptureOptions {
+  /** Safe to log, used in names. */
+  name: string;
+  /** Parent directory; each ffmpeg run writes into its own `run-<id>` folder below it. */
+  dir: string;
+  input: () => Promise<CaptureInput>;
+  config: RecorderConfig;
+  log: Logger;
+}
+
+// Audio codecs the MP4 muxer stores as-is; anything else is transcoded to AAC rather than risk a
+// muxer error that would lose the whole segment.
+const MP4_AUDIO = new Set(['aac', 'mp3', 'alac']);
+
+const guardScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'bin', 'ffmpeg-guard.sh');
+let guardUsable: boolean | undefined;
+/** The ffmpeg to run: through the guard script (dies with the recorder) when it is usable. */
+export function ffmpegCommandPath(configured: string): string {
+  guardUsable ??= (() => {
+    try {
+      fs.accessSync(guardScript, fs.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  if (!guardUsable) return configured;
+  // The guard runs $GRASSROOTS_FFMPEG, so a configured binary is still honoured.
+  if (configured !== 'ffmpeg') process.env.GRASSROOTS_FFMPEG = configured;
+  return guardScript;
+}
+
+/**
+ * Records one input into short MP4 segments by stream copy, run after run: a watchdog outside ffmpeg
+ * kills a run that stops making progress, and any run that ends while the capture should be running
+ * is restarted after an exponential backoff. Segments are reported as ffmpeg lists them; a run that
+ * dies mid-segment has its partial fragmented-MP4 file probed and reported too.
+ */
+export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
+  readonly name: string;
+  readonly #opts: SegmentCaptureOptions;
+  readonly #log: Logger;
+  #state: CaptureState = 'idle';
+  #wantRunning = false;
+  #cmd: ffmpeg.FfmpegCommand | undefined;
+  #runPromise: Promise<void> | undefined;
+  #backoffMs: number;
+  #backoffTimer: NodeJS.Timeout | undefined;
+  #wake: (() => void) | undefined;
+  #audioCodec: string | null | undefined;
+
+  constructor(opts: SegmentCaptureOptions) {
+    super();
+    this.name = opts.name;
+    this.#opts = opts;
+    this.#log = opts.log.child({ capture: opts.name });
+    this.#backoffMs = opts.config.restartBackoffMinMs;
+  }
+
+  get state(): CaptureState {
+    return this.#state;
+  }
+
+  start(): void {
+    if (this.#wantRunning) return;
+    this.#wantRunning = true;
+    this.#runPromise ??= this.#loop().finally(() => {
+      this.#runPromise = undefined;
+    });
+  }
+
+  /** Asks ffmpeg to finish its current segment and waits until every segment has been reported. */
+  async stop(graceMs = 5_000): Promise<void> {
+    this.#wantRunning = false;
+    this.#wake?.();
+    const cmd = this.#cmd;
+    if (cmd) {
+      // SIGINT makes ffmpeg finish and list the segment in progress; SIGKILL is the last resort.
+      cmd.kill('SIGINT');
+      const t = setTimeout(() => cmd.kill('SIGKILL'), graceMs);
+      await this.#runPromise;
+      clearTimeout(t);
+    } else {
+      await this.#runPromise;
+    }
+    this.#setState('stopped');
+  }
+
+  #setState(s: CaptureState): void {
+    if (s === this.#state) return;
+    this.#state = s;
+    this.emit('state', s);
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#wantRunning) {
+      const started = Date.now();
+      let produced = 0;
+      let reason: string;
+      try {
+        this.#setState('connecting');
+        const input = await this.#opts.input();
+        if (!this.#wantRunning) break;
+        const audio = await this.#resolveAudio(input);
+        if (!this.#wantRunning) break;
+        const r = await this.#runOnce(input, audio);
+        produced = r.segments;
+        reason = r.reason;
+      } catch (err) {
+        reason = redact((err as Error).message);
+      }
+      if (!this.#wantRunning) break;
+      // A run that produced media or lived long proves the input works: start the backoff afresh.
+      if (produced > 0 || Date.now() - started >= this.#opts.config.healthyRunMs) this.#backoffMs = this.#opts.config.restartBackoffMinMs;
+      const wait = this.#backoffMs;
+      this.#backoffMs = Math.min(this.#backoffMs * 2, this.#opts.config.restartBackoffMaxMs);
+      this.#log.warn({ reason, restartInMs: wait }, 'capture run ended; restarting');
+      this.#setState('backoff');
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        this.#backoffTimer = setTimeout(resolve, wait);
+      });
+      clearTimeout(this.#backoffTimer);
+      this.#wake = undefined;
+    }
+  }
+
+  async #resolveAudio(input: CaptureInput): Promise<string | null> {
+    if (this.#opts.config.audio === 'drop') return null;
+    if (input.audioCodec !== undefined) return input.audioCodec;
+    if (this.#audioCodec !== undefined) return this.#audioCodec;
+    const p = await probe(input.url, { rtspTimeoutMs: this.#opts.config.rtspTimeoutMs, timeoutMs: this.#opts.config.rtspTimeoutMs * 2, ffprobePath: this.#opts.config.ffprobePath });
+    if (!p.videoCodec) throw new Error(`${input.label}: no video stream`);
+    this.#audioCodec = p.audioCodec ?? null;
+    return this.#audioCodec;
+  }
+
+  #runOnce(input: CaptureInput, audioCodec: string | null): Promise<{ segments: number; reason: string }> {
+    const cfg = this.#opts.config;
+    const runId = `${Date.now().toString(36)}${crypto.randomBytes(3).toString('hex')}`;
+    const dir = path.join(this.#opts.dir, `run-${runId}`);
+    fs.mkdirSync(dir, { recursive: true });
+    const listFile = path.join(dir, 'list.csv');
+    const out: string[] = ['-map', '0:v:0', ...(input.videoArgs ?? ['-c:v', 'copy'])];
+    if (audioCodec) {
+      out.push('-map', '0:a:0?');
+      out.push(...(MP4_AUDIO.has(audioCodec) ? ['-c:a', 'copy'] : ['-c:a', 'aac', '-b:a', '64k']));
+    }
+    out.push(
+      '-dn', '-sn',
+      '-f', 'segment',
+      '-segment_time', String(cfg.segmentSeconds),
+      '-segment_format', 'mp4',
+      // Fragmented MP4, a fragment at least every half second and flushed at once: a file cut short
+      // by a crash is still playable up to its last fragment.
+      '-segment_format_options', 'movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=500000:flush_packets=1',
+      '-reset_timestamps', '1',
+      '-segment_list', listFile,
+      '-segment_list_type', 'csv',
+    );
+    const cmd = ffmpeg(input.url)
+      .setFfmpegPath(ffmpegCommandPath(cfg.ffmpegPath))
+      .inputOptions(input.inputOptions)
+      .outputOptions(out)
+      .output(path.join(dir, 'seg_%06d.mp4'));
+    this.#cmd = cmd;
+    const log = this.#log.child({ runId });
+
+    return new Promise((resolve) => {
+      let inputStartMs: number | undefined;
+      let listOffset = 0;
+      let partial = '';
+      let segments = 0;
+      let lastEndMs: number | undefined;
+      let lastProgress = Date.now();
+      let lastTimemark = '';
+      let finished = false;
+      const listed = new Set<string>();
+
+      const readList = (): void => {
+        if (inputStartMs === undefined) return;
+        let data: Buffer;
+        try {
+          const fd = fs.openSync(listFile, 'r');
+          try {
+            const size = fs.fstatSync(fd).size;
+            if (size <= listOffset) return;
+            data = Buffer.alloc(size - listOffset);
+            fs.readSync(fd, data, 0, data.length, listOffset);
+            listOffset = size;
+          } finally {
+            fs.closeSync(fd);
+          }
+        } catch {
+          return;
+        }
+        partial += data.toString('utf8');
+        const lines = partial.split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) {
+          const [name, s, e] = line.trim().split(',');
+          if (!name || s === undefined || e === undefined) continue;
+          const file = path.join(dir, name);
+          listed.add(name);
+          let bytes = 0;
+          try {
+            bytes = fs.statSync(file).size;
+          } catch {
+            continue;
+          }
+          const startedAt = Math.round(inputStartMs + Number(s) * 1000);
+          const endedAt = Math.round(inputStartMs + Number(e) * 1000);
+          if (!(endedAt > startedAt) || bytes === 0) continue;
+          segments++;
+          lastEndMs = endedAt;
+          lastProgress = Date.now();
+          this.emit('segment', { runId, seq: seqOf(name), file, startedAt, endedAt, bytes, recovered: false });
+        }
+      };
+
+      const poll = setInterval(() => {
+        readList();
+        if (Date.now() - lastProgress > cfg.stallTimeoutMs && !finished) {
+          log.warn({ stallTimeoutMs: cfg.stallTimeoutMs }, 'ffmpeg stalled; killing it');
+          lastProgress = Date.now();
+          cmd.kill('SIGKILL');
+        }
+      }, 200);
+
+      cmd.on('start', () => {
+        // fluent-ffmpeg exposes the child process only as an untyped property.
+        const pid = (cmd as unknown as { ffmpegProc?: { pid?: number } }).ffmpegProc?.pid;
+        if (pid) fs.writeFileSync(path.join(dir, 'ffmpeg.pid'), String(pid));
+        log.debug({ input: input.label }, 'ffmpeg started');
+      });
+      const startRun = (ms: number): void => {
+        inputStartMs = ms;
+        this.#setState('recording');
+        this.emit('run', { runId, dir, inputStartMs });
+      };
+      cmd.on('stderr', (line: string) => {
+        if (inputStartMs === undefined) {
+          // With -use_wallclock_as_timestamps the input's start is wall-clock seconds.
+          const m = /Duration: .*?, start: (-?[\d.]+)/.exec(line);
+          if (m && Number(m[1]) > 1e9) startRun(Math.round(Number(m[1]) * 1000));
+          else if (/^Output #0|^\s*Stream mapping/.test(line)) {
+            // No usable start printed: take the wall clock now (less exact, but never silent).
+            log.warn('input start time not reported; using the wall clock');
+            startRun(Date.now());
+          }
+        }
+        const t = /time=\s*(-?[\d:.]+)/.exec(line);
+        if (t && t[1] !== lastTimemark) {
+          lastTimemark = t[1]!;
+          lastProgress = Date.now();
+        } else if (!t) log.debug({ ffmpeg: redact(line) }, 'ffmpeg');
+      });
+      const done = async (reason: string): Promise<void> => {
+        if (finished) return;
+        finished = true;
+        clearInterval(poll);
+        if (this.#cmd === cmd) this.#cmd = undefined;
+        readList();
+        if (inputStartMs !== undefined) {
+          // Files ffmpeg opened but never listed: the segment in progress when it died.
+          for (const r of await recoverUnlisted(dir, listed, lastEndMs ?? inputStartMs, runId, cfg.ffprobePath)) {
+            segments++;
+            this.emit('segment', r);
+          }
+        }
+        fs.rmSync(path.join(dir, 'ffmpeg.pid'), { force: true });
+        // Every listed segment has been handed on (and journalled) by now.
+        fs.rmSync(listFile, { force: true });
+        fs.rmdir(dir, () => undefined);
+        this.emit('runEnded', { runId, reason, segments });
+        resolve({ segments, reason });
+      };
+      cmd.on('end', () => void done('ffmpeg exited'));
+      cmd.on('error', (err: Error) => void done(redact(err.message.split('\n').slice(-3).join(' ')).slice(0, 500)));
+      cmd.run();
+    });
+  }
+}
+
+/** ffmpeg echoes its input URL in errors: never let camera credentials reach a log. */
+export function redact(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^@\s/]+@/gi, '$1***@');
+}
+
+function seqOf(name: string): number {
+  const m = /seg_(\d+)\.mp4$/.exec(name);
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * Turns segment files that ffmpeg never listed (it was killed, or the recorder died with it) into
+ * segments, if they hold any media. Bounds: they follow the last listed segment.
+ */
+export async function recoverUnlisted(dir: string, listed: Set<string>, afterMs: number, runId: string, ffprobePath = 'ffprobe'): Promise<RawSegment[]> {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((n) => /^seg_\d+\.mp4$/.test(n) && !listed.has(n)).sort();
+  } catch {
+    return [];
+  }
+  const out: RawSegment[] = [];
+  let t = afterMs;
+  for (const name of names) {
+    const file = path.join(dir, name);
+    let bytes = 0;
+    try {
+      bytes = fs.statSync(file).size;
+    } catch {
+      continue;
+    }
+    const p = bytes > 0 ? await probe(file, { ffprobePath }).catch(() => undefined) : undefined;
+    if (!p || !p.videoCodec || p.durationS <= 0) {
+      fs.rmSync(file, { force: true });
+      continue;
+    }
+    const dur = Math.round(p.durationS * 1000);
+    out.push({ runId, seq: seqOf(name), file, startedAt: t, endedAt: t + dur, bytes, recovered: true });
+    t += dur;
+  }
+  return out;
+}

@@ -1,0 +1,54 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+// Every duration is configurable so tests can scale the real-world values (10 s segments, minutes of
+// outage) down to seconds without changing behaviour.
+export const recorderConfigSchema = z.object({
+  /** Local directory for segments being written and the upload spool + journal. */
+  spoolDir: z.string().default(path.join(os.tmpdir(), 'grassroots-av-recorder')),
+  segmentSeconds: z.number().positive().max(3600).default(10),
+  /** ffmpeg RTSP socket I/O timeout. */
+  rtspTimeoutMs: z.number().int().positive().default(5_000),
+  /** No ffmpeg progress for this long = stalled; the watchdog kills and restarts it. */
+  stallTimeoutMs: z.number().int().positive().default(15_000),
+  restartBackoffMinMs: z.number().int().positive().default(1_000),
+  restartBackoffMaxMs: z.number().int().positive().default(30_000),
+  /** A run that lived this long resets the backoff. */
+  healthyRunMs: z.number().int().positive().default(30_000),
+  /** 'auto': copy audio MP4 can hold, transcode other audio to AAC; 'drop': record video only. */
+  audio: z.enum(['auto', 'drop']).default('auto'),
+  spoolMaxBytes: z.number().int().positive().default(2 * 1024 ** 3),
+  spoolMaxSegments: z.number().int().positive().default(10_000),
+  uploadConcurrency: z.number().int().min(1).max(64).default(4),
+  uploadRetryMinMs: z.number().int().positive().default(500),
+  uploadRetryMaxMs: z.number().int().positive().default(15_000),
+  thumbnails: z.boolean().default(true),
+  stripFrames: z.number().int().min(1).max(32).default(6),
+  thumbWidth: z.number().int().min(16).max(1920).default(320),
+  stripFrameWidth: z.number().int().min(16).max(640).default(120),
+  /** How often capture_jobs is polled (also woken directly by scheduleCapture). */
+  jobPollMs: z.number().int().positive().default(1_000),
+  /** Start ffmpeg this long before a job's pre-roll so connecting does not eat into the window. */
+  startLeadMs: z.number().int().min(0).default(5_000),
+  /** Two segments further apart than this are separated by a gap. */
+  gapToleranceMs: z.number().int().min(0).default(1_000),
+  /** Names this recorder in capture_jobs.recorder_id; keep it stable across restarts of one host. */
+  recorderId: z.string().min(1).default(os.hostname()),
+  /** Recordings older than this are deleted (meeting evidence never). 0 disables age retention. */
+  retentionMaxAgeDays: z.number().min(0).default(90),
+  /** The disk whose free space triggers the emergency purge (the S3 data dir on one machine); unset = off. */
+  retentionDiskPath: z.string().optional(),
+  retentionMinFreeBytes: z.number().int().min(0).default(5 * 1024 ** 3),
+  retentionIntervalMs: z.number().int().positive().default(10 * 60_000),
+  bucket: z.string().min(3).default('recordings'),
+  ffmpegPath: z.string().default('ffmpeg'),
+  ffprobePath: z.string().default('ffprobe'),
+});
+
+export type RecorderConfig = z.infer<typeof recorderConfigSchema>;
+export type RecorderConfigInput = z.input<typeof recorderConfigSchema>;
+
+export function recorderConfig(input: RecorderConfigInput = {}): RecorderConfig {
+  return recorderConfigSchema.parse(input);
+}

@@ -1,0 +1,36 @@
+import { loadConfig } from '../infra/config.ts';
+import { createPool } from '../infra/db/pool.ts';
+import { createLogger } from '../infra/logger.ts';
+import { ObjectStorage } from '../infra/storage/ObjectStorage.ts';
+import { recorderConfigSchema } from './config.ts';
+import { Recorder } from './Recorder.ts';
+
+// Standalone recorder process. RECORDER_CONFIG is optional JSON for RecorderConfig (durations, spool).
+const log = createLogger('recorder-main');
+const env = loadConfig();
+if (!env.DATABASE_URL) throw new Error('DATABASE_URL is required for the standalone recorder');
+const config = recorderConfigSchema.parse({ bucket: env.S3_BUCKET, ...(process.env.RECORDER_CONFIG ? (JSON.parse(process.env.RECORDER_CONFIG) as object) : {}) });
+const pool = createPool(env.DATABASE_URL);
+const storage = new ObjectStorage({
+  endPoint: env.S3_ENDPOINT ?? '127.0.0.1',
+  port: env.S3_PORT,
+  useSSL: env.S3_USE_SSL === 'true',
+  accessKey: env.S3_ACCESS_KEY,
+  secretKey: env.S3_SECRET_KEY,
+  bucket: config.bucket,
+});
+const recorder = await Recorder.start({ pool, storage, config, log });
+recorder.on('indexed', (s) => log.debug({ key: s.objectKey, latencyMs: s.closeToIndexedMs }, 'segment indexed'));
+process.stdout.write('recorder ready\n');
+
+let stopping = false;
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    void recorder
+      .close({ drain: true, drainTimeoutMs: 10_000 })
+      .then(() => pool.end())
+      .finally(() => process.exit(0));
+  });
+}
