@@ -9,6 +9,7 @@ import { openDatabase } from './db/open-database.ts';
 import { DEMO_PASSWORD } from './demo/generate.ts';
 import { createWebServer } from '../web/server.ts';
 import { SfuNode } from '../sfu/SfuNode.ts';
+import { nodeOptionsFromConfig } from '../sfu/nodeOptionsFromConfig.ts';
 import { schedulerSettingsSchema, startScheduler } from '../scheduler/startScheduler.ts';
 import { recorderConfigSchema } from '../recorder/config.ts';
 import { Recorder } from '../recorder/Recorder.ts';
@@ -25,16 +26,7 @@ const pool = db.pool;
 if (db.seeded) log.info(`demo organisation generated; sign in as e.g. wf.leader, t370702001.clerk or v37070200100101.secretary with password ${DEMO_PASSWORD}`);
 
 const tokenSecret = loadTokenSecret(config.DATA_DIR, config.TOKEN_SECRET);
-const sfu = new SfuNode({
-  tokenSecret,
-  numWorkers: config.SFU_NUM_WORKERS,
-  listenIp: config.SFU_LISTEN_IP,
-  ...(config.SFU_ANNOUNCED_IP ? { announcedAddress: config.SFU_ANNOUNCED_IP } : {}),
-  webRtcBasePort: config.SFU_RTC_PORT,
-  rtcMinPort: config.SFU_RTC_MIN_PORT,
-  rtcMaxPort: config.SFU_RTC_MAX_PORT,
-  logger: createLogger('sfu'),
-});
+const sfu = new SfuNode(nodeOptionsFromConfig(config, tokenSecret, createLogger('sfu')));
 await sfu.start();
 stops.push(() => sfu.close());
 

@@ -7,6 +7,7 @@ import { createLogger } from '../infra/logger.ts';
 import { loadTokenSecret } from '../infra/secret.ts';
 import { nodeIdSchema } from '../infra/tokens.ts';
 import { SfuNode } from './SfuNode.ts';
+import { nodeOptionsFromConfig } from './nodeOptionsFromConfig.ts';
 
 const config = loadConfig();
 const logger = createLogger('sfu');
@@ -34,17 +35,7 @@ const cascade =
         ...(cascadeEnv.SFU_PIPE_ANNOUNCED_IP ?? config.SFU_ANNOUNCED_IP ? { pipeAnnouncedAddress: cascadeEnv.SFU_PIPE_ANNOUNCED_IP ?? config.SFU_ANNOUNCED_IP } : {}),
       }
     : undefined;
-const node = new SfuNode({
-  tokenSecret,
-  ...(cascade ? { cascade } : {}),
-  numWorkers: config.SFU_NUM_WORKERS,
-  listenIp: config.SFU_LISTEN_IP,
-  ...(config.SFU_ANNOUNCED_IP ? { announcedAddress: config.SFU_ANNOUNCED_IP } : {}),
-  webRtcBasePort: config.SFU_RTC_PORT,
-  rtcMinPort: config.SFU_RTC_MIN_PORT,
-  rtcMaxPort: config.SFU_RTC_MAX_PORT,
-  logger,
-});
+const node = new SfuNode(nodeOptionsFromConfig(config, tokenSecret, logger, cascade));
 await node.start();
 
 const server = http.createServer((req, res) => {

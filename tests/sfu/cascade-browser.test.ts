@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
 import { signJoinToken } from '../../infra/tokens.ts';
 import { launchChromium } from '../support/browser.ts';
+import { mediaStats as stats, waitUntil as waitFor } from '../support/pages.ts';
 import { CASCADE_SECRET, startChain, type TreeNode } from '../support/cascade-harness.ts';
 
 // Face to face across two nodes: a clerk's Chromium page on the town node, a villager's kiosk page
@@ -11,33 +12,8 @@ import { CASCADE_SECRET, startChain, type TreeNode } from '../support/cascade-ha
 
 const ROOM = 'f2f-town-village';
 
-interface Stats {
-  videoFramesDecoded: Record<string, number>;
-  audioPacketsReceived: number;
-  peers: number;
-  peerId: string;
-  state: string;
-}
 
-async function stats(page: Page): Promise<Stats> {
-  return page.evaluate(async () => {
-    type Handle = { stats(): Promise<Omit<Stats, 'peerId' | 'state'>>; peerId: string; state: string };
-    const c = (window as unknown as { sfuClient?: Handle }).sfuClient;
-    if (!c) return { videoFramesDecoded: {}, audioPacketsReceived: 0, peers: 0, peerId: '', state: 'none' };
-    return { ...(await c.stats()), peerId: c.peerId, state: c.state };
-  });
-}
 
-async function waitFor<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await read();
-    if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  assert.fail(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-}
 
 describe('face to face across two SFU nodes in real Chromium', { timeout: 120_000 }, () => {
   let nodes: TreeNode[];

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
 import { signJoinToken } from '../../infra/tokens.ts';
 import { launchChromium } from '../support/browser.ts';
+import { waitUntil as waitFor } from '../support/pages.ts';
 import { CASCADE_SECRET, EmulatedLink, startChain, type TreeNode } from '../support/cascade-harness.ts';
 
 // The chair's real Chromium page on the town node; a village kiosk page on the village node, whose
@@ -37,16 +38,6 @@ async function stats(page: Page): Promise<Stats> {
   });
 }
 
-async function waitFor<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await read();
-    if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  assert.fail(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-}
 
 describe('a village kiosk behind a satellite-like link decodes the chair (real Chromium)', { timeout: 120_000 }, () => {
   let nodes: TreeNode[];
