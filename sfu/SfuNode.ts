@@ -12,22 +12,15 @@ import { SfuMetrics } from './SfuMetrics.ts';
 import { SignallingSession, type SessionHost } from './SignallingSession.ts';
 import { Tap } from './Tap.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
-import { WorkerPool } from './WorkerPool.ts';
+import { WorkerPool, type WorkerPoolOptions } from './WorkerPool.ts';
 
 /** How long, and for how many rooms, an ended meeting refuses joins. */
 const ENDED_MEMORY_MS = 6 * 3600_000;
 const MAX_ENDED_ROOMS = 10_000;
 
-export interface SfuNodeOptions {
+export interface SfuNodeOptions extends WorkerPoolOptions {
   /** Secret that signs join tokens (shared with the API that issues them). */
   tokenSecret: string;
-  numWorkers: number;
-  listenIp: string;
-  announcedAddress?: string;
-  webRtcBasePort: number;
-  rtcMinPort: number;
-  rtcMaxPort: number;
-  logger: Logger;
   /** Applied to every video producer: at most one keyframe request per interval reaches a sender. */
   keyFrameRequestDelayMs?: number;
   /** This node's place in the five-level tree; absent for a stand-alone node. */

@@ -7,7 +7,7 @@ import { listTimeline } from '../../recorder/timeline.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { RtspServer } from '../support/rtsp-server.ts';
 import { TestCamera } from '../support/rtsp-camera.ts';
-import { addCamera, seedOrg, startS3Fixture, tempDir, waitForEvent, type S3Fixture } from '../support/recorder-fixture.ts';
+import { addCamera, seedOrg, startS3Fixture, tempDir, waitForEvent, type S3Fixture, fastRecorderConfig } from '../support/recorder-fixture.ts';
 
 // Scaling of the issue's durations (team rule: keep the recorder suite within a few minutes):
 //   segment length 10 s -> 2 s; 3-minute scheduled window -> 30 s; 30 s camera outage -> 8 s.
@@ -15,21 +15,7 @@ const SEGMENT_S = 2;
 const WINDOW_S = Number(process.env.REC_WINDOW_S ?? 30);
 const OUTAGE_S = 8;
 
-const testConfig = (spoolDir: string) => ({
-  spoolDir,
-  recorderId: `test-${spoolDir}`,
-  segmentSeconds: SEGMENT_S,
-  rtspTimeoutMs: 3_000,
-  stallTimeoutMs: 6_000,
-  restartBackoffMinMs: 500,
-  restartBackoffMaxMs: 2_000,
-  uploadRetryMinMs: 200,
-  uploadRetryMaxMs: 1_000,
-  jobPollMs: 250,
-  startLeadMs: 6_000,
-  gapToleranceMs: 1_000,
-  stripFrames: 4,
-});
+const testConfig = (spoolDir: string) => fastRecorderConfig(spoolDir, SEGMENT_S, { gapToleranceMs: 1_000, stripFrames: 4 });
 
 describe('recorder: scheduled capture from a real RTSP camera into S3 + PostgreSQL', () => {
   let db: TestDatabase;

@@ -10,7 +10,7 @@ import type { ClosedSegment, IndexedSegment } from '../../recorder/types.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { RtspServer } from '../support/rtsp-server.ts';
 import { TestCamera } from '../support/rtsp-camera.ts';
-import { addCamera, seedOrg, startS3Fixture, tempDir, waitFor, waitForEvent, type S3Fixture } from '../support/recorder-fixture.ts';
+import { addCamera, seedOrg, startS3Fixture, tempDir, waitFor, waitForEvent, type S3Fixture, fastRecorderConfig } from '../support/recorder-fixture.ts';
 
 // Scaling of the issue's durations: segments 10 s -> 2 s; S3 outage 60 s -> 10 s; capture windows
 // of a few minutes -> ~25 s.
@@ -19,20 +19,7 @@ const S3_OUTAGE_S = 10;
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-const testConfig = (spoolDir: string) => ({
-  spoolDir,
-  recorderId: `test-${path.basename(spoolDir)}`,
-  segmentSeconds: SEGMENT_S,
-  rtspTimeoutMs: 3_000,
-  stallTimeoutMs: 6_000,
-  restartBackoffMinMs: 500,
-  restartBackoffMaxMs: 2_000,
-  uploadRetryMinMs: 200,
-  uploadRetryMaxMs: 1_000,
-  jobPollMs: 250,
-  startLeadMs: 6_000,
-  stripFrames: 3,
-});
+const testConfig = (spoolDir: string) => fastRecorderConfig(spoolDir, SEGMENT_S, { stripFrames: 3 });
 
 describe('recorder: nothing is lost when S3 or the recorder itself goes away', () => {
   let db: TestDatabase;

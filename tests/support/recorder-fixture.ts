@@ -123,3 +123,24 @@ export function waitForEvent<A extends unknown[]>(
     emitter.on(event, on);
   });
 }
+
+/**
+ * Recorder settings shortened for tests (short segments, quick restarts and retries): the issue's
+ * minutes become seconds through configuration, never through different code paths.
+ */
+export function fastRecorderConfig(spoolDir: string, segmentSeconds: number, overrides: Record<string, unknown> = {}) {
+  return {
+    spoolDir,
+    recorderId: `test-${path.basename(spoolDir)}`,
+    segmentSeconds,
+    rtspTimeoutMs: 3_000,
+    stallTimeoutMs: 6_000,
+    restartBackoffMinMs: 500,
+    restartBackoffMaxMs: 2_000,
+    uploadRetryMinMs: 200,
+    uploadRetryMaxMs: 1_000,
+    jobPollMs: 250,
+    startLeadMs: 6_000,
+    ...overrides,
+  };
+}
