@@ -4,7 +4,7 @@ import crypto from 'node:crypto';
 import WebSocket from 'ws';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../support/browser.ts';
-import { checkedScreenshot, mediaStats, waitUntil, type MediaStats } from '../support/pages.ts';
+import { openMeetingLink, checkedScreenshot, mediaStats, waitUntil, type MediaStats } from '../support/pages.ts';
 import { startSfuHarness, type SfuHarness } from '../support/sfu-harness.ts';
 import { signJoinToken } from '../../infra/tokens.ts';
 import { TEST_SECRET } from '../support/sfu-harness.ts';
@@ -83,13 +83,8 @@ describe('SFU node with real browsers', { timeout: 240_000 }, () => {
   before(async () => {
     harness = await startSfuHarness(2);
     browser = await launchChromium();
-    const open = async (userId: number, name: string) => {
-      const page = await (await browser.newContext()).newPage();
-      page.on('pageerror', (e) => console.error(`[page ${name}]`, e.message));
-      const token = await harness.token({ userId, room: ROOM, displayName: name });
-      await page.goto(`${harness.baseUrl}/?autojoin=1&token=${encodeURIComponent(token)}`);
-      return page;
-    };
+    const open = async (userId: number, name: string) =>
+      openMeetingLink(browser, harness.baseUrl, await harness.token({ userId, room: ROOM, displayName: name }), name);
     pageA = await open(1, '寒亭区指挥中心');
     pageB = await open(2, '大柳树村服务站');
   });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
 import { signJoinToken } from '../../infra/tokens.ts';
 import { launchChromium } from '../support/browser.ts';
-import { mediaStats as stats, waitUntil as waitFor } from '../support/pages.ts';
+import { openMeetingLink, mediaStats as stats, waitUntil as waitFor } from '../support/pages.ts';
 import { CASCADE_SECRET, startChain, type TreeNode } from '../support/cascade-harness.ts';
 
 // Face to face across two nodes: a clerk's Chromium page on the town node, a villager's kiosk page
@@ -24,13 +24,8 @@ describe('face to face across two SFU nodes in real Chromium', { timeout: 120_00
   before(async () => {
     nodes = await startChain(['town', 'village'], { serveWeb: true });
     browser = await launchChromium();
-    const open = async (n: TreeNode, userId: number, name: string, role: 'chair' | 'participant') => {
-      const page = await (await browser.newContext()).newPage();
-      page.on('pageerror', (e) => console.error(`[page ${name}]`, e.message));
-      const token = await signJoinToken(CASCADE_SECRET, { userId, displayName: name, unitId: n.unitId, room: ROOM, role });
-      await page.goto(`${n.baseUrl}/?autojoin=1&token=${encodeURIComponent(token)}`);
-      return page;
-    };
+    const open = async (n: TreeNode, userId: number, name: string, role: 'chair' | 'participant') =>
+      openMeetingLink(browser, n.baseUrl, await signJoinToken(CASCADE_SECRET, { userId, displayName: name, unitId: n.unitId, room: ROOM, role }), name);
     clerk = await open(nodes[0]!, 11, '镇便民服务中心', 'chair');
     kiosk = await open(nodes[1]!, 12, '大柳树村服务站', 'participant');
   });

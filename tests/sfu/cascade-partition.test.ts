@@ -1,8 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import type { Tap } from '../../sfu/Tap.ts';
 import { EmulatedLink, RtpSink, RtpSource, h264RtpParameters, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
+import { TcpRelay } from '../support/tcp-relay.ts';
 
 // A silent outage between the town and the village: media (through the link emulator) and the
 // control link (through a TCP relay) are both cut without any FIN or RST, as when a satellite or
@@ -11,38 +11,6 @@ import { EmulatedLink, RtpSink, RtpSource, h264RtpParameters, startChain, waitFo
 
 const ROOM = 'conf-partition';
 const PING_MS = 400;
-
-/** A TCP relay that can go silent: while down it forwards nothing and refuses new connections. */
-class TcpRelay {
-  readonly server: net.Server;
-  down = false;
-  private constructor(server: net.Server) {
-    this.server = server;
-  }
-  target = { host: '127.0.0.1', port: 0 };
-  static async create(): Promise<TcpRelay> {
-    const server = net.createServer();
-    const relay = new TcpRelay(server);
-    server.on('connection', (client) => {
-      client.on('error', () => undefined);
-      if (relay.down) return void client.destroy();
-      const upstream = net.connect(relay.target.port, relay.target.host);
-      upstream.on('error', () => client.destroy());
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-      client.on('data', (d) => relay.down || upstream.write(d));
-      upstream.on('data', (d) => relay.down || client.write(d));
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    return relay;
-  }
-  get port(): number {
-    return (this.server.address() as net.AddressInfo).port;
-  }
-  close(): void {
-    this.server.close();
-  }
-}
 
 describe('silent outage of the town <-> village link', { timeout: 90_000 }, () => {
   let nodes: TreeNode[];

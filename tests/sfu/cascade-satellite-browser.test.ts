@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
 import { signJoinToken } from '../../infra/tokens.ts';
 import { launchChromium } from '../support/browser.ts';
-import { waitUntil as waitFor } from '../support/pages.ts';
+import { openMeetingLink, waitUntil as waitFor } from '../support/pages.ts';
 import { CASCADE_SECRET, EmulatedLink, startChain, type TreeNode } from '../support/cascade-harness.ts';
 
 // The chair's real Chromium page on the town node; a village kiosk page on the village node, whose
@@ -49,13 +49,8 @@ describe('a village kiosk behind a satellite-like link decodes the chair (real C
   before(async () => {
     nodes = await startChain(['town', 'village'], { serveWeb: true, pipeRouteFor: satellite.routeFor });
     browser = await launchChromium();
-    const open = async (n: TreeNode, userId: number, name: string, role: 'chair' | 'participant') => {
-      const page = await (await browser.newContext()).newPage();
-      page.on('pageerror', (e) => console.error(`[page ${name}]`, e.message));
-      const token = await signJoinToken(CASCADE_SECRET, { userId, displayName: name, unitId: n.unitId, room: ROOM, role });
-      await page.goto(`${n.baseUrl}/?autojoin=1&token=${encodeURIComponent(token)}`);
-      return page;
-    };
+    const open = async (n: TreeNode, userId: number, name: string, role: 'chair' | 'participant') =>
+      openMeetingLink(browser, n.baseUrl, await signJoinToken(CASCADE_SECRET, { userId, displayName: name, unitId: n.unitId, room: ROOM, role }), name);
     chair = await open(nodes[0]!, 31, '镇党委书记', 'chair');
     kiosk = await open(nodes[1]!, 32, '牧区村服务站', 'participant');
   });

@@ -1,13 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import net from 'node:net';
 import WebSocket from 'ws';
 import type { types } from 'mediasoup';
 import { signJoinToken } from '../../infra/tokens.ts';
 import type { Tap } from '../../sfu/Tap.ts';
 import type { ConferenceStateView } from '../../sfu/protocol.ts';
 import { CASCADE_SECRET, RtpSink, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
+import { TcpRelay } from '../support/tcp-relay.ts';
 
 // Chair controls across a four-level cascade (city -> county -> town -> village), in this process.
 // Every participant is a raw signalling client; each site's microphone is a real mediasoup producer
@@ -15,42 +15,6 @@ import { CASCADE_SECRET, RtpSink, startChain, waitFor, type TreeNode } from '../
 // mute pauses real producers on the sites' own nodes and RTP stops reaching the city.
 
 const ROOM = 'conf-chair-controls';
-
-/** A TCP relay in front of the town's /cascade for the village: `cut()` drops and refuses the link. */
-class TcpRelay {
-  down = false;
-  target = { host: '127.0.0.1', port: 0 };
-  readonly #sockets = new Set<net.Socket>();
-  private constructor(readonly server: net.Server) {}
-  static async create(): Promise<TcpRelay> {
-    const server = net.createServer();
-    const relay = new TcpRelay(server);
-    server.on('connection', (client) => {
-      client.on('error', () => undefined);
-      if (relay.down) return void client.destroy();
-      const upstream = net.connect(relay.target.port, relay.target.host);
-      relay.#sockets.add(client).add(upstream);
-      upstream.on('error', () => client.destroy());
-      client.on('close', () => (upstream.destroy(), relay.#sockets.delete(client)));
-      upstream.on('close', () => (client.destroy(), relay.#sockets.delete(upstream)));
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    return relay;
-  }
-  get port(): number {
-    return (this.server.address() as net.AddressInfo).port;
-  }
-  cut(): void {
-    this.down = true;
-    for (const s of this.#sockets) s.destroy();
-  }
-  close(): void {
-    this.cut();
-    this.server.close();
-  }
-}
 
 type Msg = { type: string; id?: string; ok?: boolean; data?: unknown; error?: { code: string }; method?: string };
 

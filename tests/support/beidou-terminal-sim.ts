@@ -1,6 +1,7 @@
 import iconv from 'iconv-lite';
 import { SerialPort, ReadlineParser } from 'serialport';
 import { frame, parseSentence } from '../../scheduler/channels/nmea.ts';
+import { waitForCondition } from './condition.ts';
 
 // A simulated Beidou RDSS user terminal on the far end of a pty pair. It answers like a real one:
 // $CCICA -> $BDICI with the card's number, service frequency and level; $CCTXA -> $BDFKI, refusing
@@ -97,22 +98,9 @@ export class BeidouTerminalSim {
   }
 
   waitFor(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    if (pred()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const l = () => {
-        if (pred()) {
-          clearTimeout(t);
-          this.listeners.delete(l);
-          resolve();
-        }
-      };
-      const t = setTimeout(() => {
-        this.listeners.delete(l);
-        reject(new Error(`Beidou sim: timed out waiting for ${what}`));
-      }, timeoutMs);
-      this.listeners.add(l);
-    });
+    return waitForCondition(this.listeners, pred, timeoutMs, () => `Beidou sim: timed out waiting for ${what}`);
   }
+
 
   async close(): Promise<void> {
     const p = this.port;

@@ -38,6 +38,14 @@ export async function mediaStats(page: Page): Promise<MediaStats> {
   });
 }
 
+/** Opens a meeting link (`?autojoin=1&token=…`) in a fresh browser context: joins without sign-in. */
+export async function openMeetingLink(browser: Browser, baseUrl: string, token: string, label: string): Promise<Page> {
+  const page = await (await browser.newContext()).newPage();
+  page.on('pageerror', (e) => console.error(`[page ${label}]`, e.message));
+  await page.goto(`${baseUrl}/?autojoin=1&token=${encodeURIComponent(token)}`);
+  return page;
+}
+
 /** Opens the app in a fresh browser context (1366x768) and signs in through the login form. */
 export async function signIn(browser: Browser, baseUrl: string, username: string, password: string): Promise<Page> {
   const page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();

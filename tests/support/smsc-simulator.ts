@@ -1,5 +1,6 @@
 import smpp, { type PDU, type Session, type Server } from 'smpp';
 import type { AddressInfo } from 'node:net';
+import { waitForCondition } from './condition.ts';
 
 // A real SMPP 3.4 endpoint for tests: binds transceivers, answers submit_sm with a message id,
 // reassembles concatenated UCS-2 messages and sends delivery receipts (deliver_sm, esm_class 0x04).
@@ -160,22 +161,9 @@ export class SmscSimulator {
 
   /** Waits until `pred` holds, re-checked whenever a PDU arrives. */
   waitFor(pred: () => boolean, timeoutMs: number, what = 'condition'): Promise<void> {
-    if (pred()) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const l = () => {
-        if (pred()) {
-          clearTimeout(t);
-          this.listeners.delete(l);
-          resolve();
-        }
-      };
-      const t = setTimeout(() => {
-        this.listeners.delete(l);
-        reject(new Error(`SMSC: timed out waiting for ${what} (${this.messages.length} messages)`));
-      }, timeoutMs);
-      this.listeners.add(l);
-    });
+    return waitForCondition(this.listeners, pred, timeoutMs, () => `SMSC: timed out waiting for ${what} (${this.messages.length} messages)`);
   }
+
 
   async stop(): Promise<void> {
     const s = this.server;
