@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { nodeIdSchema } from './tokens.ts';
 
 // Every setting has an embedded default so `npm start` works on one machine with nothing set;
 // production points DATABASE_URL and S3_* at real servers.
@@ -18,6 +19,17 @@ const schema = z.object({
   SFU_RTC_PORT: z.coerce.number().int().min(0).max(65535).default(40000),
   SFU_RTC_MIN_PORT: z.coerce.number().int().min(1024).max(65535).default(40100),
   SFU_RTC_MAX_PORT: z.coerce.number().int().min(1024).max(65535).default(40999),
+  // The node's place in the five-level tree: SFU_NODE_ID + SFU_UNIT_ID make it a cascade node;
+  // SFU_PARENT_URL (ws://parent:port/cascade) gives it a parent; SFU_CASCADE_SECRET is shared by the
+  // deployment's nodes (defaults to the token secret).
+  SFU_NODE_ID: nodeIdSchema.optional(),
+  SFU_UNIT_ID: z.coerce.number().int().positive().optional(),
+  SFU_PARENT_URL: z.string().url().optional(),
+  SFU_CASCADE_SECRET: z.string().min(32).optional(),
+  SFU_PIPE_ANNOUNCED_IP: z.string().optional(),
+  // Which node the API sends a browser to: `local` (this process's /sfu, the single-machine default)
+  // or `nearest` (the registered node of the person's unit or its nearest ancestor, from sfu_nodes).
+  SFU_ROUTING: z.enum(['local', 'nearest']).default('local'),
   S3_ENDPOINT: z.string().optional(),
   S3_PORT: z.coerce.number().int().optional(),
   S3_USE_SSL: z.enum(['true', 'false']).default('false'),

@@ -13,6 +13,7 @@ import { nodeOptionsFromConfig } from '../sfu/nodeOptionsFromConfig.ts';
 import { schedulerSettingsSchema, startScheduler } from '../scheduler/startScheduler.ts';
 import { recorderConfigSchema } from '../recorder/config.ts';
 import { Recorder } from '../recorder/Recorder.ts';
+import { RoomRecordings } from '../recorder/RoomRecordings.ts';
 import { ObjectStorage } from './storage/ObjectStorage.ts';
 import { startEmbeddedS3 } from './storage/embedded-s3.ts';
 
@@ -53,7 +54,12 @@ stops.push(() => recorder.close({ drain: true, drainTimeoutMs: 10_000 }));
 const scheduler = await startScheduler(schedulerSettingsSchema.parse(process.env), pool, db.url, createLogger('scheduler'));
 stops.push(() => scheduler.stop());
 
-const server = createWebServer({ pool, tokenSecret, sfu, storage });
+// Face-to-face calls with the record flag are recorded on this node: as the cascade's root (or
+// alone) it holds every conference, and pulls the station's streams here while they are recorded.
+const recordings = new RoomRecordings({ sfu, recorder, log: createLogger('room-recordings') });
+stops.push(() => recordings.close());
+
+const server = createWebServer({ pool, tokenSecret, sfu, storage, recordings, routing: config.SFU_ROUTING });
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   log.info(`ready: http://${config.HTTP_HOST}:${config.HTTP_PORT}/`);
 });

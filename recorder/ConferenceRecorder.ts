@@ -16,6 +16,11 @@ export interface ConferenceRecorderOptions {
   /** One video producer (e.g. the chair or the active site) and optionally one audio producer. */
   videoProducerId: string;
   audioProducerId?: string;
+  /**
+   * Makes a producer consumable on `router` first and returns its release: a conference's producer
+   * that lives on another SFU node is piped here through the cascade while it is recorded.
+   */
+  acquire?: (producerId: string) => Promise<() => void>;
   sessionId?: number | null;
   captureJobId?: number | null;
   evidence?: boolean;
@@ -46,15 +51,17 @@ export class ConferenceRecorder extends EventEmitter<ConferenceRecorderEvents> {
   readonly capture: SegmentCapture;
   readonly #legs: Leg[];
   readonly #dir: string;
+  readonly #releases: Array<() => void>;
   #kfTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
-  private constructor(roomId: string, capture: SegmentCapture, legs: Leg[], dir: string) {
+  private constructor(roomId: string, capture: SegmentCapture, legs: Leg[], dir: string, releases: Array<() => void>) {
     super();
     this.roomId = roomId;
     this.capture = capture;
     this.#legs = legs;
     this.#dir = dir;
+    this.#releases = releases;
   }
 
   static async create(opts: ConferenceRecorderOptions): Promise<ConferenceRecorder> {
@@ -62,10 +69,12 @@ export class ConferenceRecorder extends EventEmitter<ConferenceRecorderEvents> {
     const log = opts.log ?? createLogger('conference-recorder', { room: opts.roomId });
     const cfg = opts.recorder.config;
     const legs: Leg[] = [];
+    const releases: Array<() => void> = [];
     const wanted: ['video' | 'audio', string][] = [['video', opts.videoProducerId]];
     if (opts.audioProducerId) wanted.push(['audio', opts.audioProducerId]);
     try {
       for (const [kind, producerId] of wanted) {
+        if (opts.acquire) releases.push(await opts.acquire(producerId));
         const port = await reserveRtpPortPair(ip);
         const transport = await opts.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip }, rtcpMux: false, comedia: false });
         await transport.connect({ ip, port, rtcpPort: port + 1 });
@@ -75,6 +84,7 @@ export class ConferenceRecorder extends EventEmitter<ConferenceRecorderEvents> {
       }
     } catch (err) {
       for (const l of legs) l.transport.close();
+      for (const release of releases) release();
       throw err;
     }
     const dir = path.join(cfg.spoolDir, `room-${encodeURIComponent(opts.roomId)}`);
@@ -101,7 +111,7 @@ export class ConferenceRecorder extends EventEmitter<ConferenceRecorderEvents> {
         videoArgs,
       }),
     });
-    const rec = new ConferenceRecorder(opts.roomId, capture, legs, dir);
+    const rec = new ConferenceRecorder(opts.roomId, capture, legs, dir, releases);
     opts.recorder.attachCapture(capture, () => ({
       source: { kind: 'room', roomId: opts.roomId, unitId: opts.unitId },
       captureJobId: opts.captureJobId ?? null,
@@ -134,6 +144,7 @@ export class ConferenceRecorder extends EventEmitter<ConferenceRecorderEvents> {
     clearInterval(this.#kfTimer);
     await this.capture.stop();
     for (const l of this.#legs) l.transport.close();
+    for (const release of this.#releases) release();
     fs.rmSync(path.join(this.#dir, 'input.sdp'), { force: true });
     this.emit('closed');
   }

@@ -19,6 +19,8 @@ export type RoomEvents = {
   localproducerpaused: [producerId: string, paused: boolean];
   /** The chair (or the meetings API) ended the meeting; local peers were told and removed. */
   ended: [reason: 'chair' | 'api'];
+  /** A producer of the conference, this node's or one learnt through the cascade, can be consumed here. */
+  produceravailable: [info: ProducerInfo];
 };
 
 /**
@@ -139,6 +141,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.emit('localpeerjoined', ingest.peerInfo);
     this.broadcast('newProducer', ingest.producerInfo);
     this.emit('localproduceradded', ingest.producerInfo);
+    this.emit('produceravailable', ingest.producerInfo);
   }
 
   removeIngest(ingest: Ingest): void {
@@ -183,6 +186,27 @@ export class Room extends TypedEmitter<RoomEvents> {
     const info: ProducerInfo = { producerId: producer.id, peerId: peer.id, kind: producer.kind, source: producer.appData.source, paused: producer.paused };
     this.broadcast('newProducer', info, peer);
     this.emit('localproduceradded', info);
+    this.emit('produceravailable', info);
+  }
+
+  /** The cascade learnt of a producer on another node: local peers are told, watchers too. */
+  remoteProducerAdded(info: ProducerInfo): void {
+    this.broadcast('newProducer', info);
+    this.emit('produceravailable', info);
+  }
+
+  /** Who a peer of the conference is, wherever it joined. */
+  peerInfo(peerId: string): PeerInfo | undefined {
+    return (
+      this.#peers.get(peerId)?.info ??
+      [...this.#ingests.values()].find((i) => i.peerInfo.peerId === peerId)?.peerInfo ??
+      this.remote?.peers().find((p) => p.peerId === peerId)
+    );
+  }
+
+  /** Every producer of the conference that can be consumed here (local and remote). */
+  producerInfos(): ProducerInfo[] {
+    return [...this.localProducerInfos(), ...(this.remote?.producers() ?? [])];
   }
 
   producerClosed(peer: Peer, producerId: string): void {

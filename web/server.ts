@@ -13,7 +13,8 @@ import { createLiveCamerasRouter } from './api/routes/live-cameras.ts';
 import { createRecordingsRouter } from './api/routes/recordings.ts';
 import { createMeetingRoutes } from './api/routes/meetings.ts';
 import { createReminderRoutes } from './api/routes/reminders.ts';
-import { createServiceCallRoutes } from './api/routes/service-calls.ts';
+import { createServiceCallRoutes, type CallRecordings } from './api/routes/service-calls.ts';
+import { SfuDirectory } from './api/sfu-directory.ts';
 import { NodeLiveCameraProvider } from './live-camera-provider.ts';
 
 export interface WebServerOptions {
@@ -22,6 +23,10 @@ export interface WebServerOptions {
   sfu: SfuNode;
   /** Where recordings are; without it the recordings routes are not served. */
   storage?: ObjectStorage;
+  /** Records face-to-face calls that ask for it (recorder/RoomRecordings on this node). */
+  recordings?: CallRecordings;
+  /** Which SFU node browsers are sent to: this one (`local`, default) or the nearest registered one. */
+  routing?: 'local' | 'nearest';
   /** Routers of other areas (recordings, live cameras, completion figures), mounted after sign-in. */
   extraRouters?: ExtraRouter[];
   /** Built front end; default web/dist. */
@@ -40,12 +45,14 @@ export function apiExtra(routes: ApiRoutes): ExtraRouter {
  */
 export function createWebServer(opts: WebServerOptions): http.Server {
   const live = new NodeLiveCameraProvider({ sfu: opts.sfu, log: createLogger('live-cameras') });
+  const directory = new SfuDirectory(opts.pool, opts.routing ?? 'local');
+  const endRoom = (room: string): void => void opts.sfu.endRoom(room);
   const api = createApiApp({
     pool: opts.pool,
     tokenSecret: opts.tokenSecret,
     extraRouters: [
-      apiExtra(createServiceCallRoutes(opts.pool, opts.tokenSecret)),
-      apiExtra(createMeetingRoutes(opts.pool, opts.tokenSecret, { endRoom: (room) => opts.sfu.endRoom(room) })),
+      apiExtra(createServiceCallRoutes(opts.pool, opts.tokenSecret, { directory, endRoom, ...(opts.recordings ? { recordings: opts.recordings } : {}) })),
+      apiExtra(createMeetingRoutes(opts.pool, opts.tokenSecret, { endRoom, directory })),
       apiExtra(createReminderRoutes(opts.pool)),
       { path: '/api', router: createCompletionRouter({ pool: opts.pool }) },
       { path: '/api', router: createLiveCamerasRouter({ pool: opts.pool, tokenSecret: opts.tokenSecret, provider: live }) },

@@ -338,7 +338,7 @@ export class CascadeRoom implements RemoteDirectory {
     if (this.#producers.has(producer.producerId) || this.room.localProducer(producer.producerId)) return;
     if (this.#producers.size >= MAX_REMOTE_PRODUCERS) return void this.#log.warn('remote producer limit reached; ignoring more');
     this.#producers.set(producer.producerId, { info: producer, via: linkId });
-    this.room.broadcast('newProducer', producer);
+    this.room.remoteProducerAdded(producer);
     this.#flood('producerAdded', { room: this.room.id, producer }, linkId);
   }
 

@@ -23,6 +23,8 @@ export interface TreeNodeOptions {
   /** Port range for this node's PipeTransports / PlainTransports. */
   rtcMinPort: number;
   rtcMaxPort: number;
+  /** Secret the node checks browsers' join tokens with (default CASCADE_SECRET). */
+  tokenSecret?: string;
   /** Serve the built web front end (web/dist) beside /sfu, for Chromium pages. */
   serveWeb?: boolean;
   /** Rewrites the URL a child dials its parent at (e.g. through a TCP proxy that can cut the link). */
@@ -63,7 +65,7 @@ export class TreeNode {
 
   async start(): Promise<void> {
     this.node = new SfuNode({
-      tokenSecret: CASCADE_SECRET,
+      tokenSecret: this.#options.tokenSecret ?? CASCADE_SECRET,
       numWorkers: 1,
       listenIp: '127.0.0.1',
       webRtcBasePort: 0,

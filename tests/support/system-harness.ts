@@ -6,6 +6,10 @@ import { startEmbeddedS3, type EmbeddedS3 } from '../../infra/storage/embedded-s
 import { tmpDir } from './browser.ts';
 import { generateDemoOrganisation, type DemoSummary } from '../../infra/demo/generate.ts';
 import { SfuNode } from '../../sfu/SfuNode.ts';
+import { Recorder } from '../../recorder/Recorder.ts';
+import { RoomRecordings } from '../../recorder/RoomRecordings.ts';
+import { CASCADE_SECRET } from './cascade-harness.ts';
+import { fastRecorderConfig } from './recorder-fixture.ts';
 import { createWebServer } from '../../web/server.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { TEST_SECRET } from './sfu-harness.ts';
@@ -16,7 +20,13 @@ export interface SystemHarness {
   sfu: SfuNode;
   /** The recordings store (an embedded S3 server) when started with `storage: true`. */
   storage?: ObjectStorage;
+  /** With `recorder: true`: the recorder and the face-to-face recording coordinator on this node. */
+  recorder?: Recorder;
+  recordings?: RoomRecordings;
   server: http.Server;
+  /** ws:// URL of this node's browser signalling, and of its cascade endpoint for child nodes. */
+  wsUrl: string;
+  cascadeUrl: string;
   baseUrl: string;
   /** Signs in through the API; returns the bearer token. */
   login(username: string): Promise<string>;
@@ -27,11 +37,23 @@ export interface SystemHarness {
 
 /** The people-facing system on a fresh database with a small demo organisation. */
 export async function startSystemHarness(
-  opts: { towns?: number; communities?: number; villages?: number; storage?: boolean } = {},
+  opts: {
+    towns?: number;
+    communities?: number;
+    villages?: number;
+    /** An S3 server for recordings; `recorder` adds a recorder (2 s segments) and call recordings. */
+    storage?: boolean;
+    recorder?: boolean;
+    /** Makes this node the root of a cascade (children dial `cascadeUrl` with CASCADE_SECRET) and sends browsers to their nearest registered node. */
+    cascadeRoot?: string;
+  } = {},
 ): Promise<SystemHarness> {
   const db = await createTestDatabase();
   const demo = await generateDemoOrganisation(db.pool, { towns: opts.towns ?? 2, communities: opts.communities ?? 4, villages: opts.villages ?? 18 });
   const sfu = new SfuNode({
+    ...(opts.cascadeRoot
+      ? { cascade: { nodeId: opts.cascadeRoot, unitId: demo.unitIds.city[0]!, secret: CASCADE_SECRET, pipeListenIp: '127.0.0.1', pingIntervalMs: 1000, unsubscribeLingerMs: 300 } }
+      : {}),
     tokenSecret: TEST_SECRET,
     numWorkers: 1,
     listenIp: '127.0.0.1',
@@ -43,14 +65,28 @@ export async function startSystemHarness(
   await sfu.start();
   let s3: EmbeddedS3 | undefined;
   let storage: ObjectStorage | undefined;
-  if (opts.storage) {
+  if (opts.storage || opts.recorder) {
     s3 = await startEmbeddedS3(tmpDir('harness-s3-'));
     storage = new ObjectStorage({ endPoint: s3.endpoint, port: s3.port, useSSL: false, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket: 'recordings' });
     await storage.ensureBucket();
   }
-  const server = createWebServer({ pool: db.pool, tokenSecret: TEST_SECRET, sfu, ...(storage ? { storage } : {}) });
+  let recorder: Recorder | undefined;
+  let recordings: RoomRecordings | undefined;
+  if (opts.recorder && storage) {
+    recorder = await Recorder.start({ pool: db.pool, storage, config: fastRecorderConfig(tmpDir('harness-spool-'), 2), log: createLogger('recorder-test') });
+    recordings = new RoomRecordings({ sfu, recorder, audioWaitMs: 1500 });
+  }
+  const server = createWebServer({
+    pool: db.pool,
+    tokenSecret: TEST_SECRET,
+    sfu,
+    ...(storage ? { storage } : {}),
+    ...(recordings ? { recordings } : {}),
+    routing: opts.cascadeRoot ? 'nearest' : 'local',
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const port = (server.address() as AddressInfo).port;
+  const baseUrl = `http://127.0.0.1:${port}`;
   const call: SystemHarness['call'] = async (token, method, path, body) => {
     const res = await fetch(baseUrl + path, {
       method,
@@ -64,8 +100,11 @@ export async function startSystemHarness(
     demo,
     sfu,
     ...(storage ? { storage } : {}),
+    ...(recorder && recordings ? { recorder, recordings } : {}),
     server,
     baseUrl,
+    wsUrl: `ws://127.0.0.1:${port}/sfu`,
+    cascadeUrl: `ws://127.0.0.1:${port}/cascade`,
     call,
     async login(username) {
       const r = await call<{ token: string }>(undefined, 'POST', '/api/auth/login', { username, password: demo.password });
@@ -75,6 +114,8 @@ export async function startSystemHarness(
     async close() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
+      await recordings?.close();
+      await recorder?.close({ drain: true, drainTimeoutMs: 5_000 });
       await sfu.close();
       await s3?.close();
       await db.drop();

@@ -7,6 +7,7 @@ import { HttpError, inSubtree, type AuthUser } from '../auth-context.ts';
 import { notFound } from '../errors.ts';
 import { ApiRoutes, page, pageQuery } from '../route-registry.ts';
 import { requireUnitInScope } from '../scope.ts';
+import { LOCAL_SFU, type SfuDirectory } from '../sfu-directory.ts';
 import { id, idQuery } from '../schemas.ts';
 
 // Multi-level meetings. A leader picks the sites in their subtree — every unit of some levels under
@@ -63,6 +64,8 @@ const present = (m: MeetingRow) => ({
 export interface MeetingRoutesOptions {
   /** Ends the meeting's SFU room (every peer on every node of the cascade is told and removed). */
   endRoom?: (room: string) => void;
+  /** Which SFU node each person joins; default: this process's /sfu. */
+  directory?: SfuDirectory;
 }
 
 export function createMeetingRoutes(pool: Pool, tokenSecret: string, options: MeetingRoutesOptions = {}): ApiRoutes {
@@ -185,7 +188,8 @@ export function createMeetingRoutes(pool: Pool, tokenSecret: string, options: Me
       const displayName = `${rows[0]?.name ?? ''} ${user.displayName}`.trim().slice(0, 64);
       const token = await signJoinToken(tokenSecret, { userId: user.id, displayName, unitId: user.unitId, room, role }, TOKEN_TTL_SECONDS);
       await audit(pool, { action: 'meeting.join_token', user, objectType: 'meeting', objectId: meeting.id, unitId: user.unitId, ip: req.ip ?? null, detail: { role } });
-      return { room, token, role, sfu: '/sfu', expires_in: TOKEN_TTL_SECONDS };
+      const sfu = options.directory ? await options.directory.urlFor(user.unitPath) : LOCAL_SFU;
+      return { room, token, role, sfu, expires_in: TOKEN_TTL_SECONDS };
     },
   );
 

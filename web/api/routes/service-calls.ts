@@ -5,10 +5,13 @@ import { audit } from '../audit.ts';
 import { HttpError, inSubtree, type AuthUser } from '../auth-context.ts';
 import { notFound } from '../errors.ts';
 import { ApiRoutes } from '../route-registry.ts';
+import { LOCAL_SFU, type SfuDirectory } from '../sfu-directory.ts';
+import { createLogger } from '../../../infra/logger.ts';
 
 // Face-to-face service calls. A station (village kiosk) queues for the nearest service centre above
 // it that offers the service; clerks whose subtree holds the centre see the queue, accept or decline;
-// both sides then get a join token for the 1:1 room `f2f-<id>`. Calls the caller cannot see are 404.
+// both sides then get a join token for the 1:1 room `f2f-<id>` on their own nearest SFU node (the
+// cascade joins the two nodes). Calls the caller cannot see are 404.
 
 const CALLER_ROLES = ['secretary', 'operator', 'admin'] as const;
 const CLERK_ROLES = ['clerk', 'leader', 'admin'] as const;
@@ -26,6 +29,7 @@ interface CallRow {
   record: boolean;
   station_id: number;
   station_name: string;
+  station_unit_id: number;
   station_unit_path: string;
   centre_id: number;
   centre_name: string;
@@ -41,7 +45,7 @@ interface CallRow {
 }
 
 const SELECT_CALL = `
-  SELECT c.id, c.state, c.service, c.record, c.station_id, s.name AS station_name, su.path AS station_unit_path,
+  SELECT c.id, c.state, c.service, c.record, c.station_id, s.name AS station_name, su.id AS station_unit_id, su.path AS station_unit_path,
          c.centre_id, ce.name AS centre_name, cu.path AS centre_unit_path, c.caller_id, c.clerk_id,
          c.decline_reason, c.note, c.created_at, c.accepted_at, c.ended_at,
          CASE WHEN c.state = 'queued' THEN
@@ -55,12 +59,36 @@ function visible(user: AuthUser, call: CallRow): boolean {
   return inSubtree(user, call.station_unit_path) || inSubtree(user, call.centre_unit_path);
 }
 
-function present(call: CallRow) {
+/** Whether the station is being recorded: off (not asked), pending (until its camera is in the room), on, or unavailable (no recorder here). */
+export type RecordingState = 'off' | 'pending' | 'on' | 'unavailable';
+
+/** Where a call's recording is asked for and stopped (recorder/RoomRecordings in the system process). */
+export interface CallRecordings {
+  record(request: { roomId: string; siteUnitId: number; unitId: number }): boolean;
+  recording(roomId: string): unknown;
+  stop(roomId: string): Promise<void>;
+}
+
+export interface ServiceCallRoutesOptions {
+  /** Which SFU node each party joins; default: this process's /sfu. */
+  directory?: SfuDirectory;
+  /** Records calls that ask for it; without it, such calls say `recording: unavailable`. */
+  recordings?: CallRecordings;
+  /** Ends the call's room on every node when the call is closed. */
+  endRoom?: (room: string) => void;
+}
+
+const roomOf = (call: { id: number }): string => `f2f-${call.id}`;
+
+function present(call: CallRow, recordings?: CallRecordings) {
+  const live = call.state === 'accepted';
+  const recording: RecordingState = !call.record || !live ? 'off' : !recordings ? 'unavailable' : recordings.recording(roomOf(call)) ? 'on' : 'pending';
   return {
     id: call.id,
     state: call.state,
     service: call.service,
     record: call.record,
+    recording,
     position: call.position,
     station: { id: call.station_id, name: call.station_name },
     centre: { id: call.centre_id, name: call.centre_name },
@@ -72,8 +100,25 @@ function present(call: CallRow) {
   };
 }
 
-export function createServiceCallRoutes(pool: Pool, tokenSecret: string): ApiRoutes {
+export function createServiceCallRoutes(pool: Pool, tokenSecret: string, options: ServiceCallRoutesOptions = {}): ApiRoutes {
   const routes = new ApiRoutes();
+  const { directory, recordings } = options;
+  const log = createLogger('service-calls');
+  const show = (call: CallRow) => present(call, recordings);
+
+  function recordIfAsked(call: CallRow): void {
+    if (!recordings || !call.record || call.state !== 'accepted') return;
+    if (!recordings.record({ roomId: roomOf(call), siteUnitId: call.station_unit_id, unitId: call.station_unit_id })) {
+      log.warn({ call: call.id }, 'too many calls being recorded; this one is not');
+    }
+  }
+  // Calls accepted before a restart are recorded again once their parties are back in the room.
+  if (recordings) {
+    pool.query<CallRow>(`${SELECT_CALL} WHERE c.state = 'accepted' AND c.record`).then(
+      ({ rows }) => rows.forEach(recordIfAsked),
+      (err: Error) => log.warn({ err: err.message }, 'could not resume recordings of open calls'),
+    );
+  }
 
   async function load(user: AuthUser, callId: number): Promise<CallRow> {
     const { rows } = await pool.query<CallRow>(`${SELECT_CALL} WHERE c.id = $1`, [callId]);
@@ -86,10 +131,14 @@ export function createServiceCallRoutes(pool: Pool, tokenSecret: string): ApiRou
     if (call.state !== 'accepted') return null;
     const side = user.id === call.caller_id ? 'station' : user.id === call.clerk_id ? 'centre' : null;
     if (!side) return null;
-    const room = `f2f-${call.id}`;
+    const room = roomOf(call);
     const displayName = (side === 'station' ? call.station_name : `${call.centre_name} · ${user.displayName}`).slice(0, 64);
-    const token = await signJoinToken(tokenSecret, { userId: user.id, displayName, unitId: user.unitId, room, role: 'participant' }, TOKEN_TTL_SECONDS);
-    return { room, token, sfu: '/sfu', expires_in: TOKEN_TTL_SECONDS };
+    // The station side joins as its station's unit (a town admin may call for a village station):
+    // that is the site the recording follows.
+    const unitId = side === 'station' ? call.station_unit_id : user.unitId;
+    const token = await signJoinToken(tokenSecret, { userId: user.id, displayName, unitId, room, role: 'participant' }, TOKEN_TTL_SECONDS);
+    const sfu = directory ? await directory.urlFor(side === 'station' ? call.station_unit_path : call.centre_unit_path) : LOCAL_SFU;
+    return { room, token, sfu, expires_in: TOKEN_TTL_SECONDS };
   }
 
   routes.add(
@@ -134,7 +183,7 @@ export function createServiceCallRoutes(pool: Pool, tokenSecret: string): ApiRou
         throw err;
       }
       await audit(pool, { action: 'service_call.create', user, objectType: 'service_call', objectId: callId, unitId: user.unitId, ip: req.ip ?? null, detail: { service: body.service } });
-      return present(await load(user, callId));
+      return show(await load(user, callId));
     },
   );
 
@@ -152,7 +201,7 @@ export function createServiceCallRoutes(pool: Pool, tokenSecret: string): ApiRou
       if (query.state) where.push(`c.state = $${args.push(query.state)}`);
       if (query.centreId) where.push(`c.centre_id = $${args.push(query.centreId)}`);
       const { rows } = await pool.query<CallRow>(`${SELECT_CALL} WHERE ${where.join(' AND ')} ORDER BY c.id LIMIT 200`, args);
-      return { calls: rows.map(present) };
+      return { calls: rows.map(show) };
     },
   );
 
@@ -160,7 +209,7 @@ export function createServiceCallRoutes(pool: Pool, tokenSecret: string): ApiRou
     { method: 'get', path: '/service-calls/:id', summary: 'One call: state, queue position, and a join token for its two parties once accepted', tag: 'service-calls', params: z.object({ id }) },
     async ({ params, user }) => {
       const call = await load(user, params.id);
-      return { ...present(call), join: await joinFor(user, call) };
+      return { ...show(call), join: await joinFor(user, call) };
     },
   );
 
@@ -178,7 +227,8 @@ export function createServiceCallRoutes(pool: Pool, tokenSecret: string): ApiRou
     async ({ params, user, req }) => {
       const call = await transition(user, params.id, 'queued', `state = 'accepted', clerk_id = $3, accepted_at = now()`, [user.id], 'centre');
       await audit(pool, { action: 'service_call.accept', user, objectType: 'service_call', objectId: call.id, unitId: user.unitId, ip: req.ip ?? null });
-      return { ...present(call), join: await joinFor(user, call) };
+      recordIfAsked(call);
+      return { ...show(call), join: await joinFor(user, call) };
     },
   );
 
@@ -195,13 +245,13 @@ export function createServiceCallRoutes(pool: Pool, tokenSecret: string): ApiRou
     async ({ params, body, user, req }) => {
       const call = await transition(user, params.id, 'queued', `state = 'declined', clerk_id = $3, decline_reason = $4, ended_at = now()`, [user.id, body.reason], 'centre');
       await audit(pool, { action: 'service_call.decline', user, objectType: 'service_call', objectId: call.id, unitId: user.unitId, ip: req.ip ?? null });
-      return present(call);
+      return show(call);
     },
   );
 
   routes.add(
     { method: 'post', path: '/service-calls/:id/cancel', summary: 'The station leaves the queue', tag: 'service-calls', roles: CALLER_ROLES, params: z.object({ id }) },
-    async ({ params, user }) => present(await transition(user, params.id, 'queued', `state = 'cancelled', ended_at = now()`, [], 'station')),
+    async ({ params, user }) => show(await transition(user, params.id, 'queued', `state = 'cancelled', ended_at = now()`, [], 'station')),
   );
 
   routes.add(
@@ -220,7 +270,15 @@ export function createServiceCallRoutes(pool: Pool, tokenSecret: string): ApiRou
       const note = side === 'centre' ? (body?.note ?? null) : null;
       const closed = await transition(user, params.id, 'accepted', `state = 'closed', ended_at = now(), note = COALESCE($3, note)`, [note], side);
       await audit(pool, { action: 'service_call.close', user, objectType: 'service_call', objectId: closed.id, unitId: user.unitId, ip: req.ip ?? null });
-      return present(closed);
+      // The recording stops first (its last segment is still stored), then both parties leave the
+      // room on every node.
+      recordings?.stop(roomOf(closed)).catch((err: Error) => log.warn({ call: closed.id, err: err.message }, 'stopping the recording failed'));
+      try {
+        options.endRoom?.(roomOf(closed));
+      } catch (err) {
+        log.warn({ call: closed.id, err: (err as Error).message }, 'could not end the call room');
+      }
+      return show(closed);
     },
   );
 
