@@ -30,6 +30,8 @@ const schema = z.object({
   // Which node the API sends a browser to: `local` (this process's /sfu, the single-machine default)
   // or `nearest` (the registered node of the person's unit or its nearest ancestor, from sfu_nodes).
   SFU_ROUTING: z.enum(['local', 'nearest']).default('local'),
+  // Films a chair can broadcast to a meeting (default DATA_DIR/films; the demo puts one there).
+  FILMS_DIR: z.string().optional(),
   S3_ENDPOINT: z.string().optional(),
   S3_PORT: z.coerce.number().int().optional(),
   S3_USE_SSL: z.enum(['true', 'false']).default('false'),

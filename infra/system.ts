@@ -7,6 +7,7 @@ import { createLogger } from './logger.ts';
 import { loadTokenSecret } from './secret.ts';
 import { openDatabase } from './db/open-database.ts';
 import { DEMO_PASSWORD } from './demo/generate.ts';
+import { ensureDemoFilm } from './demo/demo-film.ts';
 import { createWebServer } from '../web/server.ts';
 import { SfuNode } from '../sfu/SfuNode.ts';
 import { nodeOptionsFromConfig } from '../sfu/nodeOptionsFromConfig.ts';
@@ -59,7 +60,13 @@ stops.push(() => scheduler.stop());
 const recordings = new RoomRecordings({ sfu, recorder, log: createLogger('room-recordings') });
 stops.push(() => recordings.close());
 
-const server = createWebServer({ pool, tokenSecret, sfu, storage, recordings, routing: config.SFU_ROUTING });
+const filmsDir = config.FILMS_DIR ?? path.join(config.DATA_DIR, 'films');
+ensureDemoFilm(filmsDir).then(
+  (made) => made && log.info({ film: made }, 'demo film made'),
+  (err: Error) => log.warn({ err: err.message }, 'could not make the demo film'),
+);
+
+const server = createWebServer({ pool, tokenSecret, sfu, storage, recordings, routing: config.SFU_ROUTING, filmsDir });
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   log.info(`ready: http://${config.HTTP_HOST}:${config.HTTP_PORT}/`);
 });

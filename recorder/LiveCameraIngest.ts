@@ -7,8 +7,10 @@ import { ffmpegCommandPath, redact } from './SegmentCapture.ts';
 
 export interface LiveCameraIngestOptions {
   router: types.Router;
-  /** RTSP URL including credentials; never logged. */
+  /** RTSP URL including credentials (never logged), or a film's file path when `film` is set. */
   pullUrl: string;
+  /** A film file played in real time (a meeting's broadcast) instead of a camera: transcoded, ended when it ends unless looped. */
+  film?: { loop: boolean };
   /** Safe to log, e.g. "camera 12". */
   label: string;
   listenIp?: string;
@@ -28,12 +30,15 @@ export interface LiveCameraIngestEvents {
   running: [];
   /** ffmpeg ended; it will be restarted after `restartInMs`. */
   interrupted: [reason: string, restartInMs: number];
+  /** A film that is not looped played to its end (the ingest closes next). */
+  finished: [];
   closed: [];
 }
 
-type ResolvedOptions = Required<Omit<LiveCameraIngestOptions, 'appData' | 'log'>> & { log: Logger };
+type ResolvedOptions = Required<Omit<LiveCameraIngestOptions, 'appData' | 'log' | 'film'>> & { log: Logger; film: LiveCameraIngestOptions['film'] };
 
 const VIDEO_PT = 102;
+const FFMPEG_EXITED = 'ffmpeg exited';
 const AUDIO_PT = 111;
 
 const PROFILE_IDC: Record<string, string> = {
@@ -49,7 +54,8 @@ const PROFILE_IDC: Record<string, string> = {
  * profile the router accepts is forwarded without transcoding (SPS/PPS repeated in-band before each
  * keyframe for late joiners); other video is transcoded to constrained-baseline H.264. Audio is
  * transcoded to Opus (what WebRTC peers decode). ffmpeg is watched from outside and restarted with
- * backoff when it exits or stops delivering RTP.
+ * backoff when it exits or stops delivering RTP. The same path plays a film file in real time into
+ * a meeting (the chair's broadcast), always transcoded.
  */
 export class LiveCameraIngest extends EventEmitter<LiveCameraIngestEvents> {
   readonly videoProducer: types.Producer;
@@ -93,6 +99,7 @@ export class LiveCameraIngest extends EventEmitter<LiveCameraIngestEvents> {
       ffmpegPath: 'ffmpeg',
       ffprobePath: 'ffprobe',
       ...opts,
+      film: opts.film,
       log: opts.log ?? createLogger('live-ingest', { camera: opts.label }),
     };
     const info = await probe(o.pullUrl, { rtspTimeoutMs: o.rtspTimeoutMs, timeoutMs: o.rtspTimeoutMs * 2, ffprobePath: o.ffprobePath }).catch((err: Error) => {
@@ -119,7 +126,8 @@ export class LiveCameraIngest extends EventEmitter<LiveCameraIngestEvents> {
         });
       let vp: types.Producer | undefined;
       let passthrough = false;
-      const idc = info.videoCodec === 'h264' ? PROFILE_IDC[info.videoProfile ?? ''] : undefined;
+      // A film's H.264 sits in MP4 (length-prefixed, any profile): always transcoded.
+      const idc = info.videoCodec === 'h264' && !o.film ? PROFILE_IDC[info.videoProfile ?? ''] : undefined;
       if (idc) {
         const level = (info.videoLevel && info.videoLevel > 0 ? info.videoLevel : 31).toString(16).padStart(2, '0');
         // The router decides: a profile it does not list is refused, and we fall back to transcoding.
@@ -159,7 +167,11 @@ export class LiveCameraIngest extends EventEmitter<LiveCameraIngestEvents> {
     const vr = this.#videoTransport.rtcpTuple?.localPort ?? v;
     const cmd = ffmpeg(o.pullUrl)
       .setFfmpegPath(ffmpegCommandPath(o.ffmpegPath))
-      .inputOptions(['-rtsp_transport', 'tcp', '-timeout', String(o.rtspTimeoutMs * 1000), '-fflags', '+genpts+nobuffer', '-flags', 'low_delay'])
+      .inputOptions(
+        o.film
+          ? ['-re', ...(o.film.loop ? ['-stream_loop', '-1'] : [])]
+          : ['-rtsp_transport', 'tcp', '-timeout', String(o.rtspTimeoutMs * 1000), '-fflags', '+genpts+nobuffer', '-flags', 'low_delay'],
+      )
       .output(`rtp://${o.listenIp}:${v}?rtcpport=${vr}&pkt_size=1200`)
       .outputOptions(['-map', '0:v:0', '-an', '-ssrc', String(videoSsrc), '-payload_type', String(VIDEO_PT), '-f', 'rtp']);
     if (this.passthrough) cmd.outputOptions(['-c:v', 'copy', '-bsf:v', 'dump_extra=freq=keyframe']);
@@ -194,6 +206,12 @@ export class LiveCameraIngest extends EventEmitter<LiveCameraIngestEvents> {
       clearInterval(this.#watch);
       if (this.#cmd === cmd) this.#cmd = undefined;
       if (this.#closed) return;
+      if (o.film && !o.film.loop && reason === FFMPEG_EXITED) {
+        o.log.info('film finished');
+        this.emit('finished');
+        this.close();
+        return;
+      }
       const wait = this.#backoff;
       this.#backoff = Math.min(this.#backoff * 2, o.restartBackoffMaxMs);
       o.log.warn({ reason: redact(reason).slice(0, 300), restartInMs: wait }, 'live ingest ffmpeg ended');
@@ -204,7 +222,7 @@ export class LiveCameraIngest extends EventEmitter<LiveCameraIngestEvents> {
       o.log.debug({ cmd: redact(line) }, 'live ingest ffmpeg started');
       this.emit('running');
     });
-    cmd.on('end', () => ended('ffmpeg exited'));
+    cmd.on('end', () => ended(FFMPEG_EXITED));
     cmd.on('error', (err: Error) => ended(err.message));
     cmd.run();
   }

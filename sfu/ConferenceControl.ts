@@ -262,9 +262,11 @@ export class ConferenceControl extends TypedEmitter<ConferenceControlEvents> {
           }
         }
       }
+      // A broadcast film's own sound is what everyone should hear.
+      const broadcaster = this.#state.broadcast === null ? undefined : this.#room.localProducer(this.#state.broadcast)?.info.peerId;
       for (const ingest of this.#room.ingests.values()) {
         if (ingest.producer.kind !== 'audio' || ingest.producer.closed) continue;
-        const muted = this.isMuted(ingest.id, 'participant');
+        const muted = ingest.peerInfo.peerId !== broadcaster && this.isMuted(ingest.id, 'participant');
         if (muted && !ingest.producer.paused) {
           this.#held.add(ingest.producer.id);
           jobs.push(ingest.pause());

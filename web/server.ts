@@ -16,6 +16,7 @@ import { createReminderRoutes } from './api/routes/reminders.ts';
 import { createServiceCallRoutes, type CallRecordings } from './api/routes/service-calls.ts';
 import { SfuDirectory } from './api/sfu-directory.ts';
 import { NodeLiveCameraProvider } from './live-camera-provider.ts';
+import { FilmBroadcasts } from './film-broadcasts.ts';
 
 export interface WebServerOptions {
   pool: Pool;
@@ -27,6 +28,8 @@ export interface WebServerOptions {
   recordings?: CallRecordings;
   /** Which SFU node browsers are sent to: this one (`local`, default) or the nearest registered one. */
   routing?: 'local' | 'nearest';
+  /** Folder of films chairs can broadcast to meetings; without it the film routes say 503. */
+  filmsDir?: string;
   /** Routers of other areas (recordings, live cameras, completion figures), mounted after sign-in. */
   extraRouters?: ExtraRouter[];
   /** Built front end; default web/dist. */
@@ -47,12 +50,13 @@ export function createWebServer(opts: WebServerOptions): http.Server {
   const live = new NodeLiveCameraProvider({ sfu: opts.sfu, log: createLogger('live-cameras') });
   const directory = new SfuDirectory(opts.pool, opts.routing ?? 'local');
   const endRoom = (room: string): void => void opts.sfu.endRoom(room);
+  const films = opts.filmsDir ? new FilmBroadcasts({ sfu: opts.sfu, filmsDir: opts.filmsDir, log: createLogger('films') }) : undefined;
   const api = createApiApp({
     pool: opts.pool,
     tokenSecret: opts.tokenSecret,
     extraRouters: [
       apiExtra(createServiceCallRoutes(opts.pool, opts.tokenSecret, { directory, endRoom, ...(opts.recordings ? { recordings: opts.recordings } : {}) })),
-      apiExtra(createMeetingRoutes(opts.pool, opts.tokenSecret, { endRoom, directory })),
+      apiExtra(createMeetingRoutes(opts.pool, opts.tokenSecret, { endRoom, directory, ...(films ? { films } : {}) })),
       apiExtra(createReminderRoutes(opts.pool)),
       { path: '/api', router: createCompletionRouter({ pool: opts.pool }) },
       { path: '/api', router: createLiveCamerasRouter({ pool: opts.pool, tokenSecret: opts.tokenSecret, provider: live }) },
@@ -71,6 +75,9 @@ export function createWebServer(opts: WebServerOptions): http.Server {
   app.get(/^\/(?!api\/).*/, (_req, res) => res.sendFile(path.join(dist, 'index.html')));
   const server = http.createServer(app);
   opts.sfu.attach(server, '/sfu');
-  server.on('close', () => live.close());
+  server.on('close', () => {
+    live.close();
+    films?.close();
+  });
   return server;
 }

@@ -44,6 +44,8 @@ export async function startSystemHarness(
     /** An S3 server for recordings; `recorder` adds a recorder (2 s segments) and call recordings. */
     storage?: boolean;
     recorder?: boolean;
+    /** Folder of films chairs can broadcast. */
+    filmsDir?: string;
     /** Makes this node the root of a cascade (children dial `cascadeUrl` with CASCADE_SECRET) and sends browsers to their nearest registered node. */
     cascadeRoot?: string;
   } = {},
@@ -83,6 +85,7 @@ export async function startSystemHarness(
     ...(storage ? { storage } : {}),
     ...(recordings ? { recordings } : {}),
     routing: opts.cascadeRoot ? 'nearest' : 'local',
+    ...(opts.filmsDir ? { filmsDir: opts.filmsDir } : {}),
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;

@@ -66,7 +66,23 @@ export interface MeetingRoutesOptions {
   endRoom?: (room: string) => void;
   /** Which SFU node each person joins; default: this process's /sfu. */
   directory?: SfuDirectory;
+  /** Films the chair can broadcast (web/film-broadcasts on this node); without it the film routes say 503. */
+  films?: MeetingFilms;
 }
+
+/** Films on offer and playing one into a meeting room as its broadcast. */
+export interface MeetingFilms {
+  list(): Array<{ name: string; bytes: number }>;
+  playing(roomId: string): { film: string; producerId: string } | undefined;
+  play(roomId: string, film: string, unitId: number): Promise<{ film: string; producerId: string }>;
+  stop(roomId: string): boolean;
+}
+
+const FILM_ERRORS: Record<string, [number, string]> = {
+  not_found: [404, '没有这部影片 / no such film'],
+  busy: [409, '同时播放的影片已达上限 / too many films playing'],
+  ended: [409, '会议已结束 / the meeting has ended'],
+};
 
 export function createMeetingRoutes(pool: Pool, tokenSecret: string, options: MeetingRoutesOptions = {}): ApiRoutes {
   const routes = new ApiRoutes();
@@ -206,6 +222,59 @@ export function createMeetingRoutes(pool: Pool, tokenSecret: string, options: Me
       }
       await audit(pool, { action: 'meeting.end', user, objectType: 'meeting', objectId: meeting.id, unitId: user.unitId, ip: req.ip ?? null });
       return present((await load(user, meeting.id)).meeting);
+    },
+  );
+
+  // --- Broadcasting a film to every site (the chair's "play the education film") ---
+
+  function films(): MeetingFilms {
+    if (!options.films) throw new HttpError(503, 'no_films', '本系统未配置影片 / films are not available here');
+    return options.films;
+  }
+
+  async function chairOf(user: AuthUser, meetingId: number): Promise<MeetingRow> {
+    const { meeting, role } = await load(user, meetingId);
+    if (role !== 'chair') throw new HttpError(403, 'forbidden', '只有主持人可以播放影片 / only the chair plays films');
+    if (meeting.state !== 'live') throw new HttpError(409, 'ended', '会议已结束 / the meeting has ended');
+    return meeting;
+  }
+
+  routes.add(
+    { method: 'get', path: '/films', summary: 'Films a chair can broadcast to a meeting', tag: 'meetings', roles: ['leader', 'admin'] },
+    async () => ({ films: films().list() }),
+  );
+
+  routes.add(
+    {
+      method: 'post',
+      path: '/meetings/:id/film',
+      summary: 'The chair plays a film to every site: it becomes the broadcast and every site microphone is held',
+      tag: 'meetings',
+      params: z.object({ id: idQuery }),
+      body: z.strictObject({ film: z.string().min(1).max(200) }),
+      status: 201,
+      responses: { '404': 'no such film', '409': 'the meeting has ended, or too many films are playing' },
+    },
+    async ({ params, body, user, req }) => {
+      const meeting = await chairOf(user, params.id);
+      let playing: { film: string; producerId: string };
+      try {
+        playing = await films().play(`m-${meeting.id}`, body.film, meeting.chair_unit_id);
+      } catch (err) {
+        const known = FILM_ERRORS[(err as { code?: string }).code ?? ''];
+        if (known) throw new HttpError(known[0], (err as { code: string }).code, known[1]);
+        throw err;
+      }
+      await audit(pool, { action: 'meeting.film', user, objectType: 'meeting', objectId: meeting.id, unitId: user.unitId, ip: req.ip ?? null, detail: { film: body.film } });
+      return playing;
+    },
+  );
+
+  routes.add(
+    { method: 'delete', path: '/meetings/:id/film', summary: 'The chair stops the film; the meeting goes on', tag: 'meetings', params: z.object({ id: idQuery }) },
+    async ({ params, user }) => {
+      const meeting = await chairOf(user, params.id);
+      return { stopped: films().stop(`m-${meeting.id}`) };
     },
   );
 
