@@ -1,14 +1,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import express from 'express';
 import type { Browser, Page } from 'playwright-core';
 import { signJoinToken } from '../../infra/tokens.ts';
-import { launchChromium, tmpDir } from '../support/browser.ts';
+import { launchChromium } from '../support/browser.ts';
 import { CASCADE_SECRET } from '../support/cascade-harness.ts';
+import { freePort, NodeProcess } from '../support/node-process.ts';
 
 // Five SFU node processes (sfu/main.ts) chained city -> county -> town -> community -> village, a
 // chair's Chromium page on the city node and a villager's kiosk page on the village node (four hops
@@ -49,62 +49,6 @@ async function waitFor<T>(what: string, read: () => Promise<T>, ok: (v: T) => bo
   assert.fail(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
 }
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
-class NodeProcess {
-  proc: ChildProcess | undefined;
-  readonly port: number;
-  readonly #env: NodeJS.ProcessEnv;
-  constructor(
-    readonly name: string,
-    unitId: number,
-    port: number,
-    parentPort: number | undefined,
-    rtcBase: number,
-  ) {
-    this.port = port;
-    this.#env = {
-      ...process.env,
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'warn',
-      DATA_DIR: tmpDir(`sfu-${name}-`),
-      TOKEN_SECRET: CASCADE_SECRET,
-      HTTP_HOST: '127.0.0.1',
-      SFU_HTTP_PORT: String(port),
-      SFU_NUM_WORKERS: '1',
-      SFU_LISTEN_IP: '127.0.0.1',
-      SFU_RTC_PORT: '0',
-      SFU_RTC_MIN_PORT: String(rtcBase),
-      SFU_RTC_MAX_PORT: String(rtcBase + 299),
-      SFU_NODE_ID: name,
-      SFU_UNIT_ID: String(unitId),
-      ...(parentPort ? { SFU_PARENT_URL: `ws://127.0.0.1:${parentPort}/cascade` } : {}),
-    };
-  }
-  start(): void {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', 'sfu/main.ts'], { env: this.#env, stdio: ['ignore', 'ignore', 'pipe'] });
-    this.proc.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${this.name}] ${d}`));
-  }
-  async health(): Promise<{ ok: boolean; cascade?: { parentConnected: boolean; children: string[] } }> {
-    const res = await fetch(`http://127.0.0.1:${this.port}/healthz`);
-    return (await res.json()) as { ok: boolean; cascade?: { parentConnected: boolean; children: string[] } };
-  }
-  kill(): Promise<void> {
-    const p = this.proc;
-    if (!p || p.exitCode !== null) return Promise.resolve();
-    return new Promise((r) => {
-      p.once('exit', () => r());
-      p.kill('SIGKILL');
-    });
-  }
-}
-
 describe('cascade of SFU node processes with real Chromium pages', { timeout: 180_000 }, () => {
   const procs: NodeProcess[] = [];
   let web: http.Server;
@@ -117,7 +61,9 @@ describe('cascade of SFU node processes with real Chromium pages', { timeout: 18
     const names = ['city', 'county', 'town', 'community', 'village'];
     const ports: number[] = [];
     for (const _ of names) ports.push(await freePort());
-    procs.push(...names.map((n, i) => new NodeProcess(n, i + 1, ports[i]!, ports[i - 1], 46000 + i * 300)));
+    procs.push(
+      ...names.map((n, i) => new NodeProcess(n, { unitId: i + 1, port: ports[i]!, rtcBase: 46000 + i * 300, ...(i > 0 ? { parentUrl: `ws://127.0.0.1:${ports[i - 1]}/cascade` } : {}) })),
+    );
     const [city, , , , village] = procs as [NodeProcess, NodeProcess, NodeProcess, NodeProcess, NodeProcess];
     for (const p of procs) p.start();
     await waitFor('processes up, links connected', async () => Promise.all(procs.map((p) => p.health())), (h) =>
@@ -133,7 +79,7 @@ describe('cascade of SFU node processes with real Chromium pages', { timeout: 18
       const page = await (await browser.newContext()).newPage();
       page.on('pageerror', (e) => console.error(`[page ${name}]`, e.message));
       const token = await signJoinToken(CASCADE_SECRET, { userId, displayName: name, unitId: 1, room: ROOM, role });
-      await page.goto(`${webUrl}/?autojoin=1&token=${encodeURIComponent(token)}&sfu=${encodeURIComponent(`ws://127.0.0.1:${p.port}/sfu`)}`);
+      await page.goto(`${webUrl}/?autojoin=1&token=${encodeURIComponent(token)}&sfu=${encodeURIComponent(p.wsUrl)}`);
       return page;
     };
     chair = await open(city, 21, '潍坊市指挥中心', 'chair');

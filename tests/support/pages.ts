@@ -38,11 +38,11 @@ export async function mediaStats(page: Page): Promise<MediaStats> {
   });
 }
 
-/** Opens a meeting link (`?autojoin=1&token=…`) in a fresh browser context: joins without sign-in. */
-export async function openMeetingLink(browser: Browser, baseUrl: string, token: string, label: string): Promise<Page> {
+/** Opens a meeting link (`?autojoin=1&token=…`, with `&sfu=` for another node) in a fresh browser context: joins without sign-in. */
+export async function openMeetingLink(browser: Browser, baseUrl: string, token: string, label: string, sfuUrl?: string): Promise<Page> {
   const page = await (await browser.newContext()).newPage();
   page.on('pageerror', (e) => console.error(`[page ${label}]`, e.message));
-  await page.goto(`${baseUrl}/?autojoin=1&token=${encodeURIComponent(token)}`);
+  await page.goto(`${baseUrl}/?autojoin=1&token=${encodeURIComponent(token)}${sfuUrl ? `&sfu=${encodeURIComponent(sfuUrl)}` : ''}`);
   return page;
 }
 

@@ -1,0 +1,109 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type net from 'node:net';
+import path from 'node:path';
+import express from 'express';
+import type { Browser, Page } from 'playwright-core';
+import { signJoinToken } from '../../infra/tokens.ts';
+import { launchChromium } from '../support/browser.ts';
+import { CASCADE_SECRET, LEVELS } from '../support/cascade-harness.ts';
+import { NetLab } from '../support/netns.ts';
+import { NodeProcess, type NodeHealth } from '../support/node-process.ts';
+import { mediaStats, openMeetingLink, waitUntil } from '../support/pages.ts';
+
+// The five levels as five SFU node processes, each in its own network namespace with its own address
+// (10.77.0.11 city … 10.77.0.15 village) on a bridge, all on the same ports: the nodes find each
+// other only through their configured parent URLs and announced addresses, as separate hosts would.
+// The chair's page joins the city node, the kiosk's the village node. Measured on the community's
+// link with the kernel's own counters: the chair's stream goes down once whatever the number of
+// consumers at the village; then the community's line is limited to 1 Mbit/s by tbf and the kiosk
+// keeps decoding.
+
+const ROOM = 'conf-netns';
+const PORT = 4443;
+
+describe('cascade across network namespaces: one address per level, kernel counters and a tbf-limited line', { timeout: 180_000 }, () => {
+  let lab: NetLab;
+  const procs: NodeProcess[] = [];
+  let web: http.Server;
+  let webUrl = '';
+  let browser: Browser;
+  let chair: Page;
+  let kiosk: Page;
+  const pages: Page[] = [];
+
+  const join = async (p: NodeProcess, userId: number, name: string, role: 'chair' | 'participant' | 'viewer'): Promise<Page> => {
+    const token = await signJoinToken(CASCADE_SECRET, { userId, displayName: name, unitId: userId, room: ROOM, role });
+    const page = await openMeetingLink(browser, webUrl, token, name, p.wsUrl);
+    pages.push(page);
+    return page;
+  };
+  /** Bytes per second the community node sends over its link (towards the village and the town). */
+  const communitySendRate = async (ms: number): Promise<number> => {
+    const a = lab.bytes('community').up;
+    await new Promise((r) => setTimeout(r, ms));
+    return ((lab.bytes('community').up - a) * 1000) / ms;
+  };
+
+  before(async () => {
+    lab = await NetLab.create(LEVELS);
+    for (const [i, level] of LEVELS.entries()) {
+      const n = lab.node(level);
+      const parent = i > 0 ? lab.node(LEVELS[i - 1]!) : undefined;
+      procs.push(new NodeProcess(level, { unitId: i + 1, port: PORT, rtcBase: 40100, ip: n.ip, netns: n.ns, ...(parent ? { parentUrl: `ws://${parent.ip}:${PORT}/cascade` } : {}) }));
+    }
+    for (const p of procs) p.start();
+    await waitUntil(
+      'five processes up in their namespaces, every parent link connected',
+      () => Promise.all(procs.map((p) => p.health().catch((): NodeHealth => ({ ok: false })))),
+      (h) => h.every((x, i) => x.ok && (i === 0 || x.cascade?.parentConnected === true)),
+    );
+    const app = express();
+    app.use(express.static(path.resolve('web/dist')));
+    web = http.createServer(app);
+    await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+    webUrl = `http://127.0.0.1:${(web.address() as net.AddressInfo).port}`;
+    browser = await launchChromium();
+    chair = await join(procs[0]!, 31, '潍坊市指挥中心', 'chair');
+    kiosk = await join(procs[4]!, 32, '大柳树村服务站', 'participant');
+  });
+
+  after(async () => {
+    await browser?.close();
+    web?.close();
+    for (const p of procs) await p.kill();
+    await lab?.close();
+  });
+
+  test('chair and kiosk decode each other across five hosts; one copy per link by the kernel\'s counters', async () => {
+    const c = await waitUntil('chair joined', () => mediaStats(chair), (s) => s.state === 'joined' && s.peerId !== '');
+    const k = await waitUntil('kiosk joined', () => mediaStats(kiosk), (s) => s.state === 'joined' && s.peerId !== '');
+    await waitUntil('kiosk decodes the chair', () => mediaStats(kiosk), (s) => (s.videoFramesDecoded[c.peerId] ?? 0) >= 60);
+    await waitUntil('chair decodes the kiosk', () => mediaStats(chair), (s) => (s.videoFramesDecoded[k.peerId] ?? 0) >= 60);
+
+    const one = await communitySendRate(4000);
+    const viewers = [await join(procs[4]!, 33, '村民甲', 'viewer'), await join(procs[4]!, 34, '村民乙', 'viewer'), await join(procs[4]!, 35, '村民丙', 'viewer')];
+    for (const v of viewers) await waitUntil('a village viewer decodes the chair', () => mediaStats(v), (s) => (s.videoFramesDecoded[c.peerId] ?? 0) >= 30);
+    const four = await communitySendRate(4000);
+    console.log(`# community link, sent per second: ${(one / 1000).toFixed(0)} kB with 1 consumer at the village, ${(four / 1000).toFixed(0)} kB with 4 (ratio ${(four / one).toFixed(2)}; a copy per consumer would be ~2.5)`);
+    assert.ok(one > 20_000, `media crosses the community's link (${one} B/s)`);
+    assert.ok(four / one < 1.5, `one copy of the chair's stream per link: ${one} -> ${four} B/s`);
+    for (const v of viewers) await v.context().close();
+  });
+
+  test('the community\'s line limited to 1 Mbit/s each way (tbf): the kiosk four hops down keeps decoding the chair', async () => {
+    await lab.shape('community', 1_000_000);
+    const c = await mediaStats(chair);
+    const before = await mediaStats(kiosk);
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, 8000));
+    const rate = await communitySendRate(4000);
+    const after = await mediaStats(kiosk);
+    const frames = (after.videoFramesDecoded[c.peerId] ?? 0) - (before.videoFramesDecoded[c.peerId] ?? 0);
+    const fps = (frames * 1000) / (Date.now() - t0);
+    console.log(`# community line at 1 Mbit/s (tbf): the kiosk decoded the chair at ${fps.toFixed(1)} fps over ${((Date.now() - t0) / 1000).toFixed(0)} s; community sent ${((rate * 8) / 1e6).toFixed(2)} Mbit/s`);
+    assert.ok(rate * 8 <= 1_000_000 * 1.15, `the kernel holds the line to 1 Mbit/s (${rate * 8} bit/s)`);
+    assert.ok(fps >= 10, `the kiosk keeps decoding through the limited line (${fps.toFixed(1)} fps)`);
+  });
+});
