@@ -55,10 +55,13 @@ stops.push(() => recorder.close({ drain: true, drainTimeoutMs: 10_000 }));
 const scheduler = await startScheduler(schedulerSettingsSchema.parse(process.env), pool, db.url, createLogger('scheduler'));
 stops.push(() => scheduler.stop());
 
-// Face-to-face calls with the record flag are recorded on this node: as the cascade's root (or
-// alone) it holds every conference, and pulls the station's streams here while they are recorded.
-const recordings = new RoomRecordings({ sfu, recorder, log: createLogger('room-recordings') });
-stops.push(() => recordings.close());
+// Face-to-face calls with the record flag are recorded on this node: alone, or as the cascade's
+// root, it holds every conference and pulls the station's streams here while they are recorded.
+// Sending people to other nodes without this one in their cascade would leave it nothing to record.
+const canRecordCalls = config.SFU_ROUTING === 'local' || (sfu.cascade !== undefined && !config.SFU_PARENT_URL);
+if (!canRecordCalls) log.warn('SFU_ROUTING=nearest but this node is not the cascade root: face-to-face calls will not be recorded');
+const recordings = canRecordCalls ? new RoomRecordings({ sfu, recorder, log: createLogger('room-recordings') }) : undefined;
+if (recordings) stops.push(() => recordings.close());
 
 const filmsDir = config.FILMS_DIR ?? path.join(config.DATA_DIR, 'films');
 ensureDemoFilm(filmsDir).then(
@@ -66,7 +69,7 @@ ensureDemoFilm(filmsDir).then(
   (err: Error) => log.warn({ err: err.message }, 'could not make the demo film'),
 );
 
-const server = createWebServer({ pool, tokenSecret, sfu, storage, recordings, routing: config.SFU_ROUTING, filmsDir });
+const server = createWebServer({ pool, tokenSecret, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, filmsDir });
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   log.info(`ready: http://${config.HTTP_HOST}:${config.HTTP_PORT}/`);
 });
@@ -77,9 +80,17 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
+    // Connections still open when the embedded database stops (the job queue's, mid-send) are cut by
+    // our own shutdown: expected here, not a crash.
+    process.on('uncaughtException', (err: Error & { code?: string }) => {
+      if (err.code?.startsWith('57P') || err.code === 'ECONNRESET' || err.code === 'ECONNREFUSED' || err.message.startsWith('Connection terminated')) return void log.debug({ err: err.message }, 'connection closed by the shutdown');
+      log.error({ err }, 'error while stopping');
+      process.exit(1);
+    });
     server.closeAllConnections();
     server.close();
     for (const stop of stops.reverse()) await Promise.resolve(stop()).catch(() => undefined);
+    log.info('stopped');
     process.exit(0);
   });
 }
