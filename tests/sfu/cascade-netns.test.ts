@@ -1,16 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type net from 'node:net';
-import path from 'node:path';
-import express from 'express';
 import type { Browser, Page } from 'playwright-core';
 import { signJoinToken } from '../../infra/tokens.ts';
 import { launchChromium } from '../support/browser.ts';
 import { CASCADE_SECRET, LEVELS } from '../support/cascade-harness.ts';
 import { NetLab } from '../support/netns.ts';
 import { NodeProcess, type NodeHealth } from '../support/node-process.ts';
-import { mediaStats, openMeetingLink, waitUntil } from '../support/pages.ts';
+import { mediaStats, openMeetingLink, serveWebDist, waitUntil } from '../support/pages.ts';
 
 // The five levels as five SFU node processes, each in its own network namespace with its own address
 // (10.77.0.11 city … 10.77.0.15 village) on a bridge, all on the same ports: the nodes find each
@@ -26,8 +22,7 @@ const PORT = 4443;
 describe('cascade across network namespaces: one address per level, kernel counters and a tbf-limited line', { timeout: 180_000 }, () => {
   let lab: NetLab;
   const procs: NodeProcess[] = [];
-  let web: http.Server;
-  let webUrl = '';
+  let web: { url: string; close(): void };
   let browser: Browser;
   let chair: Page;
   let kiosk: Page;
@@ -35,7 +30,7 @@ describe('cascade across network namespaces: one address per level, kernel count
 
   const join = async (p: NodeProcess, userId: number, name: string, role: 'chair' | 'participant' | 'viewer'): Promise<Page> => {
     const token = await signJoinToken(CASCADE_SECRET, { userId, displayName: name, unitId: userId, room: ROOM, role });
-    const page = await openMeetingLink(browser, webUrl, token, name, p.wsUrl);
+    const page = await openMeetingLink(browser, web.url, token, name, p.wsUrl);
     pages.push(page);
     return page;
   };
@@ -59,11 +54,7 @@ describe('cascade across network namespaces: one address per level, kernel count
       () => Promise.all(procs.map((p) => p.health().catch((): NodeHealth => ({ ok: false })))),
       (h) => h.every((x, i) => x.ok && (i === 0 || x.cascade?.parentConnected === true)),
     );
-    const app = express();
-    app.use(express.static(path.resolve('web/dist')));
-    web = http.createServer(app);
-    await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
-    webUrl = `http://127.0.0.1:${(web.address() as net.AddressInfo).port}`;
+    web = await serveWebDist();
     browser = await launchChromium();
     chair = await join(procs[0]!, 31, '潍坊市指挥中心', 'chair');
     kiosk = await join(procs[4]!, 32, '大柳树村服务站', 'participant');

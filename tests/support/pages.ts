@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type net from 'node:net';
 import path from 'node:path';
+import express from 'express';
 import sharp from 'sharp';
 import type { Browser, Page } from 'playwright-core';
 import { artifactsDir } from './browser.ts';
@@ -7,13 +10,13 @@ import { artifactsDir } from './browser.ts';
 // Helpers for tests that drive the pages in Chromium.
 
 /** Polls `read` until `ok` holds; fails with the last value seen. */
-export async function waitUntil<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+export async function waitUntil<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000, everyMs = 250): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
   while (Date.now() < deadline) {
     last = await read();
     if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   assert.fail(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
 }
@@ -69,4 +72,13 @@ export async function checkedScreenshot(page: Page, name: string): Promise<strin
   const spread = Math.max(...channels.slice(0, 3).map((c) => c.stdev));
   assert.ok(spread > 8, `screenshot ${name} looks blank (largest channel stdev ${spread.toFixed(1)})`);
   return file;
+}
+
+/** Serves the built pages (web/dist) alone, for pages that join SFU nodes started without the API. */
+export async function serveWebDist(): Promise<{ url: string; close(): void }> {
+  const app = express();
+  app.use(express.static(path.resolve('web/dist')));
+  const server = http.createServer(app);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, close: () => server.close() };
 }
