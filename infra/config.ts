@@ -12,6 +12,10 @@ const schema = z.object({
   HTTP_HOST: z.string().default('127.0.0.1'),
   // Secret that signs access and SFU join tokens. Generated and kept in DATA_DIR if unset.
   TOKEN_SECRET: z.string().min(32).optional(),
+  // Join tokens (admission to SFU rooms) are ES256: the API signs with JOIN_PRIVATE_KEY (generated into
+  // DATA_DIR if unset), SFU nodes check with JOIN_PUBLIC_KEY (PEM; or the key files in their DATA_DIR).
+  JOIN_PRIVATE_KEY: z.string().optional(),
+  JOIN_PUBLIC_KEY: z.string().optional(),
   SFU_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(4443),
   SFU_NUM_WORKERS: z.coerce.number().int().min(1).max(64).default(os.availableParallelism()),
   SFU_LISTEN_IP: z.string().default('127.0.0.1'),
@@ -27,6 +31,8 @@ const schema = z.object({
   SFU_PARENT_URL: z.string().url().optional(),
   SFU_CASCADE_SECRET: z.string().min(32).optional(),
   SFU_PIPE_ANNOUNCED_IP: z.string().optional(),
+  // `grant`: a child opening a conference here must show a join token for it (see sfu/cascade/CascadeNode.ts).
+  SFU_ADMISSION: z.enum(['grant', 'open']).default('grant'),
   // Which node the API sends a browser to: `local` (this process's /sfu, the single-machine default)
   // or `nearest` (the registered node of the person's unit or its nearest ancestor, from sfu_nodes).
   SFU_ROUTING: z.enum(['local', 'nearest']).default('local'),

@@ -1,6 +1,7 @@
-import crypto from 'node:crypto';
+import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { generateJoinKeys, type JoinKeyPair } from './tokens.ts';
 
 /**
  * The token-signing secret: TOKEN_SECRET if set (production, shared by API and SFU nodes),
@@ -17,4 +18,46 @@ export function loadTokenSecret(dataDir: string, fromEnv?: string): string {
     fs.writeFileSync(file, secret, { mode: 0o600, flag: 'wx' });
     return secret;
   }
+}
+
+const JOIN_KEY_FILE = 'join-key.pem';
+const JOIN_PUBLIC_KEY_FILE = 'join-key.pub.pem';
+
+/**
+ * The API's join-token key pair: JOIN_PRIVATE_KEY (PEM) if set, otherwise one generated on first start
+ * and kept in the data folder, with its public half beside it (join-key.pub.pem) for SFU nodes.
+ */
+export function loadJoinKeys(dataDir: string, privatePemFromEnv?: string): JoinKeyPair {
+  const file = path.join(dataDir, JOIN_KEY_FILE);
+  let pem = privatePemFromEnv;
+  if (!pem) {
+    try {
+      pem = fs.readFileSync(file, 'utf8');
+    } catch {
+      fs.mkdirSync(dataDir, { recursive: true });
+      pem = generateJoinKeys().privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+      fs.writeFileSync(file, pem, { mode: 0o600, flag: 'wx' });
+    }
+  }
+  const privateKey = crypto.createPrivateKey(pem);
+  const publicKey = crypto.createPublicKey(privateKey);
+  fs.mkdirSync(dataDir, { recursive: true });
+  fs.writeFileSync(path.join(dataDir, JOIN_PUBLIC_KEY_FILE), publicKey.export({ type: 'spki', format: 'pem' }));
+  return { privateKey, publicKey };
+}
+
+/** What an SFU node checks join tokens with: JOIN_PUBLIC_KEY (PEM), or the key files in its data folder. */
+export function loadJoinPublicKey(dataDir: string, publicPemFromEnv?: string): KeyObject {
+  if (publicPemFromEnv) return crypto.createPublicKey(publicPemFromEnv);
+  for (const [name, load] of [
+    [JOIN_PUBLIC_KEY_FILE, (pem: string) => crypto.createPublicKey(pem)],
+    [JOIN_KEY_FILE, (pem: string) => crypto.createPublicKey(crypto.createPrivateKey(pem))],
+  ] as const) {
+    try {
+      return load(fs.readFileSync(path.join(dataDir, name), 'utf8'));
+    } catch {
+      // next
+    }
+  }
+  throw new Error(`no join-token public key: set JOIN_PUBLIC_KEY to the API's ${JOIN_PUBLIC_KEY_FILE} (in its DATA_DIR)`);
 }

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
-import { loadTokenSecret } from './secret.ts';
+import { loadJoinKeys, loadTokenSecret } from './secret.ts';
 import { openDatabase } from './db/open-database.ts';
 import { DEMO_PASSWORD } from './demo/generate.ts';
 import { ensureDemoFilm } from './demo/demo-film.ts';
@@ -28,7 +28,9 @@ const pool = db.pool;
 if (db.seeded) log.info(`demo organisation generated; sign in as e.g. wf.leader, t370702001.clerk or v37070200100101.secretary with password ${DEMO_PASSWORD}`);
 
 const tokenSecret = loadTokenSecret(config.DATA_DIR, config.TOKEN_SECRET);
-const sfu = new SfuNode(nodeOptionsFromConfig(config, tokenSecret, createLogger('sfu')));
+// Join tokens: signed here with the private key; this and every other SFU node checks them with the public one.
+const joinKeys = loadJoinKeys(config.DATA_DIR, config.JOIN_PRIVATE_KEY);
+const sfu = new SfuNode(nodeOptionsFromConfig(config, { joinKey: joinKeys.publicKey, cascadeSecret: tokenSecret }, createLogger('sfu')));
 await sfu.start();
 stops.push(() => sfu.close());
 
@@ -69,7 +71,7 @@ ensureDemoFilm(filmsDir).then(
   (err: Error) => log.warn({ err: err.message }, 'could not make the demo film'),
 );
 
-const server = createWebServer({ pool, tokenSecret, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, filmsDir });
+const server = createWebServer({ pool, tokenSecret, joinKey: joinKeys.privateKey, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, filmsDir });
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   log.info(`ready: http://${config.HTTP_HOST}:${config.HTTP_PORT}/`);
 });

@@ -1,8 +1,11 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { z } from 'zod';
 
-// Signed, scoped, expiring tokens (HS256). Two audiences: `api` (a signed-in user's session) and
-// `sfu-join` (admission to one room on the SFU). A token of one audience never passes for the other.
+// Signed, scoped, expiring tokens. Three audiences: `api` (a signed-in user's session, HS256 with the
+// API's secret), `sfu-join` (admission to one room; ES256: the API signs with its private key and SFU
+// nodes hold only the public key, so no node can admit anyone itself) and `sfu-node` (a node to its
+// parent, HS256 with the deployment's cascade secret). A token of one audience never passes for another.
 
 const ISSUER = 'grassroots-av';
 
@@ -39,14 +42,20 @@ export class TokenError extends Error {
   }
 }
 
-function key(secret: string): Uint8Array {
+/** A shared secret (HS256) or one half of an ES256 key pair. */
+type TokenKey = string | KeyObject;
+
+function key(secret: TokenKey): Uint8Array | KeyObject {
+  if (typeof secret !== 'string') return secret;
   if (secret.length < 32) throw new Error('token secret must be at least 32 characters');
   return new TextEncoder().encode(secret);
 }
 
-async function sign(secret: string, audience: string, claims: Record<string, unknown>, ttlSeconds: number): Promise<string> {
+const algorithmOf = (k: TokenKey): 'HS256' | 'ES256' => (typeof k === 'string' ? 'HS256' : 'ES256');
+
+async function sign(secret: TokenKey, audience: string, claims: Record<string, unknown>, ttlSeconds: number): Promise<string> {
   return new SignJWT(claims)
-    .setProtectedHeader({ alg: 'HS256' })
+    .setProtectedHeader({ alg: algorithmOf(secret) })
     .setIssuer(ISSUER)
     .setAudience(audience)
     .setIssuedAt()
@@ -54,9 +63,9 @@ async function sign(secret: string, audience: string, claims: Record<string, unk
     .sign(key(secret));
 }
 
-async function verify<T>(secret: string, audience: string, token: string, schema: z.ZodType<T>): Promise<T> {
+async function verify<T>(secret: TokenKey, audience: string, token: string, schema: z.ZodType<T>, graceSeconds = 0): Promise<T> {
   try {
-    const { payload } = await jwtVerify(token, key(secret), { issuer: ISSUER, audience, algorithms: ['HS256'] });
+    const { payload } = await jwtVerify(token, key(secret), { issuer: ISSUER, audience, algorithms: [algorithmOf(secret)], ...(graceSeconds ? { clockTolerance: graceSeconds } : {}) });
     const parsed = schema.safeParse(payload);
     if (!parsed.success) throw new TokenError('token claims malformed', 'invalid');
     return parsed.data;
@@ -67,11 +76,21 @@ async function verify<T>(secret: string, audience: string, token: string, schema
   }
 }
 
-export const signJoinToken = (secret: string, claims: JoinClaims, ttlSeconds = 600): Promise<string> =>
-  sign(secret, 'sfu-join', joinClaimsSchema.parse(claims), ttlSeconds);
+/** The API's join-token key pair (ES256, P-256). */
+export interface JoinKeyPair {
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
 
-export const verifyJoinToken = (secret: string, token: string): Promise<JoinClaims> =>
-  verify(secret, 'sfu-join', token, joinClaimsSchema);
+export const generateJoinKeys = (): JoinKeyPair => generateKeyPairSync('ec', { namedCurve: 'P-256' });
+
+/** Signed by the API with the private key. */
+export const signJoinToken = (privateKey: KeyObject, claims: JoinClaims, ttlSeconds = 600): Promise<string> =>
+  sign(privateKey, 'sfu-join', joinClaimsSchema.parse(claims), ttlSeconds);
+
+/** Checked by SFU nodes with the public key; `graceSeconds` accepts a token that expired that long ago. */
+export const verifyJoinToken = (publicKey: KeyObject, token: string, graceSeconds = 0): Promise<JoinClaims> =>
+  verify(publicKey, 'sfu-join', token, joinClaimsSchema, graceSeconds);
 
 export const signAccessToken = (secret: string, claims: AccessClaims, ttlSeconds = 8 * 3600): Promise<string> =>
   sign(secret, 'api', accessClaimsSchema.parse(claims), ttlSeconds);

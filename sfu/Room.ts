@@ -21,6 +21,8 @@ export type RoomEvents = {
   ended: [reason: 'chair' | 'api'];
   /** A producer of the conference, this node's or one learnt through the cascade, can be consumed here. */
   produceravailable: [info: ProducerInfo];
+  /** Someone was admitted here with a join token (a local peer, or a child node's grant). */
+  granted: [];
 };
 
 /**
@@ -57,6 +59,8 @@ export class Room extends TypedEmitter<RoomEvents> {
   // Holders other than peers that keep the room open: cascade children attached to it, taps.
   #holds = 0;
   remote: RemoteDirectory | undefined;
+  /** The latest join token someone was admitted to this room with: the cascade shows it to the parent. */
+  #grant: string | undefined;
   /** The chair's controls (mute, spotlight, broadcast, hands, end), replicated across the cascade. */
   readonly control: ConferenceControl;
 
@@ -109,6 +113,15 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   get ingests(): ReadonlyMap<string, Ingest> {
     return this.#ingests;
+  }
+
+  get grant(): string | undefined {
+    return this.#grant;
+  }
+
+  noteGrant(token: string): void {
+    this.#grant = token;
+    this.emit('granted');
   }
 
   /** Keeps the room open without a local peer; returns the (idempotent) release. */

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type http from 'node:http';
 import type { types } from 'mediasoup';
 import { WebSocketServer } from 'ws';
@@ -19,8 +20,8 @@ const ENDED_MEMORY_MS = 6 * 3600_000;
 const MAX_ENDED_ROOMS = 10_000;
 
 export interface SfuNodeOptions extends WorkerPoolOptions {
-  /** Secret that signs join tokens (shared with the API that issues them). */
-  tokenSecret: string;
+  /** The public half of the API's join-token key: this node checks admissions, it cannot issue them. */
+  joinKey: KeyObject;
   /** Applied to every video producer: at most one keyframe request per interval reaches a sender. */
   keyFrameRequestDelayMs?: number;
   /** This node's place in the five-level tree; absent for a stand-alone node. */
@@ -37,7 +38,7 @@ export type SfuNodeEvents = {
 
 /** One SFU node: a pool of mediasoup workers, the rooms on them, and the WebSocket signalling. */
 export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost {
-  readonly tokenSecret: string;
+  readonly joinKey: KeyObject;
   readonly pool: WorkerPool;
   readonly metrics: SfuMetrics;
   readonly cascade: CascadeNode | undefined;
@@ -52,7 +53,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
 
   constructor(options: SfuNodeOptions) {
     super();
-    this.tokenSecret = options.tokenSecret;
+    this.joinKey = options.joinKey;
     this.#logger = options.logger;
     this.#listenIp = options.listenIp;
     this.#keyFrameRequestDelayMs = options.keyFrameRequestDelayMs ?? 1000;
@@ -133,7 +134,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
     this.#ended.set(roomId, now);
   }
 
-  async joinRoom(claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify): Promise<Peer> {
+  async joinRoom(claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify, token?: string): Promise<Peer> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const endedAt = this.#ended.get(claims.room);
       if (endedAt !== undefined && Date.now() - endedAt < ENDED_MEMORY_MS) throw new SignallingError('forbidden', 'the meeting has ended');
@@ -142,6 +143,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
       if (room.control.ended) throw new SignallingError('forbidden', 'the meeting has ended');
       const peer = new Peer(room, claims, rtpCapabilities, notify);
       const replaced = room.addPeer(peer);
+      if (token) room.noteGrant(token);
       if (replaced) replaced.notify('peerLeft', { peerId: replaced.id });
       return peer;
     }

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { WebSocket, RawData } from 'ws';
 import type { types } from 'mediasoup';
 import type { Logger } from '../infra/logger.ts';
@@ -15,8 +16,9 @@ import {
 
 /** What a session needs from its node. */
 export interface SessionHost {
-  readonly tokenSecret: string;
-  joinRoom(claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify): Promise<Peer>;
+  readonly joinKey: KeyObject;
+  /** `token`: the join token the peer was admitted with (the room's grant towards the cascade parent). */
+  joinRoom(claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify, token?: string): Promise<Peer>;
   leaveRoom(peer: Peer): void;
   roomState(peer: Peer): { peers: Peer['info'][]; producers: ReturnType<Peer['producerInfos']>; routerRtpCapabilities: types.RtpCapabilities; conference: ConferenceStateView };
   countError(code: ErrorCode): void;
@@ -133,13 +135,16 @@ export class SignallingSession {
     if (this.#peer) throw new SignallingError('already_joined', 'already in a room; leave first');
     let claims: JoinClaims;
     try {
-      claims = await verifyJoinToken(this.#host.tokenSecret, data.token);
+      claims = await verifyJoinToken(this.#host.joinKey, data.token);
     } catch (err) {
       if (err instanceof TokenError && err.code === 'expired') throw new SignallingError('token_expired', 'join token expired');
       throw new SignallingError('unauthorized', 'join token invalid');
     }
-    const peer = await this.#host.joinRoom(claims, data.rtpCapabilities as types.RtpCapabilities | undefined, (method, payload) =>
-      this.#send({ type: 'notification', method, data: payload }),
+    const peer = await this.#host.joinRoom(
+      claims,
+      data.rtpCapabilities as types.RtpCapabilities | undefined,
+      (method, payload) => this.#send({ type: 'notification', method, data: payload }),
+      data.token,
     );
     if (this.#ws.readyState !== this.#ws.OPEN) {
       this.#host.leaveRoom(peer);

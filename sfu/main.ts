@@ -3,14 +3,16 @@
 import http from 'node:http';
 import { loadConfig } from '../infra/config.ts';
 import { createLogger } from '../infra/logger.ts';
-import { loadTokenSecret } from '../infra/secret.ts';
+import { loadJoinPublicKey, loadTokenSecret } from '../infra/secret.ts';
 import { SfuNode } from './SfuNode.ts';
 import { nodeOptionsFromConfig } from './nodeOptionsFromConfig.ts';
 
 const config = loadConfig();
 const logger = createLogger('sfu');
-const tokenSecret = loadTokenSecret(config.DATA_DIR, config.TOKEN_SECRET);
-const node = new SfuNode(nodeOptionsFromConfig(config, tokenSecret, logger));
+// Join tokens are checked with the API's public key; the cascade secret (SFU_CASCADE_SECRET, else
+// TOKEN_SECRET, else this node's generated secret) authenticates the link to the parent.
+const keys = { joinKey: loadJoinPublicKey(config.DATA_DIR, config.JOIN_PUBLIC_KEY), cascadeSecret: loadTokenSecret(config.DATA_DIR, config.TOKEN_SECRET) };
+const node = new SfuNode(nodeOptionsFromConfig(config, keys, logger));
 await node.start();
 
 const server = http.createServer((req, res) => {

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { Config } from '../infra/config.ts';
 import type { Logger } from '../infra/logger.ts';
 import type { SfuNodeOptions } from './SfuNode.ts';
@@ -6,21 +7,22 @@ import type { SfuNodeOptions } from './SfuNode.ts';
  * A node's settings from the validated configuration (standalone node or `npm start`): media ports,
  * and its place in the cascade when SFU_NODE_ID and SFU_UNIT_ID are set.
  */
-export function nodeOptionsFromConfig(config: Config, tokenSecret: string, logger: Logger): SfuNodeOptions {
+export function nodeOptionsFromConfig(config: Config, keys: { joinKey: KeyObject; cascadeSecret: string }, logger: Logger): SfuNodeOptions {
   const pipeAnnounced = config.SFU_PIPE_ANNOUNCED_IP ?? config.SFU_ANNOUNCED_IP;
   const cascade: SfuNodeOptions['cascade'] =
     config.SFU_NODE_ID && config.SFU_UNIT_ID
       ? {
           nodeId: config.SFU_NODE_ID,
           unitId: config.SFU_UNIT_ID,
-          secret: config.SFU_CASCADE_SECRET ?? tokenSecret,
+          secret: config.SFU_CASCADE_SECRET ?? keys.cascadeSecret,
           ...(config.SFU_PARENT_URL ? { parentUrl: config.SFU_PARENT_URL } : {}),
           pipeListenIp: config.SFU_LISTEN_IP,
+          admission: config.SFU_ADMISSION,
           ...(pipeAnnounced ? { pipeAnnouncedAddress: pipeAnnounced } : {}),
         }
       : undefined;
   return {
-    tokenSecret,
+    joinKey: keys.joinKey,
     ...(cascade ? { cascade } : {}),
     numWorkers: config.SFU_NUM_WORKERS,
     listenIp: config.SFU_LISTEN_IP,

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
 import express from 'express';
@@ -21,6 +22,8 @@ import { FilmBroadcasts } from './film-broadcasts.ts';
 export interface WebServerOptions {
   pool: Pool;
   tokenSecret: string;
+  /** The private join-token key (the SFU nodes hold the public half). */
+  joinKey: KeyObject;
   sfu: SfuNode;
   /** Where recordings are; without it the recordings routes are not served. */
   storage?: ObjectStorage;
@@ -54,12 +57,13 @@ export function createWebServer(opts: WebServerOptions): http.Server {
   const api = createApiApp({
     pool: opts.pool,
     tokenSecret: opts.tokenSecret,
+    joinKey: opts.joinKey,
     extraRouters: [
-      apiExtra(createServiceCallRoutes(opts.pool, opts.tokenSecret, { directory, endRoom, ...(opts.recordings ? { recordings: opts.recordings } : {}) })),
-      apiExtra(createMeetingRoutes(opts.pool, opts.tokenSecret, { endRoom, directory, ...(films ? { films } : {}) })),
+      apiExtra(createServiceCallRoutes(opts.pool, opts.joinKey, { directory, endRoom, ...(opts.recordings ? { recordings: opts.recordings } : {}) })),
+      apiExtra(createMeetingRoutes(opts.pool, opts.joinKey, { endRoom, directory, ...(films ? { films } : {}) })),
       apiExtra(createReminderRoutes(opts.pool)),
       { path: '/api', router: createCompletionRouter({ pool: opts.pool }) },
-      { path: '/api', router: createLiveCamerasRouter({ pool: opts.pool, tokenSecret: opts.tokenSecret, provider: live }) },
+      { path: '/api', router: createLiveCamerasRouter({ pool: opts.pool, joinKey: opts.joinKey, provider: live }) },
       ...(opts.storage ? [{ path: '/api', router: createRecordingsRouter({ pool: opts.pool, storage: opts.storage }) }] : []),
       ...(opts.extraRouters ?? []),
     ],

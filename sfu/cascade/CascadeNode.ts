@@ -1,7 +1,8 @@
+import type { KeyObject } from 'node:crypto';
 import type http from 'node:http';
 import { WebSocketServer } from 'ws';
 import type { Logger } from '../../infra/logger.ts';
-import { signNodeToken, verifyNodeToken } from '../../infra/tokens.ts';
+import { signNodeToken, verifyJoinToken, verifyNodeToken, type JoinClaims } from '../../infra/tokens.ts';
 import type { Room } from '../Room.ts';
 import { TypedEmitter } from '../TypedEmitter.ts';
 import { CascadeRoom, type PipeRoute } from './CascadeRoom.ts';
@@ -22,6 +23,13 @@ export interface CascadeOptions {
   parentNodeId?: string;
   /** If set, only these node ids may attach as children. */
   allowedChildren?: readonly string[];
+  /**
+   * `grant` (production): a child opening a conference here must show a join token for that room,
+   * signed by the API and issued within the last day, which someone at or below it was admitted
+   * with: a node brings in only conferences its people were let into, and cannot mint such tokens
+   * (it holds only the public key). `open` trusts every authenticated child (tests of the media path).
+   */
+  admission?: 'grant' | 'open';
   /** Address the PipeTransports listen on, and the one given to neighbours if different (NAT). */
   pipeListenIp: string;
   pipeAnnouncedAddress?: string;
@@ -41,17 +49,23 @@ export interface CascadeOptions {
 /** What the cascade needs from its SFU node. */
 export interface CascadeHost {
   readonly rooms: ReadonlyMap<string, Room>;
+  /** The API's public join-token key: checks children's grants. */
+  readonly joinKey: KeyObject;
   openRoom(id: string): Promise<Room>;
   on(event: 'roomcreated', listener: (room: Room) => void): unknown;
 }
 
 const MAX_ROOMS_PER_CHILD = 1000;
+/** A grant is a join token: accepted up to a day after it expired (a long meeting's link may drop late). */
+const GRANT_MAX_AGE_SECONDS = 24 * 3600;
 
 export type CascadeNodeEvents = {
   parentup: [];
   parentdown: [reason: string];
   childup: [nodeId: string];
   childdown: [nodeId: string];
+  /** A child was refused a conference (no grant, a forged or stale one, or one for another room). */
+  refused: [nodeId: string, room: string, why: string];
 };
 
 /**
@@ -235,10 +249,13 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
         let open = 0;
         for (const cr of this.#rooms.values()) if (cr.links.has(link.id)) open++;
         if (open >= MAX_ROOMS_PER_CHILD && !this.#rooms.get(req.d.room)?.links.has(link.id)) throw new CascadeError('busy', `at most ${MAX_ROOMS_PER_CHILD} conferences per child`);
+        if (this.#options.admission === 'grant') await this.#admit(link, req.d.room, req.d.grant);
         for (let attempt = 0; attempt < 3; attempt++) {
           const room = await this.#host.openRoom(req.d.room);
           const cr = this.#rooms.get(room.id);
           if (room.closed || !cr || cr.room !== room) continue;
+          // The parent shows the same grant further up when it attaches there.
+          if (req.d.grant) room.noteGrant(req.d.grant);
           return cr.attachChild(link, req.d);
         }
         throw new CascadeError('media_error', 'room could not be opened');
@@ -249,6 +266,22 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
         return cr.supply(link.id, req.d.producerId);
       }
     }
+  }
+
+  async #admit(link: Link, roomId: string, grant: string | undefined): Promise<void> {
+    const refuse = (why: string): never => {
+      this.#log.warn({ child: link.nodeId, room: roomId, why }, 'conference refused to a child');
+      this.emit('refused', link.nodeId, roomId, why);
+      throw new CascadeError('forbidden', why);
+    };
+    if (!grant) refuse('no grant for this conference');
+    let claims: JoinClaims;
+    try {
+      claims = await verifyJoinToken(this.#host.joinKey, grant!, GRANT_MAX_AGE_SECONDS);
+    } catch {
+      return refuse('grant not signed by the API, or too old');
+    }
+    if (claims.room !== roomId) refuse('grant is for another conference');
   }
 
   #onNotification(link: Link, ntf: IncomingNotification): void {

@@ -118,6 +118,7 @@ export class CascadeRoom implements RemoteDirectory {
     if (existing) this.detach(link.id, false); // left over from a previous connection
     this.#attachingParent = true;
     let rl: RoomLink | undefined;
+    let grant: string | undefined;
     try {
       const transport = await RoomLink.createTransport(this.room.router, this.#options.pipeListenIp, this.#options.pipeAnnouncedAddress);
       if (this.#closed || link.channel.closed) {
@@ -126,7 +127,13 @@ export class CascadeRoom implements RemoteDirectory {
       }
       rl = new RoomLink(link, transport, () => undefined);
       // Snapshot and registration in one tick: later changes go out as notifications after the request.
-      const request: RequestData<'openRoom'> = { room: this.room.id, pipe: RoomLink.pipeInfo(transport, this.#options.pipeAnnouncedAddress), ...this.#snapshot(link.id) };
+      grant = this.room.grant;
+      const request: RequestData<'openRoom'> = {
+        room: this.room.id,
+        pipe: RoomLink.pipeInfo(transport, this.#options.pipeAnnouncedAddress),
+        ...(grant ? { grant } : {}),
+        ...this.#snapshot(link.id),
+      };
       this.#links.set(link.id, rl);
       const answer = await link.channel.request('openRoom', request);
       if (rl.closed) return;
@@ -136,9 +143,14 @@ export class CascadeRoom implements RemoteDirectory {
     } catch (err) {
       this.#log.warn({ link: link.id, err: (err as Error).message }, 'attaching to parent failed');
       if (rl && this.#links.get(link.id) === rl) this.detach(link.id, false);
-      // Retry while a parent link is up (e.g. the parent's room was closing at that moment).
-      const t = setTimeout(() => this.#attachCurrentParent(), 1000);
-      t.unref();
+      if (err instanceof CascadeError && err.code === 'forbidden' && this.room.grant === grant) {
+        // Refused for want of a grant: try again only when someone is admitted here with a token.
+        this.room.once('granted', () => this.#attachCurrentParent());
+      } else {
+        // Retry while a parent link is up (e.g. the parent's room was closing at that moment).
+        const t = setTimeout(() => this.#attachCurrentParent(), 1000);
+        t.unref();
+      }
     } finally {
       this.#attachingParent = false;
       // The link may have been replaced while we were busy with the old one.

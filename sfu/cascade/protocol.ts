@@ -63,7 +63,8 @@ const room = roomIdSchema;
 
 export const requestSchemas = {
   /** Child -> parent: attach a conference; both sides exchange pipe endpoints and catalogs. */
-  openRoom: z.object({ room, pipe: pipeInfoSchema, ...snapshot }),
+  // `grant`: a join token for this room someone at or below the child was admitted with (see CascadeNode).
+  openRoom: z.object({ room, pipe: pipeInfoSchema, grant: z.string().max(4096).optional(), ...snapshot }),
   /** Either way, towards a producer's origin: start piping it over this link. */
   subscribe: z.object({ room, producerId: entityId }),
 };
@@ -118,7 +119,7 @@ export type Incoming = z.infer<typeof incomingSchema>;
 export type IncomingRequest = Extract<Incoming, { t: 'req' }>;
 export type IncomingNotification = Extract<Incoming, { t: 'ntf' }>;
 
-export type CascadeErrorCode = 'bad_request' | 'not_found' | 'busy' | 'media_error' | 'timeout' | 'closed';
+export type CascadeErrorCode = 'bad_request' | 'not_found' | 'busy' | 'media_error' | 'timeout' | 'closed' | 'forbidden';
 
 /** Raised by handlers and by `request()`; carried over the link as `{ ok: false, e }`. */
 export class CascadeError extends Error {

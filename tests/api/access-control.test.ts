@@ -4,6 +4,7 @@ import { hashPassword } from '../../infra/auth/password.ts';
 import { generateDemoOrganisation } from '../../infra/demo/generate.ts';
 import { verifyJoinToken, type Role } from '../../infra/tokens.ts';
 import { startHarness, TEST_SECRET, type ApiResponse, type Harness } from './harness.ts';
+import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // Walks every API route as users at each level of the tree and checks allowed and denied cases:
 // own unit, below, above (upward), a sibling (sideways) and another branch of the tree
@@ -361,7 +362,7 @@ test('join tokens, own profile and the audit log', async () => {
 
     const j = await call('POST', `/api/rooms/meeting-${actor.unit.id}/join-token`, actor, {});
     expectStatus(j, 201, `join token as ${actor.name}`);
-    const claims = await verifyJoinToken(TEST_SECRET, (j.body as { token: string }).token);
+    const claims = await verifyJoinToken(TEST_JOIN_KEYS.publicKey, (j.body as { token: string }).token);
     assert.equal(claims.room, `meeting-${actor.unit.id}`);
     assert.equal(claims.userId, actor.userId);
     assert.equal(claims.role, actor.role === 'leader' ? 'chair' : 'participant');

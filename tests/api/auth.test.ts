@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { hashPassword, verifyPassword } from '../../infra/auth/password.ts';
 import { signAccessToken, signJoinToken } from '../../infra/tokens.ts';
 import { startHarness, TEST_SECRET, type Harness } from './harness.ts';
+import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // Sign-in: scrypt hashes, audited successes and failures, rate limits, token expiry and revocation.
 
@@ -115,7 +116,7 @@ test('expired, forged, wrong-audience and revoked tokens are refused', async () 
   assert.equal((r1.body as { error: { code: string } }).error.code, 'token_expired');
   const forged = await signAccessToken('another-secret-another-secret-another', claims);
   assert.equal((await h.call('GET', '/api/auth/me', { token: forged })).status, 401);
-  const join = await signJoinToken(TEST_SECRET, { userId: bobId, displayName: 'bob', unitId: cityId, room: 'r', role: 'chair' });
+  const join = await signJoinToken(TEST_JOIN_KEYS.privateKey, { userId: bobId, displayName: 'bob', unitId: cityId, room: 'r', role: 'chair' });
   assert.equal((await h.call('GET', '/api/auth/me', { token: join })).status, 401, 'a join token is not a session');
 
   const good = await signAccessToken(TEST_SECRET, claims);

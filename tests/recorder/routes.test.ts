@@ -19,6 +19,7 @@ import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { RtspServer } from '../support/rtsp-server.ts';
 import { TestCamera } from '../support/rtsp-camera.ts';
 import { addCamera, seedOrg, startS3Fixture, tempDir, waitForEvent, type OrgFixture, type S3Fixture } from '../support/recorder-fixture.ts';
+import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // Review and live-inspection routers, mounted in a tiny express app whose test middleware sets
 // req.user (the real app's authentication is another module). Material is recorded for real first
@@ -101,7 +102,7 @@ describe('recordings and live-camera routers: subtree access, audit, review mate
       next();
     });
     app.use('/api', createRecordingsRouter({ pool: db.pool, storage: s3.storage }));
-    app.use('/api', createLiveCamerasRouter({ pool: db.pool, tokenSecret: SECRET, provider }));
+    app.use('/api', createLiveCamerasRouter({ pool: db.pool, joinKey: TEST_JOIN_KEYS.privateKey, provider }));
     app.use(errorHandler);
     server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
@@ -196,7 +197,7 @@ describe('recordings and live-camera routers: subtree access, audit, review mate
     const r = await call('towna_sup', 'POST', `/cameras/${cameraId}/live`);
     assert.equal(r.status, 201, r.body);
     const body = r.json() as { room: string; token: string; producers: { kind: string; producerId: string }[] };
-    const claims = await verifyJoinToken(SECRET, body.token);
+    const claims = await verifyJoinToken(TEST_JOIN_KEYS.publicKey, body.token);
     assert.equal(claims.room, liveRoomFor(cameraId));
     assert.equal(claims.role, 'viewer', 'watching only');
     assert.equal(claims.userId, users.get('towna_sup')!.id);

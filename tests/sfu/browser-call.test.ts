@@ -6,8 +6,10 @@ import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../support/browser.ts';
 import { openMeetingLink, checkedScreenshot, mediaStats, waitUntil, type MediaStats } from '../support/pages.ts';
 import { startSfuHarness, type SfuHarness } from '../support/sfu-harness.ts';
-import { signJoinToken } from '../../infra/tokens.ts';
+import { SignJWT } from 'jose';
+import { generateJoinKeys, signJoinToken } from '../../infra/tokens.ts';
 import { TEST_SECRET } from '../support/sfu-harness.ts';
+import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // Two real Chromium pages (fake camera + microphone) in one room through one SFU node, a third,
 // misbehaving signalling client beside them, and a mediasoup worker killed mid-call.
@@ -127,10 +129,17 @@ describe('SFU node with real browsers', { timeout: 240_000 }, () => {
     // The id of a request that failed validation is echoed so the client can match it.
     assert.equal((await bad.request('echo-me', 'consume', { producerId: 'not-a-uuid' })).id, 'echo-me');
 
-    const expired = await signJoinToken(TEST_SECRET, { userId: 9, displayName: 'x', unitId: 1, room: ROOM, role: 'viewer' }, -10);
+    const expired = await signJoinToken(TEST_JOIN_KEYS.privateKey, { userId: 9, displayName: 'x', unitId: 1, room: ROOM, role: 'viewer' }, -10);
     assert.equal(errorCode(await bad.request('e1', 'join', { token: expired })), 'token_expired');
+    // Only the API's private key admits: not another key pair, and not the shared HS256 secret that
+    // every node of a deployment knows (a node cannot mint itself a way into a room).
+    const claims = { userId: 9, displayName: 'x', unitId: 1, room: ROOM, role: 'chair' } as const;
+    const otherKey = await signJoinToken(generateJoinKeys().privateKey, claims);
+    assert.equal(errorCode(await bad.request('e2', 'join', { token: otherKey })), 'unauthorized');
+    const minted = await new SignJWT({ ...claims }).setProtectedHeader({ alg: 'HS256' }).setIssuer('grassroots-av').setAudience('sfu-join').setExpirationTime('5m').sign(new TextEncoder().encode(TEST_SECRET));
+    assert.equal(errorCode(await bad.request('e3', 'join', { token: minted })), 'unauthorized');
 
-    const viewer = await signJoinToken(TEST_SECRET, { userId: 3, displayName: '监督员', unitId: 1, room: ROOM, role: 'viewer' });
+    const viewer = await signJoinToken(TEST_JOIN_KEYS.privateKey, { userId: 3, displayName: '监督员', unitId: 1, room: ROOM, role: 'viewer' });
     const joined = await bad.request('j1', 'join', { token: viewer });
     assert.equal(joined.ok, true, JSON.stringify(joined));
     const producers = (joined.data as { producers: Array<{ producerId: string }> }).producers;

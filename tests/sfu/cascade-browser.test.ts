@@ -5,6 +5,7 @@ import { signJoinToken } from '../../infra/tokens.ts';
 import { launchChromium } from '../support/browser.ts';
 import { openMeetingLink, mediaStats as stats, waitUntil as waitFor } from '../support/pages.ts';
 import { CASCADE_SECRET, startChain, type TreeNode } from '../support/cascade-harness.ts';
+import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // Face to face across two nodes: a clerk's Chromium page on the town node, a villager's kiosk page
 // on the village node (the town's child). The unchanged browser client sees the other side's
@@ -25,7 +26,7 @@ describe('face to face across two SFU nodes in real Chromium', { timeout: 120_00
     nodes = await startChain(['town', 'village'], { serveWeb: true });
     browser = await launchChromium();
     const open = async (n: TreeNode, userId: number, name: string, role: 'chair' | 'participant') =>
-      openMeetingLink(browser, n.baseUrl, await signJoinToken(CASCADE_SECRET, { userId, displayName: name, unitId: n.unitId, room: ROOM, role }), name);
+      openMeetingLink(browser, n.baseUrl, await signJoinToken(TEST_JOIN_KEYS.privateKey, { userId, displayName: name, unitId: n.unitId, room: ROOM, role }), name);
     clerk = await open(nodes[0]!, 11, '镇便民服务中心', 'chair');
     kiosk = await open(nodes[1]!, 12, '大柳树村服务站', 'participant');
   });

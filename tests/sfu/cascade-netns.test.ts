@@ -7,6 +7,7 @@ import { CASCADE_SECRET, LEVELS } from '../support/cascade-harness.ts';
 import { NetLab } from '../support/netns.ts';
 import { NodeProcess, type NodeHealth } from '../support/node-process.ts';
 import { mediaStats, openMeetingLink, serveWebDist, waitUntil } from '../support/pages.ts';
+import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // The five levels as five SFU node processes, each in its own network namespace with its own address
 // (10.77.0.11 city … 10.77.0.15 village) on a bridge, all on the same ports: the nodes find each
@@ -29,7 +30,7 @@ describe('cascade across network namespaces: one address per level, kernel count
   const pages: Page[] = [];
 
   const join = async (p: NodeProcess, userId: number, name: string, role: 'chair' | 'participant' | 'viewer'): Promise<Page> => {
-    const token = await signJoinToken(CASCADE_SECRET, { userId, displayName: name, unitId: userId, room: ROOM, role });
+    const token = await signJoinToken(TEST_JOIN_KEYS.privateKey, { userId, displayName: name, unitId: userId, room: ROOM, role });
     const page = await openMeetingLink(browser, web.url, token, name, p.wsUrl);
     pages.push(page);
     return page;

@@ -6,6 +6,7 @@ import { launchChromium } from '../support/browser.ts';
 import { CASCADE_SECRET } from '../support/cascade-harness.ts';
 import { freePort, NodeProcess, type NodeHealth } from '../support/node-process.ts';
 import { mediaStats as stats, openMeetingLink, serveWebDist, waitUntil } from '../support/pages.ts';
+import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 /** Polls often (the resume figures below are timings) and reads a node that is down as not ready. */
 const waitFor = <T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000, everyMs = 100): Promise<T> =>
@@ -41,7 +42,7 @@ describe('cascade of SFU node processes with real Chromium pages', { timeout: 18
     web = await serveWebDist();
     browser = await launchChromium();
     const open = async (p: NodeProcess, userId: number, name: string, role: 'chair' | 'participant') =>
-      openMeetingLink(browser, web.url, await signJoinToken(CASCADE_SECRET, { userId, displayName: name, unitId: 1, room: ROOM, role }), name, p.wsUrl);
+      openMeetingLink(browser, web.url, await signJoinToken(TEST_JOIN_KEYS.privateKey, { userId, displayName: name, unitId: 1, room: ROOM, role }), name, p.wsUrl);
     chair = await open(city, 21, '潍坊市指挥中心', 'chair');
     kiosk = await open(village, 22, '大柳树村服务站', 'participant');
   });

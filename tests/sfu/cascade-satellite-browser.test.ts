@@ -5,6 +5,7 @@ import { signJoinToken } from '../../infra/tokens.ts';
 import { launchChromium } from '../support/browser.ts';
 import { openMeetingLink, waitUntil as waitFor } from '../support/pages.ts';
 import { CASCADE_SECRET, EmulatedLink, startChain, type TreeNode } from '../support/cascade-harness.ts';
+import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // The chair's real Chromium page on the town node; a village kiosk page on the village node, whose
 // media link to the town crosses a satellite-like emulated link (600 ms RTT, 3 % loss each way,
@@ -50,7 +51,7 @@ describe('a village kiosk behind a satellite-like link decodes the chair (real C
     nodes = await startChain(['town', 'village'], { serveWeb: true, pipeRouteFor: satellite.routeFor });
     browser = await launchChromium();
     const open = async (n: TreeNode, userId: number, name: string, role: 'chair' | 'participant') =>
-      openMeetingLink(browser, n.baseUrl, await signJoinToken(CASCADE_SECRET, { userId, displayName: name, unitId: n.unitId, room: ROOM, role }), name);
+      openMeetingLink(browser, n.baseUrl, await signJoinToken(TEST_JOIN_KEYS.privateKey, { userId, displayName: name, unitId: n.unitId, room: ROOM, role }), name);
     chair = await open(nodes[0]!, 31, '镇党委书记', 'chair');
     kiosk = await open(nodes[1]!, 32, '牧区村服务站', 'participant');
   });

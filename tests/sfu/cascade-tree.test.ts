@@ -5,6 +5,7 @@ import { signJoinToken, signNodeToken } from '../../infra/tokens.ts';
 import type { Ingest } from '../../sfu/Ingest.ts';
 import type { Tap } from '../../sfu/Tap.ts';
 import { CASCADE_SECRET, LEVELS, RtpSink, RtpSource, h264RtpParameters, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
+import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // Five SFU nodes chained city -> county -> town -> community -> village in this process (one
 // mediasoup worker each). The city chair's camera is synthetic H.264 RTP entering through an
@@ -243,7 +244,7 @@ describe('five-level SFU cascade', { timeout: 180_000 }, () => {
     assert.equal(await status({}), 401, 'no token');
     const wrongSecret = await signNodeToken('another-secret-another-secret-another-12', { nodeId: 'rogue', unitId: 9 });
     assert.equal(await status({ authorization: `Bearer ${wrongSecret}` }), 401, 'wrong secret');
-    const joinToken = await signJoinToken(CASCADE_SECRET, { userId: 1, displayName: 'x', unitId: 1, room: ROOM, role: 'chair' });
+    const joinToken = await signJoinToken(TEST_JOIN_KEYS.privateKey, { userId: 1, displayName: 'x', unitId: 1, room: ROOM, role: 'chair' });
     assert.equal(await status({ authorization: `Bearer ${joinToken}` }), 401, 'a join token is not a node token');
     const self = await signNodeToken(CASCADE_SECRET, { nodeId: 'city', unitId: 1 });
     assert.equal(await status({ authorization: `Bearer ${self}` }), 403, 'a node cannot be its own child');

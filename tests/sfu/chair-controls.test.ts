@@ -8,6 +8,7 @@ import type { Tap } from '../../sfu/Tap.ts';
 import type { ConferenceStateView } from '../../sfu/protocol.ts';
 import { CASCADE_SECRET, RtpSink, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
 import { TcpRelay } from '../support/tcp-relay.ts';
+import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // Chair controls across a four-level cascade (city -> county -> town -> village), in this process.
 // Every participant is a raw signalling client; each site's microphone is a real mediasoup producer
@@ -36,7 +37,7 @@ class Client {
   static async join(n: TreeNode, userId: number, displayName: string, role: 'chair' | 'participant'): Promise<Client> {
     const c = new Client(n.wsUrl);
     await new Promise((res, rej) => (c.ws.once('open', res), c.ws.once('error', rej)));
-    const token = await signJoinToken(CASCADE_SECRET, { userId, displayName, unitId: n.unitId, room: ROOM, role });
+    const token = await signJoinToken(TEST_JOIN_KEYS.privateKey, { userId, displayName, unitId: n.unitId, room: ROOM, role });
     const r = await c.request('join', { token });
     assert.equal(r.ok, true, `${displayName} joined: ${JSON.stringify(r.error)}`);
     c.peerId = (r.data as { peerId: string }).peerId;

@@ -13,6 +13,7 @@ import type { CascadeRoom, PipeRoute } from '../../sfu/cascade/CascadeRoom.ts';
 import type { RoomLink } from '../../sfu/cascade/RoomLink.ts';
 import type { PipeInfo } from '../../sfu/cascade/protocol.ts';
 import { LinkEmulator, type DirectionConfig } from '../support/link-emulator.ts';
+import { TEST_JOIN_KEYS } from './join-keys.ts';
 
 export const CASCADE_SECRET = 'cascade-secret-cascade-secret-0123456789';
 export const LEVELS = ['city', 'county', 'town', 'community', 'village'] as const;
@@ -23,8 +24,8 @@ export interface TreeNodeOptions {
   /** Port range for this node's PipeTransports / PlainTransports. */
   rtcMinPort: number;
   rtcMaxPort: number;
-  /** Secret the node checks browsers' join tokens with (default CASCADE_SECRET). */
-  tokenSecret?: string;
+  /** How a parent admits its children's conferences (default `open`; production uses `grant`). */
+  admission?: 'grant' | 'open';
   /** Serve the built web front end (web/dist) beside /sfu, for Chromium pages. */
   serveWeb?: boolean;
   /** Rewrites the URL a child dials its parent at (e.g. through a TCP proxy that can cut the link). */
@@ -65,7 +66,7 @@ export class TreeNode {
 
   async start(): Promise<void> {
     this.node = new SfuNode({
-      tokenSecret: this.#options.tokenSecret ?? CASCADE_SECRET,
+      joinKey: TEST_JOIN_KEYS.publicKey,
       numWorkers: 1,
       listenIp: '127.0.0.1',
       webRtcBasePort: 0,
@@ -78,6 +79,7 @@ export class TreeNode {
         secret: CASCADE_SECRET,
         ...(this.parentUrl ? { parentUrl: this.parentUrl } : {}),
         pipeListenIp: '127.0.0.1',
+        admission: this.#options.admission ?? 'open',
         ...(this.#options.pipeRouteFor?.(this.name) ? { pipeRoute: this.#options.pipeRouteFor(this.name)! } : {}),
         unsubscribeLingerMs: this.#options.lingerMs ?? 300,
         pingIntervalMs: this.#options.pingIntervalMs ?? 1000,

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { tmpDir } from './browser.ts';
 import { CASCADE_SECRET } from './cascade-harness.ts';
+import { TEST_JOIN_PUBLIC_PEM } from './join-keys.ts';
 
 // One SFU node as its own process (sfu/main.ts), configured only through its environment as in
 // production; optionally inside a network namespace with its own address (tests/support/netns.ts).
@@ -42,6 +43,7 @@ export class NodeProcess {
       LOG_LEVEL: 'warn',
       DATA_DIR: tmpDir(`sfu-${name}-`),
       TOKEN_SECRET: CASCADE_SECRET,
+      JOIN_PUBLIC_KEY: TEST_JOIN_PUBLIC_PEM,
       HTTP_HOST: this.ip,
       SFU_HTTP_PORT: String(options.port),
       SFU_NUM_WORKERS: '1',

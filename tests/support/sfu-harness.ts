@@ -5,6 +5,7 @@ import express from 'express';
 import { createLogger } from '../../infra/logger.ts';
 import { signJoinToken, type JoinClaims } from '../../infra/tokens.ts';
 import { SfuNode } from '../../sfu/SfuNode.ts';
+import { TEST_JOIN_KEYS } from './join-keys.ts';
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123';
 
@@ -19,7 +20,7 @@ export interface SfuHarness {
 /** An SFU node on loopback plus the built web front end, served from one HTTP origin. */
 export async function startSfuHarness(numWorkers = 2): Promise<SfuHarness> {
   const node = new SfuNode({
-    tokenSecret: TEST_SECRET,
+    joinKey: TEST_JOIN_KEYS.publicKey,
     numWorkers,
     listenIp: '127.0.0.1',
     webRtcBasePort: 0,
@@ -42,7 +43,7 @@ export async function startSfuHarness(numWorkers = 2): Promise<SfuHarness> {
     baseUrl: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}/sfu`,
     token: (c, ttl) =>
-      signJoinToken(TEST_SECRET, { displayName: `site-${c.userId}`, unitId: 1, role: 'participant', ...c }, ttl),
+      signJoinToken(TEST_JOIN_KEYS.privateKey, { displayName: `site-${c.userId}`, unitId: 1, role: 'participant', ...c }, ttl),
     async close() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));

@@ -13,6 +13,7 @@ import { fastRecorderConfig } from './recorder-fixture.ts';
 import { createWebServer } from '../../web/server.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { TEST_SECRET } from './sfu-harness.ts';
+import { TEST_JOIN_KEYS } from './join-keys.ts';
 
 export interface SystemHarness {
   db: TestDatabase;
@@ -53,10 +54,10 @@ export async function startSystemHarness(
   const db = await createTestDatabase();
   const demo = await generateDemoOrganisation(db.pool, { towns: opts.towns ?? 2, communities: opts.communities ?? 4, villages: opts.villages ?? 18 });
   const sfu = new SfuNode({
+    joinKey: TEST_JOIN_KEYS.publicKey,
     ...(opts.cascadeRoot
-      ? { cascade: { nodeId: opts.cascadeRoot, unitId: demo.unitIds.city[0]!, secret: CASCADE_SECRET, pipeListenIp: '127.0.0.1', pingIntervalMs: 1000, unsubscribeLingerMs: 300 } }
+      ? { cascade: { nodeId: opts.cascadeRoot, unitId: demo.unitIds.city[0]!, secret: CASCADE_SECRET, admission: 'grant', pipeListenIp: '127.0.0.1', pingIntervalMs: 1000, unsubscribeLingerMs: 300 } }
       : {}),
-    tokenSecret: TEST_SECRET,
     numWorkers: 1,
     listenIp: '127.0.0.1',
     webRtcBasePort: 0,
@@ -81,6 +82,7 @@ export async function startSystemHarness(
   const server = createWebServer({
     pool: db.pool,
     tokenSecret: TEST_SECRET,
+    joinKey: TEST_JOIN_KEYS.privateKey,
     sfu,
     ...(storage ? { storage } : {}),
     ...(recordings ? { recordings } : {}),

@@ -10,7 +10,6 @@ import { SfuDirectory } from '../../web/api/sfu-directory.ts';
 import { artifactsDir, tmpDir } from '../support/browser.ts';
 import { TreeNode } from '../support/cascade-harness.ts';
 import { checkedScreenshot, mediaStats, signIn, waitUntil } from '../support/pages.ts';
-import { TEST_SECRET } from '../support/sfu-harness.ts';
 import { startSystemHarness, type SystemHarness } from '../support/system-harness.ts';
 
 // The face-to-face service across the cascade, end to end through the API: the system's node is the
@@ -52,9 +51,9 @@ describe('face to face across SFU nodes, routed and recorded by the system', { t
     stationId = (await q<{ id: number }>(`SELECT id FROM service_points WHERE unit_id = $1 AND kind = 'station'`, [villageUnit]))[0]!.id;
 
     // Two more node processes' worth of SFU below the system's root: town, and a village under it.
-    town = new TreeNode('town', townUnit, h.cascadeUrl, { tokenSecret: TEST_SECRET, rtcMinPort: 44000, rtcMaxPort: 44399, lingerMs: 300 });
+    town = new TreeNode('town', townUnit, h.cascadeUrl, { rtcMinPort: 44000, rtcMaxPort: 44399, lingerMs: 300 });
     await town.start();
-    village = new TreeNode('village', villageUnit, town.cascadeUrl, { tokenSecret: TEST_SECRET, rtcMinPort: 44400, rtcMaxPort: 44799, lingerMs: 300 });
+    village = new TreeNode('village', villageUnit, town.cascadeUrl, { rtcMinPort: 44400, rtcMaxPort: 44799, lingerMs: 300 });
     await village.start();
     await waitUntil('both links up', async () => [town, village].every((n) => n.node.cascade?.parentConnected), (up) => up, 10_000);
     // Register where they are: the town's centre node and a node at the village station.

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { verifyJoinToken } from '../../infra/tokens.ts';
 import { startSystemHarness, type SystemHarness } from '../support/system-harness.ts';
 import { TEST_SECRET } from '../support/sfu-harness.ts';
+import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // Meetings follow the tree: a town leader invites the villages of the town; only those sites (and
 // leaders/supervisors above the chair) get tokens, each scoped to the meeting's room and role.
@@ -42,7 +43,7 @@ test('a town leader opens a meeting of its villages; sites, watchers and outside
   assert.equal(created.body.room, `m-${created.body.id}`);
 
   const chairToken = await h.call<Token>(leader, 'POST', `/api/meetings/${created.body.id}/join-token`);
-  const chairClaims = await verifyJoinToken(TEST_SECRET, chairToken.body.token);
+  const chairClaims = await verifyJoinToken(TEST_JOIN_KEYS.publicKey, chairToken.body.token);
   assert.deepEqual([chairClaims.role, chairClaims.room], ['chair', created.body.room]);
 
   // A village secretary of this town is a site; one of the other town is not, and cannot tell it exists.
@@ -57,7 +58,7 @@ test('a town leader opens a meeting of its villages; sites, watchers and outside
   const site = await h.login(inside[0]!);
   const siteToken = await h.call<Token>(site, 'POST', `/api/meetings/${created.body.id}/join-token`);
   assert.equal(siteToken.status, 201);
-  assert.equal((await verifyJoinToken(TEST_SECRET, siteToken.body.token)).role, 'participant');
+  assert.equal((await verifyJoinToken(TEST_JOIN_KEYS.publicKey, siteToken.body.token)).role, 'participant');
   const listed = await h.call<{ items: Meeting[] }>(site, 'GET', '/api/meetings?state=live');
   assert.deepEqual(listed.body.items.map((m) => m.id), [created.body.id]);
 
@@ -75,7 +76,7 @@ test('a town leader opens a meeting of its villages; sites, watchers and outside
   }
   const city = await h.login('wf.leader');
   const watch = await h.call<Token>(city, 'POST', `/api/meetings/${created.body.id}/join-token`);
-  assert.equal((await verifyJoinToken(TEST_SECRET, watch.body.token)).role, 'viewer');
+  assert.equal((await verifyJoinToken(TEST_JOIN_KEYS.publicKey, watch.body.token)).role, 'viewer');
 
   // Hand-picked sites must all lie in the chair's subtree.
   const otherVillage = (await q<{ id: number }>(`SELECT id FROM units WHERE level = 'village' AND path LIKE $1 LIMIT 1`, [`${otherTown!.path}%`]))[0]!;

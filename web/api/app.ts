@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import express from 'express';
 import type { Pool } from '../../infra/db/pool.ts';
 import { authenticate } from './authenticate.ts';
@@ -30,7 +31,10 @@ export interface ExtraRouter {
 
 export interface ApiDeps {
   pool: Pool;
+  /** Signs and checks access tokens (HS256). */
   tokenSecret: string;
+  /** The private join-token key (ES256): join tokens are signed here, SFU nodes check them with the public half. */
+  joinKey: KeyObject;
   extraRouters?: ExtraRouter[];
   /** Access token lifetime; default 2 hours. */
   accessTtlSeconds?: number;
@@ -59,7 +63,7 @@ export function createApiApp(deps: ApiDeps): express.Express {
   registerSfuNodeRoutes(routes, deps.pool);
   registerUserRoutes(routes, deps.pool);
   registerAuditRoutes(routes, deps.pool);
-  registerJoinTokenRoutes(routes, deps.pool, deps.tokenSecret);
+  registerJoinTokenRoutes(routes, deps.pool, deps.joinKey);
 
   const extraPaths = Object.assign({}, ...(deps.extraRouters ?? []).map((r) => r.openapi ?? {})) as Record<string, Record<string, unknown>>;
   const openapi = buildOpenApi(routes.specs, extraPaths);

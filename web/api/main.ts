@@ -1,14 +1,18 @@
 import { loadConfig } from '../../infra/config.ts';
 import { createLogger } from '../../infra/logger.ts';
 import { createApiApp } from './app.ts';
-import { loadTokenSecret } from '../../infra/secret.ts';
+import { loadJoinKeys, loadTokenSecret } from '../../infra/secret.ts';
 import { openDatabase } from '../../infra/db/open-database.ts';
 
 // Runs the API alone, without SFU or pages: `node --import tsx web/api/main.ts` (npm start runs infra/system.ts).
 const log = createLogger('api-main');
 const config = loadConfig();
 const db = await openDatabase(config);
-const app = createApiApp({ pool: db.pool, tokenSecret: loadTokenSecret(config.DATA_DIR, config.TOKEN_SECRET) });
+const app = createApiApp({
+  pool: db.pool,
+  tokenSecret: loadTokenSecret(config.DATA_DIR, config.TOKEN_SECRET),
+  joinKey: loadJoinKeys(config.DATA_DIR, config.JOIN_PRIVATE_KEY).privateKey,
+});
 const server = app.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   log.info({ url: `http://${config.HTTP_HOST}:${config.HTTP_PORT}/api/openapi.json`, embedded: db.embedded }, 'API listening');
 });

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import type { Pool } from '../../../infra/db/pool.ts';
 import { roomIdSchema, signJoinToken, type JoinClaims, type Role } from '../../../infra/tokens.ts';
@@ -15,7 +16,7 @@ export function roomRoleFor(role: Role): JoinClaims['role'] {
   return role === 'leader' ? 'chair' : 'participant';
 }
 
-export function registerJoinTokenRoutes(routes: ApiRoutes, pool: Pool, tokenSecret: string): void {
+export function registerJoinTokenRoutes(routes: ApiRoutes, pool: Pool, joinKey: KeyObject): void {
   routes.add(
     {
       method: 'post',
@@ -29,7 +30,7 @@ export function registerJoinTokenRoutes(routes: ApiRoutes, pool: Pool, tokenSecr
     async ({ params, user, req }) => {
       const role = roomRoleFor(user.role);
       const token = await signJoinToken(
-        tokenSecret,
+        joinKey,
         { userId: user.id, displayName: user.displayName.slice(0, 64), unitId: user.unitId, room: params.room, role },
         JOIN_TOKEN_TTL_SECONDS,
       );

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import express from 'express';
 import { z } from 'zod';
 import type { Pool } from '../../../infra/db/pool.ts';
@@ -36,7 +37,7 @@ export interface LiveCameraProvider {
 
 export interface LiveCamerasRouterOptions {
   pool: Pool;
-  tokenSecret: string;
+  joinKey: KeyObject;
   provider: LiveCameraProvider;
   tokenTtlSeconds?: number;
 }
@@ -71,7 +72,7 @@ export function createLiveCamerasRouter(opts: LiveCamerasRouterOptions): express
       throw new HttpError(502, 'camera_unreachable', '摄像机暂时无法连接 / camera cannot be reached right now');
     }
     const token = await signJoinToken(
-      opts.tokenSecret,
+      opts.joinKey,
       { userId: user.id, displayName: user.displayName.slice(0, 64), unitId: user.unitId, room: session.room, role: 'viewer' },
       ttl,
     );

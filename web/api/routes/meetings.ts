@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { withTransaction, type Pool } from '../../../infra/db/pool.ts';
 import { unitLevelSchema } from '../../../infra/org/levels.ts';
@@ -84,7 +85,7 @@ const FILM_ERRORS: Record<string, [number, string]> = {
   ended: [409, '会议已结束 / the meeting has ended'],
 };
 
-export function createMeetingRoutes(pool: Pool, tokenSecret: string, options: MeetingRoutesOptions = {}): ApiRoutes {
+export function createMeetingRoutes(pool: Pool, joinKey: KeyObject, options: MeetingRoutesOptions = {}): ApiRoutes {
   const routes = new ApiRoutes();
 
   /** The caller's part in a meeting, or 404 when they have none. */
@@ -202,7 +203,7 @@ export function createMeetingRoutes(pool: Pool, tokenSecret: string, options: Me
       const room = `m-${meeting.id}`;
       const { rows } = await pool.query<{ name: string }>('SELECT name FROM units WHERE id = $1', [user.unitId]);
       const displayName = `${rows[0]?.name ?? ''} ${user.displayName}`.trim().slice(0, 64);
-      const token = await signJoinToken(tokenSecret, { userId: user.id, displayName, unitId: user.unitId, room, role }, TOKEN_TTL_SECONDS);
+      const token = await signJoinToken(joinKey, { userId: user.id, displayName, unitId: user.unitId, room, role }, TOKEN_TTL_SECONDS);
       await audit(pool, { action: 'meeting.join_token', user, objectType: 'meeting', objectId: meeting.id, unitId: user.unitId, ip: req.ip ?? null, detail: { role } });
       const sfu = options.directory ? await options.directory.urlFor(user.unitPath) : LOCAL_SFU;
       return { room, token, role, sfu, expires_in: TOKEN_TTL_SECONDS };

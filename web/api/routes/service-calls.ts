@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import type { Pool } from '../../../infra/db/pool.ts';
 import { signJoinToken } from '../../../infra/tokens.ts';
@@ -100,7 +101,7 @@ function present(call: CallRow, recordings?: CallRecordings) {
   };
 }
 
-export function createServiceCallRoutes(pool: Pool, tokenSecret: string, options: ServiceCallRoutesOptions = {}): ApiRoutes {
+export function createServiceCallRoutes(pool: Pool, joinKey: KeyObject, options: ServiceCallRoutesOptions = {}): ApiRoutes {
   const routes = new ApiRoutes();
   const { directory, recordings } = options;
   const log = createLogger('service-calls');
@@ -136,7 +137,7 @@ export function createServiceCallRoutes(pool: Pool, tokenSecret: string, options
     // The station side joins as its station's unit (a town admin may call for a village station):
     // that is the site the recording follows.
     const unitId = side === 'station' ? call.station_unit_id : user.unitId;
-    const token = await signJoinToken(tokenSecret, { userId: user.id, displayName, unitId, room, role: 'participant' }, TOKEN_TTL_SECONDS);
+    const token = await signJoinToken(joinKey, { userId: user.id, displayName, unitId, room, role: 'participant' }, TOKEN_TTL_SECONDS);
     const sfu = directory ? await directory.urlFor(side === 'station' ? call.station_unit_path : call.centre_unit_path) : LOCAL_SFU;
     return { room, token, sfu, expires_in: TOKEN_TTL_SECONDS };
   }
