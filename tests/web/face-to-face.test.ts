@@ -119,6 +119,9 @@ describe('face-to-face service calls', { timeout: 180_000 }, () => {
       await kiosk.getByText('正在排队,请稍候').waitFor();
       assert.equal(await kiosk.getByTestId('position').textContent(), '0');
       await checkedScreenshot(kiosk, 'kiosk-waiting');
+      // A reloaded kiosk (power cut, crash) is still in the queue, not locked out by its own call.
+      await kiosk.reload();
+      await kiosk.getByText('正在排队,请稍候').waitFor();
 
       const desk = await open(clerk);
       await desk.getByRole('button', { name: '接听' }).first().waitFor();
@@ -131,6 +134,12 @@ describe('face-to-face service calls', { timeout: 180_000 }, () => {
       }
       await checkedScreenshot(kiosk, 'kiosk-in-call');
       await checkedScreenshot(desk, 'desk-in-call');
+      // Reloaded mid-call, the kiosk and the desk each go straight back into the call.
+      await kiosk.reload();
+      await desk.reload();
+      for (const [name, page] of [['kiosk', kiosk], ['desk', desk]] as const) {
+        await waitUntil(`the reloaded ${name} decodes the other side again`, () => mediaStats(page), (m) => Object.values(m.videoFramesDecoded).some((n) => n > 30));
+      }
 
       await desk.getByLabel('办理结果备注').fill('已告知所需材料');
       await desk.getByRole('button', { name: '结束并保存' }).click();
