@@ -127,6 +127,14 @@ describe('face to face across SFU nodes, routed and recorded by the system', { t
       await waitUntil('two segments indexed', segments, (n) => n >= 2, 30_000);
       assert.equal(h.sfu.cascade!.rooms.get(room)?.subscriptions.size, 2, 'the station\'s audio + video are piped up to the root, nothing else');
 
+      // The kiosk reloads mid-call (power cut): its old streams end, the recording of them ends with
+      // its last segment, and a new recording starts on its new streams.
+      const restarted = new Promise<void>((resolve) => h.recordings!.once('started', (r) => r === room && resolve()));
+      const before = await segments();
+      await kiosk.reload();
+      await restarted;
+      await waitUntil('segments of the resumed recording', segments, (n) => n >= before + 2, 30_000);
+
       await desk.getByLabel('办理结果备注').fill('已录像存档');
       await desk.getByRole('button', { name: '结束并保存' }).click();
       await kiosk.getByText('通话已结束,感谢使用').waitFor({ timeout: 10_000 });
