@@ -121,6 +121,7 @@ describe('face to face across SFU nodes, routed and recorded by the system', { t
       await waitUntil('recording on', async () => (await h.call<Call>(v, 'GET', `/api/service-calls/${callId}`)).body.recording, (r) => r === 'on', 20_000);
       await kiosk.getByTestId('recording').and(kiosk.locator('[data-state="on"]')).waitFor({ timeout: 5_000 });
       await desk.getByTestId('recording').and(desk.locator('[data-state="on"]')).waitFor({ timeout: 5_000 });
+      assert.equal(await kiosk.getByRole('button', { name: '举手' }).count(), 0, 'no raise-hand in a one-to-one call (nobody chairs it)');
       await checkedScreenshot(kiosk, 'kiosk-recorded-call-village-node');
       await checkedScreenshot(desk, 'desk-recorded-call-town-node');
       const segments = async () => (await h.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM recording_segments WHERE room_id = $1', [room])).rows[0]!.n;
