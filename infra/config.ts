@@ -31,6 +31,12 @@ const schema = z.object({
   SFU_PARENT_URL: z.string().url().optional(),
   SFU_CASCADE_SECRET: z.string().min(32).optional(),
   SFU_PIPE_ANNOUNCED_IP: z.string().optional(),
+  // `secret`: nodes prove themselves to their parent with the shared cascade secret; `key`: each with
+  // its own key pair (SFU_NODE_KEY or DATA_DIR/node-key.pem), a parent accepting only children whose
+  // public key is in SFU_CHILD_KEYS_DIR (default DATA_DIR/child-keys) as <nodeId>.pub.pem.
+  SFU_NODE_AUTH: z.enum(['secret', 'key']).default('secret'),
+  SFU_NODE_KEY: z.string().optional(),
+  SFU_CHILD_KEYS_DIR: z.string().optional(),
   // `grant`: a child opening a conference here must show a join token for it (see sfu/cascade/CascadeNode.ts).
   SFU_ADMISSION: z.enum(['grant', 'open']).default('grant'),
   // Which node the API sends a browser to: `local` (this process's /sfu, the single-machine default)

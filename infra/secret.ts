@@ -1,7 +1,7 @@
 import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { generateJoinKeys, type JoinKeyPair } from './tokens.ts';
+import { generateKeyPair, type KeyPair } from './tokens.ts';
 
 /**
  * The token-signing secret: TOKEN_SECRET if set (production, shared by API and SFU nodes),
@@ -27,22 +27,46 @@ const JOIN_PUBLIC_KEY_FILE = 'join-key.pub.pem';
  * The API's join-token key pair: JOIN_PRIVATE_KEY (PEM) if set, otherwise one generated on first start
  * and kept in the data folder, with its public half beside it (join-key.pub.pem) for SFU nodes.
  */
-export function loadJoinKeys(dataDir: string, privatePemFromEnv?: string): JoinKeyPair {
-  const file = path.join(dataDir, JOIN_KEY_FILE);
+export function loadJoinKeys(dataDir: string, privatePemFromEnv?: string): KeyPair {
+  return loadKeyPair(dataDir, JOIN_KEY_FILE, JOIN_PUBLIC_KEY_FILE, privatePemFromEnv);
+}
+
+/**
+ * An SFU node's own key pair for its link to the parent (SFU_NODE_AUTH=key): SFU_NODE_KEY (PEM) or
+ * generated into the data folder; its public half (node-key.pub.pem) goes to the parent's child-keys folder.
+ */
+export function loadNodeKeys(dataDir: string, privatePemFromEnv?: string): KeyPair {
+  return loadKeyPair(dataDir, 'node-key.pem', 'node-key.pub.pem', privatePemFromEnv);
+}
+
+/** The public keys of a parent's children: `<nodeId>.pub.pem` in a folder, read when a child connects. */
+export function childKeysIn(dir: string): (nodeId: string) => KeyObject | undefined {
+  return (nodeId) => {
+    if (!/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$/.test(nodeId)) return undefined;
+    try {
+      return crypto.createPublicKey(fs.readFileSync(path.join(dir, `${nodeId}.pub.pem`), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  };
+}
+
+function loadKeyPair(dataDir: string, privateFile: string, publicFile: string, privatePemFromEnv?: string): KeyPair {
+  const file = path.join(dataDir, privateFile);
   let pem = privatePemFromEnv;
   if (!pem) {
     try {
       pem = fs.readFileSync(file, 'utf8');
     } catch {
       fs.mkdirSync(dataDir, { recursive: true });
-      pem = generateJoinKeys().privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+      pem = generateKeyPair().privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
       fs.writeFileSync(file, pem, { mode: 0o600, flag: 'wx' });
     }
   }
   const privateKey = crypto.createPrivateKey(pem);
   const publicKey = crypto.createPublicKey(privateKey);
   fs.mkdirSync(dataDir, { recursive: true });
-  fs.writeFileSync(path.join(dataDir, JOIN_PUBLIC_KEY_FILE), publicKey.export({ type: 'spki', format: 'pem' }));
+  fs.writeFileSync(path.join(dataDir, publicFile), publicKey.export({ type: 'spki', format: 'pem' }));
   return { privateKey, publicKey };
 }
 

@@ -1,5 +1,5 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+import { SignJWT, decodeJwt, jwtVerify, errors as joseErrors } from 'jose';
 import { z } from 'zod';
 
 // Signed, scoped, expiring tokens. Three audiences: `api` (a signed-in user's session, HS256 with the
@@ -76,13 +76,13 @@ async function verify<T>(secret: TokenKey, audience: string, token: string, sche
   }
 }
 
-/** The API's join-token key pair (ES256, P-256). */
-export interface JoinKeyPair {
+/** An ES256 (P-256) key pair: the API's for join tokens, or a node's for its link to the parent. */
+export interface KeyPair {
   privateKey: KeyObject;
   publicKey: KeyObject;
 }
 
-export const generateJoinKeys = (): JoinKeyPair => generateKeyPairSync('ec', { namedCurve: 'P-256' });
+export const generateKeyPair = (): KeyPair => generateKeyPairSync('ec', { namedCurve: 'P-256' });
 
 /** Signed by the API with the private key. */
 export const signJoinToken = (privateKey: KeyObject, claims: JoinClaims, ttlSeconds = 600): Promise<string> =>
@@ -108,8 +108,23 @@ export const nodeClaimsSchema = z.object({
 });
 export type NodeClaims = z.infer<typeof nodeClaimsSchema>;
 
-export const signNodeToken = (secret: string, claims: NodeClaims, ttlSeconds = 300): Promise<string> =>
-  sign(secret, 'sfu-node', nodeClaimsSchema.parse(claims), ttlSeconds);
+/** Signed with the deployment's shared cascade secret (HS256), or with the node's own private key (ES256). */
+export const signNodeToken = (key: string | KeyObject, claims: NodeClaims, ttlSeconds = 300): Promise<string> =>
+  sign(key, 'sfu-node', nodeClaimsSchema.parse(claims), ttlSeconds);
 
-export const verifyNodeToken = (secret: string, token: string): Promise<NodeClaims> =>
-  verify(secret, 'sfu-node', token, nodeClaimsSchema);
+/**
+ * Checked with the shared secret, or — per-node keys — with the public key registered for the node id
+ * the token claims: a node can only speak for itself.
+ */
+export async function verifyNodeToken(key: string | ((nodeId: string) => KeyObject | undefined), token: string): Promise<NodeClaims> {
+  if (typeof key === 'string') return verify(key, 'sfu-node', token, nodeClaimsSchema);
+  let claimed: unknown;
+  try {
+    claimed = decodeJwt(token).nodeId;
+  } catch {
+    throw new TokenError('token invalid', 'invalid');
+  }
+  const registered = typeof claimed === 'string' ? key(claimed) : undefined;
+  if (!registered) throw new TokenError('no key registered for that node', 'invalid');
+  return verify(registered, 'sfu-node', token, nodeClaimsSchema);
+}

@@ -1,5 +1,7 @@
 import type { KeyObject } from 'node:crypto';
+import path from 'node:path';
 import type { Config } from '../infra/config.ts';
+import { childKeysIn, loadNodeKeys } from '../infra/secret.ts';
 import type { Logger } from '../infra/logger.ts';
 import type { SfuNodeOptions } from './SfuNode.ts';
 
@@ -18,6 +20,12 @@ export function nodeOptionsFromConfig(config: Config, keys: { joinKey: KeyObject
           ...(config.SFU_PARENT_URL ? { parentUrl: config.SFU_PARENT_URL } : {}),
           pipeListenIp: config.SFU_LISTEN_IP,
           admission: config.SFU_ADMISSION,
+          ...(config.SFU_NODE_AUTH === 'key'
+            ? {
+                nodeKey: loadNodeKeys(config.DATA_DIR, config.SFU_NODE_KEY).privateKey,
+                childKey: childKeysIn(config.SFU_CHILD_KEYS_DIR ?? path.join(config.DATA_DIR, 'child-keys')),
+              }
+            : {}),
           ...(pipeAnnounced ? { pipeAnnouncedAddress: pipeAnnounced } : {}),
         }
       : undefined;

@@ -17,6 +17,13 @@ export interface CascadeOptions {
   unitId: number;
   /** Shared by the deployment's nodes: signs our token to the parent, verifies our children's. */
   secret: string;
+  /**
+   * Per-node keys instead of the shared secret: this node signs its token to the parent with its own
+   * private key, and accepts a child only with a token verified by the public key registered for the
+   * node id it claims (`childKey`). A stolen node then speaks only for itself.
+   */
+  nodeKey?: KeyObject;
+  childKey?: (nodeId: string) => KeyObject | undefined;
   /** ws(s)://parent-host:port/cascade; absent at the root of the tree. */
   parentUrl?: string;
   /** The parent's node id, for logs. */
@@ -103,7 +110,7 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
     if (options.parentUrl) {
       this.#parentLink = new ParentLink({
         url: options.parentUrl,
-        token: () => signNodeToken(options.secret, { nodeId: options.nodeId, unitId: options.unitId }, 120),
+        token: () => signNodeToken(options.nodeKey ?? options.secret, { nodeId: options.nodeId, unitId: options.unitId }, 120),
         logger: this.#log.child({ link: 'parent' }),
         pingIntervalMs: this.#options.pingIntervalMs,
         requestTimeoutMs: this.#options.requestTimeoutMs,
@@ -151,7 +158,7 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
         socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       };
       if (this.#closed) return refuse(503, 'Service Unavailable');
-      verifyNodeToken(this.#options.secret, token).then(
+      verifyNodeToken(this.#options.childKey ?? this.#options.secret, token).then(
         (claims) => {
           const allowed = this.#options.allowedChildren;
           if (claims.nodeId === this.nodeId || (allowed && !allowed.includes(claims.nodeId))) return refuse(403, 'Forbidden');

@@ -7,7 +7,7 @@ import { launchChromium } from '../support/browser.ts';
 import { openMeetingLink, checkedScreenshot, mediaStats, waitUntil, type MediaStats } from '../support/pages.ts';
 import { startSfuHarness, type SfuHarness } from '../support/sfu-harness.ts';
 import { SignJWT } from 'jose';
-import { generateJoinKeys, signJoinToken } from '../../infra/tokens.ts';
+import { generateKeyPair, signJoinToken } from '../../infra/tokens.ts';
 import { TEST_SECRET } from '../support/sfu-harness.ts';
 import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
@@ -134,7 +134,7 @@ describe('SFU node with real browsers', { timeout: 240_000 }, () => {
     // Only the API's private key admits: not another key pair, and not the shared HS256 secret that
     // every node of a deployment knows (a node cannot mint itself a way into a room).
     const claims = { userId: 9, displayName: 'x', unitId: 1, room: ROOM, role: 'chair' } as const;
-    const otherKey = await signJoinToken(generateJoinKeys().privateKey, claims);
+    const otherKey = await signJoinToken(generateKeyPair().privateKey, claims);
     assert.equal(errorCode(await bad.request('e2', 'join', { token: otherKey })), 'unauthorized');
     const minted = await new SignJWT({ ...claims }).setProtectedHeader({ alg: 'HS256' }).setIssuer('grassroots-av').setAudience('sfu-join').setExpirationTime('5m').sign(new TextEncoder().encode(TEST_SECRET));
     assert.equal(errorCode(await bad.request('e3', 'join', { token: minted })), 'unauthorized');

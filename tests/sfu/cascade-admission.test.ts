@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SignJWT } from 'jose';
-import { generateJoinKeys, signJoinToken } from '../../infra/tokens.ts';
+import { generateKeyPair, signJoinToken } from '../../infra/tokens.ts';
 import { CASCADE_SECRET, h264RtpParameters, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
 import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
@@ -47,7 +47,7 @@ describe('cascade admission: a child brings in only conferences it holds a grant
 
     const minted = await new SignJWT({ ...claims }).setProtectedHeader({ alg: 'HS256' }).setIssuer('grassroots-av').setAudience('sfu-join').setExpirationTime('5m').sign(new TextEncoder().encode(CASCADE_SECRET));
     assert.match(await offer(minted), /refused: grant not signed by the API/, 'a token made with the nodes\' shared secret');
-    assert.match(await offer(await signJoinToken(generateJoinKeys().privateKey, claims)), /refused: grant not signed by the API/, 'another key pair');
+    assert.match(await offer(await signJoinToken(generateKeyPair().privateKey, claims)), /refused: grant not signed by the API/, 'another key pair');
     assert.match(await offer(await signJoinToken(TEST_JOIN_KEYS.privateKey, claims, -(24 * 3600 + 120))), /refused: grant not signed by the API, or too old/, 'expired over a day ago');
     assert.match(await offer(await signJoinToken(TEST_JOIN_KEYS.privateKey, { ...claims, room: 'village-own-room' })), /refused: grant is for another conference/);
     assert.equal(town.node.rooms.has(ROOM), false);

@@ -1,8 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
-import { signJoinToken } from '../../infra/tokens.ts';
-import { launchChromium } from '../support/browser.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import { generateKeyPair, signJoinToken } from '../../infra/tokens.ts';
+import { launchChromium, tmpDir } from '../support/browser.ts';
 import { CASCADE_SECRET, LEVELS } from '../support/cascade-harness.ts';
 import { NetLab } from '../support/netns.ts';
 import { NodeProcess, type NodeHealth } from '../support/node-process.ts';
@@ -11,7 +13,8 @@ import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // The five levels as five SFU node processes, each in its own network namespace with its own address
 // (10.77.0.11 city … 10.77.0.15 village) on a bridge, all on the same ports: the nodes find each
-// other only through their configured parent URLs and announced addresses, as separate hosts would.
+// other only through their configured parent URLs and announced addresses, as separate hosts would,
+// and prove themselves to their parents with their own keys.
 // The chair's page joins the city node, the kiosk's the village node. Measured on the community's
 // link with the kernel's own counters: the chair's stream goes down once whatever the number of
 // consumers at the village; then the community's line is limited to 1 Mbit/s by tbf and the kiosk
@@ -44,10 +47,17 @@ describe('cascade across network namespaces: one address per level, kernel count
 
   before(async () => {
     lab = await NetLab.create(LEVELS);
+    // As in production with SFU_NODE_AUTH=key: each node has its own key pair, and each parent holds
+    // its child's public key in its child-keys folder.
+    const keys = LEVELS.map(() => generateKeyPair());
     for (const [i, level] of LEVELS.entries()) {
       const n = lab.node(level);
       const parent = i > 0 ? lab.node(LEVELS[i - 1]!) : undefined;
-      procs.push(new NodeProcess(level, { unitId: i + 1, port: PORT, rtcBase: 40100, ip: n.ip, netns: n.ns, ...(parent ? { parentUrl: `ws://${parent.ip}:${PORT}/cascade` } : {}) }));
+      const childKeys = tmpDir(`child-keys-${level}-`);
+      const child = LEVELS[i + 1];
+      if (child) fs.writeFileSync(path.join(childKeys, `${child}.pub.pem`), keys[i + 1]!.publicKey.export({ type: 'spki', format: 'pem' }));
+      const env = { SFU_NODE_AUTH: 'key', SFU_NODE_KEY: keys[i]!.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), SFU_CHILD_KEYS_DIR: childKeys };
+      procs.push(new NodeProcess(level, { unitId: i + 1, port: PORT, rtcBase: 40100, ip: n.ip, netns: n.ns, env, ...(parent ? { parentUrl: `ws://${parent.ip}:${PORT}/cascade` } : {}) }));
     }
     for (const p of procs) p.start();
     await waitUntil(

@@ -10,6 +10,7 @@ import type { types } from 'mediasoup';
 import { createLogger } from '../../infra/logger.ts';
 import { SfuNode } from '../../sfu/SfuNode.ts';
 import type { CascadeRoom, PipeRoute } from '../../sfu/cascade/CascadeRoom.ts';
+import type { CascadeOptions } from '../../sfu/cascade/CascadeNode.ts';
 import type { RoomLink } from '../../sfu/cascade/RoomLink.ts';
 import type { PipeInfo } from '../../sfu/cascade/protocol.ts';
 import { LinkEmulator, type DirectionConfig } from '../support/link-emulator.ts';
@@ -24,6 +25,8 @@ export interface TreeNodeOptions {
   /** Port range for this node's PipeTransports / PlainTransports. */
   rtcMinPort: number;
   rtcMaxPort: number;
+  /** Per node: its own key for the link to its parent, and its children's registered keys (instead of the shared secret). */
+  nodeAuthFor?: (nodeName: string) => Pick<CascadeOptions, 'nodeKey' | 'childKey'> | undefined;
   /** How a parent admits its children's conferences (default `open`; production uses `grant`). */
   admission?: 'grant' | 'open';
   /** Serve the built web front end (web/dist) beside /sfu, for Chromium pages. */
@@ -80,6 +83,7 @@ export class TreeNode {
         ...(this.parentUrl ? { parentUrl: this.parentUrl } : {}),
         pipeListenIp: '127.0.0.1',
         admission: this.#options.admission ?? 'open',
+        ...this.#options.nodeAuthFor?.(this.name),
         ...(this.#options.pipeRouteFor?.(this.name) ? { pipeRoute: this.#options.pipeRouteFor(this.name)! } : {}),
         unsubscribeLingerMs: this.#options.lingerMs ?? 300,
         pingIntervalMs: this.#options.pingIntervalMs ?? 1000,

@@ -17,6 +17,8 @@ export interface NodeProcessOptions {
   ip?: string;
   /** Runs the process in this network namespace (`ip netns exec`). */
   netns?: string;
+  /** More settings (e.g. per-node keys). */
+  env?: Record<string, string>;
 }
 
 export interface NodeHealth {
@@ -55,6 +57,7 @@ export class NodeProcess {
       SFU_NODE_ID: name,
       SFU_UNIT_ID: String(options.unitId),
       ...(options.parentUrl ? { SFU_PARENT_URL: options.parentUrl } : {}),
+      ...options.env,
     };
   }
 
