@@ -33,6 +33,8 @@ export interface WebServerOptions {
   routing?: 'local' | 'nearest';
   /** Folder of films chairs can broadcast to meetings; without it the film routes say 503. */
   filmsDir?: string;
+  /** Lifetime of meeting and call join tokens; default 10 minutes. */
+  joinTokenTtlSeconds?: number;
   /** Routers of other areas (recordings, live cameras, completion figures), mounted after sign-in. */
   extraRouters?: ExtraRouter[];
   /** Built front end; default web/dist. */
@@ -53,14 +55,15 @@ export function createWebServer(opts: WebServerOptions): http.Server {
   const live = new NodeLiveCameraProvider({ sfu: opts.sfu, log: createLogger('live-cameras') });
   const directory = new SfuDirectory(opts.pool, opts.routing ?? 'local');
   const endRoom = (room: string): void => void opts.sfu.endRoom(room);
+  const ttl = opts.joinTokenTtlSeconds ? { joinTokenTtlSeconds: opts.joinTokenTtlSeconds } : {};
   const films = opts.filmsDir ? new FilmBroadcasts({ sfu: opts.sfu, filmsDir: opts.filmsDir, log: createLogger('films') }) : undefined;
   const api = createApiApp({
     pool: opts.pool,
     tokenSecret: opts.tokenSecret,
     joinKey: opts.joinKey,
     extraRouters: [
-      apiExtra(createServiceCallRoutes(opts.pool, opts.joinKey, { directory, endRoom, ...(opts.recordings ? { recordings: opts.recordings } : {}) })),
-      apiExtra(createMeetingRoutes(opts.pool, opts.joinKey, { endRoom, directory, ...(films ? { films } : {}) })),
+      apiExtra(createServiceCallRoutes(opts.pool, opts.joinKey, { directory, endRoom, ...ttl, ...(opts.recordings ? { recordings: opts.recordings } : {}) })),
+      apiExtra(createMeetingRoutes(opts.pool, opts.joinKey, { endRoom, directory, ...ttl, ...(films ? { films } : {}) })),
       apiExtra(createReminderRoutes(opts.pool)),
       { path: '/api', router: createCompletionRouter({ pool: opts.pool }) },
       { path: '/api', router: createLiveCamerasRouter({ pool: opts.pool, joinKey: opts.joinKey, provider: live }) },

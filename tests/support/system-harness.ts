@@ -47,6 +47,8 @@ export async function startSystemHarness(
     recorder?: boolean;
     /** Folder of films chairs can broadcast. */
     filmsDir?: string;
+    /** Short-lived join tokens, to test rejoining after they expire. */
+    joinTokenTtlSeconds?: number;
     /** Makes this node the root of a cascade (children dial `cascadeUrl` with CASCADE_SECRET) and sends browsers to their nearest registered node. */
     cascadeRoot?: string;
   } = {},
@@ -88,6 +90,7 @@ export async function startSystemHarness(
     ...(recordings ? { recordings } : {}),
     routing: opts.cascadeRoot ? 'nearest' : 'local',
     ...(opts.filmsDir ? { filmsDir: opts.filmsDir } : {}),
+    ...(opts.joinTokenTtlSeconds ? { joinTokenTtlSeconds: opts.joinTokenTtlSeconds } : {}),
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;

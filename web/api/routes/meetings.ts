@@ -9,6 +9,7 @@ import { notFound } from '../errors.ts';
 import { ApiRoutes, page, pageQuery } from '../route-registry.ts';
 import { requireUnitInScope } from '../scope.ts';
 import { LOCAL_SFU, type SfuDirectory } from '../sfu-directory.ts';
+import { JOIN_TOKEN_TTL_SECONDS } from './join-tokens.ts';
 import { id, idQuery } from '../schemas.ts';
 
 // Multi-level meetings. A leader picks the sites in their subtree — every unit of some levels under
@@ -18,7 +19,6 @@ import { id, idQuery } from '../schemas.ts';
 
 /** Upper bound on sites per meeting (a city has ~10,000 units). */
 export const MAX_SITES = 20_000;
-const TOKEN_TTL_SECONDS = 600;
 
 const createBody = z
   .strictObject({
@@ -67,6 +67,8 @@ export interface MeetingRoutesOptions {
   endRoom?: (room: string) => void;
   /** Which SFU node each person joins; default: this process's /sfu. */
   directory?: SfuDirectory;
+  /** Lifetime of join tokens (pages fetch a fresh one to rejoin); default 10 minutes. */
+  joinTokenTtlSeconds?: number;
   /** Films the chair can broadcast (web/film-broadcasts on this node); without it the film routes say 503. */
   films?: MeetingFilms;
 }
@@ -87,6 +89,7 @@ const FILM_ERRORS: Record<string, [number, string]> = {
 
 export function createMeetingRoutes(pool: Pool, joinKey: KeyObject, options: MeetingRoutesOptions = {}): ApiRoutes {
   const routes = new ApiRoutes();
+  const ttl = options.joinTokenTtlSeconds ?? JOIN_TOKEN_TTL_SECONDS;
 
   /** The caller's part in a meeting, or 404 when they have none. */
   async function load(user: AuthUser, meetingId: number): Promise<{ meeting: MeetingRow; role: JoinClaims['role'] }> {
@@ -203,10 +206,10 @@ export function createMeetingRoutes(pool: Pool, joinKey: KeyObject, options: Mee
       const room = `m-${meeting.id}`;
       const { rows } = await pool.query<{ name: string }>('SELECT name FROM units WHERE id = $1', [user.unitId]);
       const displayName = `${rows[0]?.name ?? ''} ${user.displayName}`.trim().slice(0, 64);
-      const token = await signJoinToken(joinKey, { userId: user.id, displayName, unitId: user.unitId, room, role }, TOKEN_TTL_SECONDS);
+      const token = await signJoinToken(joinKey, { userId: user.id, displayName, unitId: user.unitId, room, role }, ttl);
       await audit(pool, { action: 'meeting.join_token', user, objectType: 'meeting', objectId: meeting.id, unitId: user.unitId, ip: req.ip ?? null, detail: { role } });
       const sfu = options.directory ? await options.directory.urlFor(user.unitPath) : LOCAL_SFU;
-      return { room, token, role, sfu, expires_in: TOKEN_TTL_SECONDS };
+      return { room, token, role, sfu, expires_in: ttl };
     },
   );
 

@@ -7,6 +7,7 @@ import { HttpError, inSubtree, type AuthUser } from '../auth-context.ts';
 import { notFound } from '../errors.ts';
 import { ApiRoutes } from '../route-registry.ts';
 import { LOCAL_SFU, type SfuDirectory } from '../sfu-directory.ts';
+import { JOIN_TOKEN_TTL_SECONDS } from './join-tokens.ts';
 import { createLogger } from '../../../infra/logger.ts';
 
 // Face-to-face service calls. A station (village kiosk) queues for the nearest service centre above
@@ -18,7 +19,6 @@ const CALLER_ROLES = ['secretary', 'operator', 'admin'] as const;
 const CLERK_ROLES = ['clerk', 'leader', 'admin'] as const;
 /** Bound on each centre's waiting line; the next caller is told the queue is full. */
 export const MAX_QUEUE = 50;
-const TOKEN_TTL_SECONDS = 600;
 
 const id = z.coerce.number().int().positive();
 const serviceSchema = z.string().regex(/^[a-z_]{2,40}$/);
@@ -77,6 +77,8 @@ export interface ServiceCallRoutesOptions {
   recordings?: CallRecordings;
   /** Ends the call's room on every node when the call is closed. */
   endRoom?: (room: string) => void;
+  /** Lifetime of join tokens (pages fetch a fresh one to rejoin); default 10 minutes. */
+  joinTokenTtlSeconds?: number;
 }
 
 const roomOf = (call: { id: number }): string => `f2f-${call.id}`;
@@ -104,6 +106,7 @@ function present(call: CallRow, recordings?: CallRecordings) {
 export function createServiceCallRoutes(pool: Pool, joinKey: KeyObject, options: ServiceCallRoutesOptions = {}): ApiRoutes {
   const routes = new ApiRoutes();
   const { directory, recordings } = options;
+  const ttl = options.joinTokenTtlSeconds ?? JOIN_TOKEN_TTL_SECONDS;
   const log = createLogger('service-calls');
   const show = (call: CallRow) => present(call, recordings);
 
@@ -137,9 +140,9 @@ export function createServiceCallRoutes(pool: Pool, joinKey: KeyObject, options:
     // The station side joins as its station's unit (a town admin may call for a village station):
     // that is the site the recording follows.
     const unitId = side === 'station' ? call.station_unit_id : user.unitId;
-    const token = await signJoinToken(joinKey, { userId: user.id, displayName, unitId, room, role: 'participant' }, TOKEN_TTL_SECONDS);
+    const token = await signJoinToken(joinKey, { userId: user.id, displayName, unitId, room, role: 'participant' }, ttl);
     const sfu = directory ? await directory.urlFor(side === 'station' ? call.station_unit_path : call.centre_unit_path) : LOCAL_SFU;
-    return { room, token, sfu, expires_in: TOKEN_TTL_SECONDS };
+    return { room, token, sfu, expires_in: ttl };
   }
 
   routes.add(

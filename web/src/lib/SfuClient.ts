@@ -61,7 +61,8 @@ type Listener<K extends keyof ClientEvents> = (value: ClientEvents[K]) => void;
 
 export class SfuClient {
   readonly #url: string;
-  readonly #token: string;
+  #token: string;
+  readonly #refreshToken: (() => Promise<string>) | undefined;
   #ws: WebSocket | undefined;
   #nextId = 1;
   readonly #pending = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -87,9 +88,14 @@ export class SfuClient {
   // The local microphone was paused because the chair muted this site (so it is resumed when let go).
   #mutedByChair = false;
 
-  constructor(url: string, token: string) {
+  /**
+   * `refreshToken` fetches a fresh join token for a rejoin: tokens live 10 minutes, meetings and
+   * consultations longer, and a node restart or network drop may come at any time.
+   */
+  constructor(url: string, token: string, refreshToken?: () => Promise<string>) {
     this.#url = url;
     this.#token = token;
+    this.#refreshToken = refreshToken;
   }
 
   get state(): ClientState {
@@ -413,6 +419,7 @@ export class SfuClient {
         try {
           if (this.#ws?.readyState !== WebSocket.OPEN) await this.#openSocket();
           else await this.request('leave', {}).catch(() => undefined);
+          if (this.#refreshToken) this.#token = await this.#refreshToken();
           await this.#joinRoom();
           this.reconnects++;
           return;
