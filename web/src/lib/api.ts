@@ -62,3 +62,10 @@ export function sfuUrl(pathOrUrl: string): string {
   if (/^wss?:\/\//.test(pathOrUrl)) return pathOrUrl;
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${pathOrUrl}`;
 }
+
+/** A fresh join token for a face-to-face call's room (for a rejoin); fails once the call is over. */
+export async function freshCallToken(callId: number, endedMessage: string): Promise<string> {
+  const cur = await api<{ join: { token: string } | null }>('GET', `/api/service-calls/${callId}`);
+  if (!cur.join) throw new Error(endedMessage);
+  return cur.join.token;
+}
