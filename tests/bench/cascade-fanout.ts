@@ -8,7 +8,7 @@
 //
 // Run: node --import tsx tests/bench/cascade-fanout.ts   (BENCH_SITES, BENCH_COUNTIES, BENCH_SECONDS)
 import type { Tap } from '../../sfu/Tap.ts';
-import { RtpSink, RtpSource, h264RtpParameters, startTree, waitFor, type TreeNode } from '../support/cascade-harness.ts';
+import { RtpSink, type RtpSource, startTree, waitFor, type TreeNode } from '../support/cascade-harness.ts';
 
 const SITES = Number(process.env.BENCH_SITES ?? 40);
 const COUNTIES = Number(process.env.BENCH_COUNTIES ?? 4);
@@ -28,18 +28,13 @@ async function run(counties: number): Promise<{ cityEgress: number; perCopy: num
   const tree = await startTree(spec, { lingerMs: 1000 });
   const city = tree.get('city')!;
   const sink = await RtpSink.create();
-  const src = await RtpSource.create(0x7000, 30, 1000);
-  const ingest = await city.node.ingest(ROOM, { displayName: 'chair', unitId: 1, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(0x7000) });
-  src.start(ingest.localPort);
+  const { ingest, source: src } = await city.camera(ROOM, { ssrc: 0x7000, fps: 30, size: 1000, displayName: 'chair' });
   const chair = ingest.producer.id;
   const sites: TreeNode[] = counties === 0 ? [city] : [...tree.values()].filter((n) => n !== city);
   const quiet: RtpSource[] = [];
   for (const n of sites.filter((x) => x !== city)) {
     // A county site camera keeps the county's room open and attached.
-    const s = await RtpSource.create(0x7100 + n.unitId, 1, 200);
-    const i = await n.node.ingest(ROOM, { displayName: n.name, unitId: n.unitId, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(0x7100 + n.unitId) });
-    s.start(i.localPort);
-    quiet.push(s);
+    quiet.push((await n.camera(ROOM, { ssrc: 0x7100 + n.unitId, fps: 1, size: 200 })).source);
     await waitFor(`chair at ${n.name}`, () => n.cascadeRoom(ROOM)?.producer(chair) !== undefined);
   }
   const taps: Tap[] = [];

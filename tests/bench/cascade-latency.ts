@@ -7,7 +7,7 @@
 //     sends one copy per site from the city node, the cascade one copy per child link at every level.
 //
 // Run: node --import tsx tests/bench/cascade-latency.ts   (BENCH_SECONDS, BENCH_NODES, BENCH_FPS)
-import { RtpSink, RtpSource, h264RtpParameters, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
+import { RtpSink, type RtpSource, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
 import type { Tap } from '../../sfu/Tap.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
@@ -24,17 +24,12 @@ async function main() {
   const names = ['city', 'county', 'town', 'community', 'village', 'kiosk', 'kiosk2', 'kiosk3'].slice(0, NODES);
   const nodes = await startChain(names, { lingerMs: 1000 });
   const sink = await RtpSink.create();
-  const src = await RtpSource.create(0x5000, FPS, 1000);
-  const ingest = await nodes[0]!.node.ingest(ROOM, { displayName: 'chair', unitId: 1, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(0x5000) });
-  src.start(ingest.localPort);
+  const { ingest, source: src } = await nodes[0]!.camera(ROOM, { ssrc: 0x5000, fps: FPS, size: 1000, displayName: 'chair' });
   const chair = ingest.producer.id;
   // Every other level is in the meeting with a (quiet) camera of its own, which keeps its room open.
   const extra: RtpSource[] = [];
   for (const n of nodes.slice(1)) {
-    const s = await RtpSource.create(0x6000 + n.unitId, 1, 200);
-    const i = await n.node.ingest(ROOM, { displayName: n.name, unitId: n.unitId, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(0x6000 + n.unitId) });
-    s.start(i.localPort);
-    extra.push(s);
+    extra.push((await n.camera(ROOM, { ssrc: 0x6000 + n.unitId, fps: 1, size: 200 })).source);
   }
   const taps: Tap[] = [];
   for (const n of nodes) {

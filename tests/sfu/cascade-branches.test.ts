@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Tap } from '../../sfu/Tap.ts';
-import { RtpSink, RtpSource, h264RtpParameters, startTree, waitFor, type TreeNode } from '../support/cascade-harness.ts';
+import { RtpSink, type RtpSource, startTree, waitFor, type TreeNode } from '../support/cascade-harness.ts';
 
 // A branching tree: city -> town -> community -> { village A, village B }. Nobody consumes at town
 // or community; the chair's stream reaches them only because of the villages below. Reference
@@ -30,11 +30,9 @@ describe('cascade with branches: reference counts across links', { timeout: 60_0
     tree = await startTree([['city'], ['town', 'city'], ['community', 'town'], ['villageA', 'community'], ['villageB', 'community']], { lingerMs: 200 });
     sink = await RtpSink.create();
     const cam = async (n: TreeNode, ssrc: number, fps: number) => {
-      const src = await RtpSource.create(ssrc, fps, 800);
-      sources.push(src);
-      const i = await n.node.ingest(ROOM, { displayName: n.name, unitId: n.unitId, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(ssrc) });
-      src.start(i.localPort);
-      return i;
+      const { ingest, source } = await n.camera(ROOM, { ssrc, fps, size: 800 });
+      sources.push(source);
+      return ingest;
     };
     chairId = (await cam(node('city'), 0x8000, 30)).producer.id;
     await cam(node('villageA'), 0x8001, 5);

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Tap } from '../../sfu/Tap.ts';
-import { EmulatedLink, RtpSink, RtpSource, h264RtpParameters, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
+import { EmulatedLink, RtpSink, type RtpSource, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
 import { TcpRelay } from '../support/tcp-relay.ts';
 
 // A silent outage between the town and the village: media (through the link emulator) and the
@@ -38,11 +38,9 @@ describe('silent outage of the town <-> village link', { timeout: 90_000 }, () =
     [city, town, village] = nodes as [TreeNode, TreeNode, TreeNode];
     sink = await RtpSink.create();
     const cam = async (n: TreeNode, ssrc: number, fps: number) => {
-      const src = await RtpSource.create(ssrc, fps, 800);
-      sources.push(src);
-      const i = await n.node.ingest(ROOM, { displayName: n.name, unitId: n.unitId, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(ssrc) });
-      src.start(i.localPort);
-      return i.producer.id;
+      const { ingest, source } = await n.camera(ROOM, { ssrc, fps, size: 800 });
+      sources.push(source);
+      return ingest.producer.id;
     };
     chairId = await cam(city, 0x9000, 30);
     villageCamId = await cam(village, 0x9001, 15);

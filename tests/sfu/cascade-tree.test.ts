@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import { signJoinToken, signNodeToken } from '../../infra/tokens.ts';
 import type { Ingest } from '../../sfu/Ingest.ts';
 import type { Tap } from '../../sfu/Tap.ts';
-import { CASCADE_SECRET, LEVELS, RtpSink, RtpSource, h264RtpParameters, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
+import { CASCADE_SECRET, LEVELS, RtpSink, type RtpSource, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
 import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // Five SFU nodes chained city -> county -> town -> community -> village in this process (one
@@ -27,10 +27,8 @@ describe('five-level SFU cascade', { timeout: 180_000 }, () => {
   const packetsOf = (t: Tap) => sink.count(t.transport.tuple.localPort).packets;
 
   async function camera(n: TreeNode, ssrc: number, fps: number): Promise<Ingest> {
-    const src = await RtpSource.create(ssrc, fps, 900);
-    sources.push(src);
-    const ingest = await n.node.ingest(ROOM, { displayName: `${n.name}-site`, unitId: n.unitId, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(ssrc) });
-    src.start(ingest.localPort);
+    const { ingest, source } = await n.camera(ROOM, { ssrc, fps, size: 900, displayName: `${n.name}-site` });
+    sources.push(source);
     cameras.set(n.name, ingest);
     return ingest;
   }

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EmulatedLink, FREEZE_MS, RtpSink, playoutFreezes, rtpPayloadOffset, RtpSource, h264RtpParameters, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
+import { EmulatedLink, FREEZE_MS, RtpSink, playoutFreezes, rtpPayloadOffset, type RtpSource, startChain, waitFor, type TreeNode } from '../support/cascade-harness.ts';
 
 // A village behind a satellite-like link: the media between the town node and the village node
 // crosses a user-space link emulator (300 ms each way = 600 ms RTT, 3 % loss each way, 1 Mbps,
@@ -34,15 +34,12 @@ describe('cascade over a satellite-like link', { timeout: 120_000 }, () => {
     nodes = await startChain(['city', 'town', 'village'], { pipeRouteFor: satellite.routeFor, pingIntervalMs: 1000 });
     [city, town, village] = nodes as [TreeNode, TreeNode, TreeNode];
     sink = await RtpSink.create();
-    source = await RtpSource.create(0x3000, 30, 900);
-    const ingest = await city.node.ingest(ROOM, { displayName: 'chair', unitId: 1, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(0x3000) });
-    chairId = ingest.producer.id;
-    source.start(ingest.localPort);
+    const chair = await city.camera(ROOM, { ssrc: 0x3000, fps: 30, size: 900, displayName: 'chair' });
+    source = chair.source;
+    chairId = chair.ingest.producer.id;
     // The village site is in the meeting (its own camera keeps its room open).
-    const vsrc = await RtpSource.create(0x3001, 10, 600);
-    const vcam = await village.node.ingest(ROOM, { displayName: 'village', unitId: 3, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(0x3001) });
-    vsrc.start(vcam.localPort);
-    after(() => vsrc.close());
+    const vcam = await village.camera(ROOM, { ssrc: 0x3001, fps: 10, size: 600 });
+    after(() => vcam.source.close());
   });
 
   after(async () => {

@@ -9,6 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { types } from 'mediasoup';
 import { createLogger } from '../../infra/logger.ts';
 import { SfuNode } from '../../sfu/SfuNode.ts';
+import type { Ingest } from '../../sfu/Ingest.ts';
 import type { CascadeRoom, PipeRoute } from '../../sfu/cascade/CascadeRoom.ts';
 import type { CascadeOptions } from '../../sfu/cascade/CascadeNode.ts';
 import type { RoomLink } from '../../sfu/cascade/RoomLink.ts';
@@ -122,6 +123,14 @@ export class TreeNode {
   /** This room's pipe over the link to a neighbour ('parent' or 'child:<name>'). */
   link(roomId: string, linkId: string): RoomLink | undefined {
     return this.cascadeRoom(roomId)?.links.get(linkId);
+  }
+
+  /** A site camera at this node: a synthetic H.264 source sending into a video ingest of the room. */
+  async camera(roomId: string, o: { ssrc: number; fps: number; size: number; displayName?: string }): Promise<{ ingest: Ingest; source: RtpSource }> {
+    const source = await RtpSource.create(o.ssrc, o.fps, o.size);
+    const ingest = await this.node.ingest(roomId, { displayName: o.displayName ?? this.name, unitId: this.unitId, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(o.ssrc) });
+    source.start(ingest.localPort);
+    return { ingest, source };
   }
 }
 
