@@ -6,7 +6,7 @@ import type { Pool } from '../infra/db/pool.ts';
 import { createLogger, type Logger } from '../infra/logger.ts';
 import type { ObjectStorage } from '../infra/storage/ObjectStorage.ts';
 import { recorderConfig, type RecorderConfig, type RecorderConfigInput } from './config.ts';
-import { recoverUnlisted, SegmentCapture, type RawSegment } from './SegmentCapture.ts';
+import { fileSize, recoverUnlisted, SegmentCapture, type RawSegment } from './SegmentCapture.ts';
 import { SegmentJournal, type RunContext } from './SegmentJournal.ts';
 import { Retention } from './Retention.ts';
 import { SegmentSpool } from './SegmentSpool.ts';
@@ -458,12 +458,8 @@ async function recoverRun(dir: string, inputStartMs: number, runId: string, know
     lastEnd = Math.max(lastEnd, endedAt);
     if (known.has(`${runId}-${seq}`)) continue;
     const file = path.join(dir, name);
-    let bytes = 0;
-    try {
-      bytes = fs.statSync(file).size;
-    } catch {
-      continue;
-    }
+    const bytes = fileSize(file);
+    if (bytes === undefined) continue;
     if (endedAt > startedAt && bytes > 0) out.push({ runId, seq, file, startedAt, endedAt, bytes, recovered: false });
   }
   for (const r of await recoverUnlisted(dir, listed, lastEnd, runId, ffprobePath)) {

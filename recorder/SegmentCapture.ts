@@ -7,6 +7,7 @@ import ffmpeg from 'fluent-ffmpeg';
 import type { Logger } from '../infra/logger.ts';
 import type { RecorderConfig } from './config.ts';
 import { probe } from './probe.ts';
+import type { SegmentFile } from './types.ts';
 
 /** What one ffmpeg run reads. `url` may hold credentials: it is never logged; `label` is. */
 export interface CaptureInput {
@@ -19,14 +20,8 @@ export interface CaptureInput {
   videoArgs?: string[];
 }
 
-/** A segment closed by ffmpeg, with wall-clock bounds (epoch ms). */
-export interface RawSegment {
-  runId: string;
-  seq: number;
-  file: string;
-  startedAt: number;
-  endedAt: number;
-  bytes: number;
+/** A segment closed by ffmpeg, as the capture reports it. */
+export interface RawSegment extends SegmentFile {
   /** Set when ffmpeg died before listing it and the partial (fragmented) file was recovered. */
   recovered: boolean;
 }
@@ -251,12 +246,8 @@ export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
           if (!name || s === undefined || e === undefined) continue;
           const file = path.join(dir, name);
           listed.add(name);
-          let bytes = 0;
-          try {
-            bytes = fs.statSync(file).size;
-          } catch {
-            continue;
-          }
+          const bytes = fileSize(file);
+          if (bytes === undefined) continue;
           const startedAt = Math.round(inputStartMs + Number(s) * 1000);
           const endedAt = Math.round(inputStartMs + Number(e) * 1000);
           if (!(endedAt > startedAt) || bytes === 0) continue;
@@ -345,6 +336,15 @@ function seqOf(name: string): number {
  * Turns segment files that ffmpeg never listed (it was killed, or the recorder died with it) into
  * segments, if they hold any media. Bounds: they follow the last listed segment.
  */
+/** The size of a file ffmpeg wrote, or undefined when it is gone. */
+export function fileSize(file: string): number | undefined {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function recoverUnlisted(dir: string, listed: Set<string>, afterMs: number, runId: string, ffprobePath = 'ffprobe'): Promise<RawSegment[]> {
   let names: string[];
   try {
@@ -356,12 +356,8 @@ export async function recoverUnlisted(dir: string, listed: Set<string>, afterMs:
   let t = afterMs;
   for (const name of names) {
     const file = path.join(dir, name);
-    let bytes = 0;
-    try {
-      bytes = fs.statSync(file).size;
-    } catch {
-      continue;
-    }
+    const bytes = fileSize(file);
+    if (bytes === undefined) continue;
     const p = bytes > 0 ? await probe(file, { ffprobePath }).catch(() => undefined) : undefined;
     if (!p || !p.videoCodec || p.durationS <= 0) {
       fs.rmSync(file, { force: true });

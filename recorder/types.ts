@@ -3,17 +3,20 @@ export type SegmentSource =
   | { kind: 'camera'; cameraId: number; unitId: number }
   | { kind: 'room'; roomId: string; unitId: number };
 
-/** A segment ffmpeg has finished writing, waiting in the spool to be verified, uploaded and indexed. */
-export interface ClosedSegment {
-  /** `${runId}-${seq}`: stable across recorder restarts, so re-processing never duplicates. */
-  id: string;
+/** A segment file ffmpeg closed: which run, where, and its wall-clock bounds (epoch milliseconds). */
+export interface SegmentFile {
   runId: string;
   seq: number;
   file: string;
-  /** Wall-clock bounds, epoch milliseconds. */
   startedAt: number;
   endedAt: number;
   bytes: number;
+}
+
+/** A segment ffmpeg has finished writing, waiting in the spool to be verified, uploaded and indexed. */
+export interface ClosedSegment extends SegmentFile {
+  /** `${runId}-${seq}`: stable across recorder restarts, so re-processing never duplicates. */
+  id: string;
   source: SegmentSource;
   captureJobId: number | null;
   sessionId: number | null;
