@@ -59,9 +59,10 @@ export class SchedulerService {
     return this.boss;
   }
 
-  /** Receipts from channels arrive here (SMPP deliver_sm). */
-  readonly onReceipt = (r: DeliveryReceipt): void => {
-    void this.dispatcher?.onReceipt(r).catch((err: unknown) => log.warn({ err: String(err) }, 'receipt not applied'));
+  /** Receipts from channels arrive here (SMPP deliver_sm); a rejection makes the channel ask for it again. */
+  readonly onReceipt = async (r: DeliveryReceipt): Promise<void> => {
+    if (!this.dispatcher) throw new Error('scheduler not started');
+    await this.dispatcher.onReceipt(r);
   };
 
   async start(): Promise<void> {

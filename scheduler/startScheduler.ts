@@ -28,6 +28,8 @@ export const schedulerSettingsSchema = z.object({
   PERIODS_FROM: z.string().datetime().optional(),
   SEND_RETRY_BASE_MS: z.coerce.number().int().min(10).default(30_000),
   SEND_RECOVERY_GRACE_MS: z.coerce.number().int().min(0).default(10 * 60_000),
+  /** An SMS part sent without an answer is resent no sooner than this (a receipt may confirm it). */
+  SEND_UNCERTAIN_GRACE_MS: z.coerce.number().int().min(0).default(2 * 60_000),
 });
 export type SchedulerSettings = z.infer<typeof schedulerSettingsSchema>;
 
@@ -60,7 +62,7 @@ export async function startScheduler(settings: SchedulerSettings, pool: Pool, da
     policy: defaultReminderPolicy,
     channels,
     tickMs: settings.TICK_MS,
-    dispatcher: { maxAttempts: 5, retryBaseMs: settings.SEND_RETRY_BASE_MS, retryMaxMs: 30 * 60_000, recoveryGraceMs: settings.SEND_RECOVERY_GRACE_MS },
+    dispatcher: { maxAttempts: 5, retryBaseMs: settings.SEND_RETRY_BASE_MS, retryMaxMs: 30 * 60_000, recoveryGraceMs: settings.SEND_RECOVERY_GRACE_MS, uncertainGraceMs: settings.SEND_UNCERTAIN_GRACE_MS },
     ...(settings.PERIODS_FROM ? { periodsFrom: new Date(settings.PERIODS_FROM) } : {}),
   });
   await service.start();

@@ -4,7 +4,7 @@ import { SerialPort, ReadlineParser } from 'serialport';
 import { z } from 'zod';
 import { createLogger } from '../../infra/logger.ts';
 import { frame, parseSentence, type Sentence } from './nmea.ts';
-import type { Channel, ChannelResult } from './types.ts';
+import type { Channel, ChannelResult, SendTracker } from './types.ts';
 
 const log = createLogger('scheduler.beidou');
 
@@ -80,10 +80,11 @@ export function splitForCapacity(text: string, capacity: number): Buffer[] {
 interface OutboxItem {
   card: string;
   frames: Buffer[];
+  tracker: SendTracker | undefined;
   resolve: (r: ChannelResult) => void;
 }
 
-type Feedback = { ok: true } | { ok: false; kind: 'interval' | 'suppressed' | 'refused'; waitS: number; detail: string };
+type Feedback = { ok: true } | { ok: false; kind: 'interval' | 'suppressed' | 'refused'; waitS: number; detail: string; timedOut?: boolean };
 
 /**
  * Beidou RDSS user terminal on a serial port (protocol 2.1/4.0 sentences): $CCICA to read the card,
@@ -169,7 +170,7 @@ export class BeidouTerminal extends EventEmitter implements Channel {
     return this.cardInfo;
   }
 
-  send(address: string, body: string): Promise<ChannelResult> {
+  send(address: string, body: string, _ref?: number, tracker?: SendTracker): Promise<ChannelResult> {
     const info = this.cardInfo;
     if (this.closed || !info) return Promise.resolve({ ok: false, retryable: true, reason: 'beidou terminal not ready' });
     if (!/^\d{6,7}$/.test(address)) return Promise.resolve({ ok: false, retryable: false, reason: `invalid card number ${address}` });
@@ -181,7 +182,7 @@ export class BeidouTerminal extends EventEmitter implements Channel {
       return Promise.resolve({ ok: false, retryable: false, reason: String(err) });
     }
     return new Promise<ChannelResult>((resolve) => {
-      this.outbox.push({ card: address.padStart(7, '0'), frames, resolve });
+      this.outbox.push({ card: address.padStart(7, '0'), frames, tracker, resolve });
       void this.pump();
     });
   }
@@ -202,17 +203,26 @@ export class BeidouTerminal extends EventEmitter implements Channel {
 
   private async transmit(item: OutboxItem): Promise<ChannelResult> {
     const parts: Array<{ providerMessageId: string | null }> = [];
+    const tracker = item.tracker;
+    // Frames a previous attempt got out are not sent again (the recipient would see "(1/3)" twice).
+    const done = tracker ? await tracker.begin(item.frames.length, null) : new Set<number>();
     for (const [i, f] of item.frames.entries()) {
+      if (done.has(i + 1)) continue;
+      await tracker?.submitting(i + 1);
       let attempts = 0;
       for (;;) {
         const wait = this.nextTxAt - Date.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        if (this.closed) return { ok: false, retryable: parts.length === 0, reason: 'terminal closed' };
+        if (this.closed) {
+          await tracker?.refused(i + 1);
+          return { ok: false, retryable: tracker !== undefined || parts.length === 0, reason: 'terminal closed' };
+        }
         const fb = await this.sendFrame(item.card, f);
         const intervalMs = (this.cardInfo?.intervalS ?? 60) * 1000;
         if (fb.ok) {
           this.nextTxAt = Date.now() + intervalMs;
           this.txLog.push({ at: Date.now(), card: item.card, bytes: f.length });
+          await tracker?.accepted(i + 1, null);
           parts.push({ providerMessageId: null });
           break;
         }
@@ -227,10 +237,13 @@ export class BeidouTerminal extends EventEmitter implements Channel {
           continue;
         }
         const sentSome = i > 0;
+        // A frame that timed out may have gone out (no receipts on Beidou): it stays unconfirmed and is
+        // sent again on resume; a frame the terminal answered is known not sent.
+        if (!fb.timedOut) await tracker?.refused(i + 1);
         return {
           ok: false,
-          // After part of a split message went out, a retry would repeat it; report instead.
-          retryable: fb.kind !== 'refused' && !sentSome,
+          // Without a tracker a retry would repeat the frames already out; with one it resumes after them.
+          retryable: fb.kind !== 'refused' && (tracker !== undefined || !sentSome),
           reason: `beidou ${fb.detail}${sentSome ? ` after ${i} of ${item.frames.length} frames` : ''}`,
         };
       }
@@ -242,7 +255,7 @@ export class BeidouTerminal extends EventEmitter implements Channel {
     // Transmission mode 2 (mixed): the content starts with the 0xA4 flag, then GB2312 bytes as hex.
     const body = `CCTXA,${card},1,2,A4${payload.toString('hex').toUpperCase()}`;
     const s = await this.request(body, 'BDFKI', this.cfg.feedbackTimeoutMs);
-    if (!s) return { ok: false, kind: 'suppressed', waitS: 0, detail: 'no $BDFKI feedback (timeout)' };
+    if (!s) return { ok: false, kind: 'suppressed', waitS: 0, detail: 'no $BDFKI feedback (timeout)', timedOut: true };
     // $BDFKI,TXA,<executed Y/N>,<frequency ok Y/N>,<suppression 0..3>,<wait mmss>
     const [, exec, freqOk, suppress, waitField] = s.fields;
     if (exec === 'Y') return { ok: true };

@@ -1,7 +1,7 @@
 import smpp, { type PDU, type Session } from 'smpp';
 import { z } from 'zod';
 import { createLogger } from '../../infra/logger.ts';
-import type { Channel, ChannelResult, DeliveryReceipt } from './types.ts';
+import type { Channel, ChannelResult, DeliveryReceipt, ReceiptOutcome, SendTracker } from './types.ts';
 import { splitUcs2 } from './smsEncoding.ts';
 
 const log = createLogger('scheduler.smpp');
@@ -20,6 +20,8 @@ export const SmppConfig = z.object({
   throttleRetries: z.number().int().min(0).max(20).default(5),
   throttleBackoffMs: z.number().int().min(1).max(60_000).default(200),
   responseTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+  /** A receipt not stored within this time is answered with a temporary error, so the SMSC sends it again. */
+  receiptAckTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
   enquireLinkMs: z.number().int().min(1000).max(600_000).default(30_000),
   reconnectMs: z.number().int().min(50).max(600_000).default(2000),
 });
@@ -32,7 +34,17 @@ const ESME_RTHROTTLED = 0x58;
 const ESME_RSYSERR = 0x08;
 const retryableStatus = new Set([ESME_RMSGQFUL, ESME_RTHROTTLED, ESME_RSYSERR]);
 
+// deliver_sm_resp status asking the SMSC to retry the receipt later (ESME_RX_T_APPN).
+const ESME_RX_T_APPN = 0x64;
+
 const receiptRe = /id:(\S+)\s.*?stat:(\w+)(?:\s+err:(\w+))?/i;
+const finalFailures = new Set(['UNDELIV', 'REJECTD', 'EXPIRED', 'DELETED']);
+
+/** Final states only settle a part; ACCEPTD / ENROUTE / UNKNOWN are interim. */
+export function receiptOutcome(stat: string): ReceiptOutcome {
+  if (stat === 'DELIVRD') return 'delivered';
+  return finalFailures.has(stat) ? 'failed' : 'interim';
+}
 
 /** Parses the text of an SMPP 3.4 Appendix B delivery receipt. */
 export function parseReceipt(text: string, tlvId?: string): DeliveryReceipt | null {
@@ -40,7 +52,15 @@ export function parseReceipt(text: string, tlvId?: string): DeliveryReceipt | nu
   const id = tlvId ?? m?.[1];
   if (!id || !m) return null;
   const stat = m[2]!.toUpperCase();
-  return { providerMessageId: id, delivered: stat === 'DELIVRD', stat, err: m[3] ?? '000' };
+  const outcome = receiptOutcome(stat);
+  return { providerMessageId: id, delivered: outcome === 'delivered', outcome, stat, err: m[3] ?? '000' };
+}
+
+/** Why a submit got no response: `uncertain` when the SMSC may have taken the part. */
+class SubmitError extends Error {
+  constructor(message: string, readonly uncertain: boolean) {
+    super(message);
+  }
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -57,7 +77,7 @@ export class SmppChannel implements Channel {
   private enquireTimer: NodeJS.Timeout | null = null;
   private ref = Math.floor(Math.random() * 256);
 
-  constructor(config: SmppConfig, private readonly onReceipt: (r: DeliveryReceipt) => void) {
+  constructor(config: SmppConfig, private readonly onReceipt: (r: DeliveryReceipt) => unknown) {
     this.cfg = SmppConfig.parse(config);
   }
 
@@ -87,6 +107,8 @@ export class SmppChannel implements Channel {
     this.bound = new Promise<void>((resolve, reject) => {
       const session = smpp.connect({ host: this.cfg.host, port: this.cfg.port });
       this.session = session;
+      // Each outstanding submit watches for the link dropping.
+      session.setMaxListeners(this.cfg.window + 10);
       let settled = false;
       const drop = (why: string) => {
         if (this.session === session) {
@@ -129,20 +151,25 @@ export class SmppChannel implements Channel {
   private onPdu(session: Session, pdu: PDU): void {
     try {
       if (pdu.command === 'deliver_sm') {
-        session.send(pdu.response());
         const esm = typeof pdu.esm_class === 'number' ? pdu.esm_class : 0;
-        if ((esm & 0x3c) !== 0x04) return; // a mobile-originated message, not a receipt
+        if ((esm & 0x3c) !== 0x04) {
+          session.send(pdu.response()); // a mobile-originated message, not a receipt
+          return;
+        }
         const sm = pdu.short_message as { message?: unknown } | undefined;
         const text = typeof sm?.message === 'string' ? sm.message : Buffer.isBuffer(sm?.message) ? sm.message.toString('latin1') : '';
         const tlvId = typeof pdu.receipted_message_id === 'string' ? pdu.receipted_message_id : undefined;
         const receipt = parseReceipt(text, tlvId);
-        const sendRef = this.refFrom(pdu.destination_addr);
-        if (receipt) {
-          if (sendRef !== undefined) receipt.sendRef = sendRef;
-          if (typeof pdu.source_addr === 'string') receipt.recipient = pdu.source_addr;
-          this.onReceipt(receipt);
+        if (!receipt) {
+          log.warn({ text }, 'unparseable delivery receipt');
+          session.send(pdu.response());
+          return;
         }
-        else log.warn({ text }, 'unparseable delivery receipt');
+        const sendRef = this.refFrom(pdu.destination_addr);
+        if (sendRef !== undefined) receipt.sendRef = sendRef;
+        if (typeof pdu.source_addr === 'string') receipt.recipient = pdu.source_addr;
+        // Acknowledged only once stored: a receipt lost to a crash would let a confirmed part be sent again.
+        this.ackAfter(session, pdu, receipt);
       } else if (pdu.command === 'enquire_link') {
         session.send(pdu.response());
       } else if (pdu.command === 'unbind') {
@@ -154,6 +181,27 @@ export class SmppChannel implements Channel {
     } catch (err) {
       log.warn({ err: String(err), command: pdu.command }, 'unexpected PDU ignored');
     }
+  }
+
+  private ackAfter(session: Session, pdu: PDU, receipt: DeliveryReceipt): void {
+    let answered = false;
+    const answer = (status: number) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      try {
+        session.send(pdu.response({ command_status: status }));
+      } catch {
+        // session gone: the SMSC keeps the unacknowledged receipt for the next bind
+      }
+    };
+    const timer = setTimeout(() => answer(ESME_RX_T_APPN), this.cfg.receiptAckTimeoutMs);
+    Promise.resolve()
+      .then(() => this.onReceipt(receipt))
+      .then(() => answer(ESME_ROK), (err: unknown) => {
+        log.warn({ err: String(err), id: receipt.providerMessageId }, 'receipt not stored; the SMSC will resend it');
+        answer(ESME_RX_T_APPN);
+      });
   }
 
   /**
@@ -187,47 +235,97 @@ export class SmppChannel implements Channel {
     this.waiters.shift()?.();
   }
 
-  private submit(options: Record<string, unknown>): Promise<PDU> {
+  /**
+   * One submit_sm. No answer within the timeout, or the link dropping while waiting, leaves the part
+   * uncertain; a response arriving after the timeout is still reported through `late`.
+   */
+  private submit(options: Record<string, unknown>, late?: (pdu: PDU) => void): Promise<PDU> {
     return new Promise<PDU>((resolve, reject) => {
       const session = this.session;
-      if (!session) return reject(new Error('not connected'));
-      const timer = setTimeout(() => reject(new Error('submit_sm_resp timeout')), this.cfg.responseTimeoutMs);
-      const ok = session.submit_sm(options, (pdu: PDU) => {
+      if (!session) return reject(new SubmitError('not connected', false));
+      let waiting = true;
+      const finish = () => {
+        waiting = false;
         clearTimeout(timer);
-        resolve(pdu);
+        session.off('close', onClose);
+      };
+      const onClose = () => {
+        if (!waiting) return;
+        finish();
+        reject(new SubmitError('connection lost before submit_sm_resp', true));
+      };
+      const timer = setTimeout(() => {
+        finish();
+        reject(new SubmitError('submit_sm_resp timeout', true));
+      }, this.cfg.responseTimeoutMs);
+      session.on('close', onClose);
+      const ok = session.submit_sm(options, (pdu: PDU) => {
+        if (waiting) {
+          finish();
+          resolve(pdu);
+        } else {
+          late?.(pdu);
+        }
       });
       if (!ok) {
-        clearTimeout(timer);
-        reject(new Error('socket not writable'));
+        finish();
+        reject(new SubmitError('socket not writable', false));
       }
     });
   }
 
-  async send(address: string, body: string, ref?: number): Promise<ChannelResult> {
+  /**
+   * Sends the parts not yet accepted, in order, one outstanding at a time. With a tracker, each part's
+   * progress is recorded before and after its submit, so an attempt cut short (no answer, lost link,
+   * crash) is resumed by the next one at the first unacknowledged part, in the same concatenated message.
+   */
+  async send(address: string, body: string, ref?: number, tracker?: SendTracker): Promise<ChannelResult> {
     if (this.closed) return { ok: false, retryable: true, reason: 'channel closed' };
     if (!(await this.acquire())) return { ok: false, retryable: true, reason: 'sms queue full' };
     try {
       await this.connect();
-      this.ref = (this.ref + 1) & 0xff;
-      const parts = splitUcs2(body, this.ref);
+      let concatRef = tracker?.concatRef ?? null;
+      if (concatRef === null) {
+        this.ref = (this.ref + 1) & 0xff;
+        concatRef = this.ref;
+      }
+      const parts = splitUcs2(body, concatRef);
+      const done = tracker ? await tracker.begin(parts.length, parts.length > 1 ? concatRef : null) : new Set<number>();
       const ids: Array<{ providerMessageId: string | null }> = [];
-      for (const part of parts) {
+      for (const [i, part] of parts.entries()) {
+        const partNo = i + 1;
+        if (done.has(partNo)) continue;
+        await tracker?.submitting(partNo);
         let attempt = 0;
         for (;;) {
-          const resp = await this.submit({
-            source_addr_ton: 5,
-            source_addr_npi: 0,
-            source_addr: this.sourceFor(ref),
-            dest_addr_ton: 1,
-            dest_addr_npi: 1,
-            destination_addr: address,
-            esm_class: part.udh ? 0x40 : 0x00,
-            data_coding: 0x08,
-            registered_delivery: 0x01,
-            short_message: part.udh ? Buffer.concat([part.udh, part.payload]) : part.payload,
-          });
+          let resp: PDU;
+          try {
+            resp = await this.submit({
+              source_addr_ton: 5,
+              source_addr_npi: 0,
+              source_addr: this.sourceFor(ref),
+              dest_addr_ton: 1,
+              dest_addr_npi: 1,
+              destination_addr: address,
+              esm_class: part.udh ? 0x40 : 0x00,
+              data_coding: 0x08,
+              registered_delivery: 0x01,
+              short_message: part.udh ? Buffer.concat([part.udh, part.payload]) : part.payload,
+            }, (lateResp) => {
+              if (lateResp.command_status !== ESME_ROK || !tracker) return;
+              const id = typeof lateResp.message_id === 'string' ? lateResp.message_id : null;
+              tracker.accepted(partNo, id).catch((err: unknown) => log.warn({ err: String(err), partNo }, 'late submit_sm_resp not recorded'));
+            });
+          } catch (err) {
+            const uncertain = err instanceof SubmitError && err.uncertain;
+            if (!uncertain) await tracker?.refused(partNo);
+            const reason = `smpp: ${(err as Error).message} at part ${partNo}/${parts.length}`;
+            return { ok: false, retryable: true, uncertain, reason };
+          }
           if (resp.command_status === ESME_ROK) {
-            ids.push({ providerMessageId: typeof resp.message_id === 'string' ? resp.message_id : null });
+            const id = typeof resp.message_id === 'string' ? resp.message_id : null;
+            await tracker?.accepted(partNo, id);
+            ids.push({ providerMessageId: id });
             break;
           }
           const status = resp.command_status;
@@ -236,11 +334,13 @@ export class SmppChannel implements Channel {
             await sleep(this.cfg.throttleBackoffMs * 2 ** (attempt - 1));
             continue;
           }
-          const reason = `submit_sm status 0x${status.toString(16).padStart(4, '0')}${ids.length ? ` after ${ids.length} part(s)` : ''}`;
-          return { ok: false, retryable: retryableStatus.has(status) && ids.length === 0, reason };
+          await tracker?.refused(partNo);
+          const reason = `submit_sm status 0x${status.toString(16).padStart(4, '0')} at part ${partNo}/${parts.length}`;
+          // Without a tracker a retry would repeat the parts already accepted.
+          return { ok: false, retryable: retryableStatus.has(status) && (tracker !== undefined || ids.length === 0), reason };
         }
       }
-      return { ok: true, parts: ids };
+      return { ok: true, parts: ids, total: parts.length };
     } catch (err) {
       return { ok: false, retryable: true, reason: `smpp: ${(err as Error).message}` };
     } finally {

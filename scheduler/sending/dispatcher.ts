@@ -2,7 +2,7 @@ import type PgBoss from 'pg-boss';
 import type { Pool, PoolClient } from '../../infra/db/pool.ts';
 import { withTransaction } from '../../infra/db/pool.ts';
 import { createLogger } from '../../infra/logger.ts';
-import type { Channel, ChannelResult, DeliveryReceipt } from '../channels/types.ts';
+import type { Channel, ChannelResult, DeliveryReceipt, SendTracker } from '../channels/types.ts';
 import { inTransaction, sendQueueFor } from '../jobs/queue.ts';
 import { reminderText } from '../reminders/plan.ts';
 
@@ -19,9 +19,16 @@ export interface DispatcherOptions {
    * send id) is awaited this long before the message is sent again.
    */
   recoveryGraceMs?: number;
+  /**
+   * A part handed over without an answer (timeout, lost link) is resent no sooner than this: a late
+   * submit_sm_resp or a receipt tagged with the send id may still confirm it.
+   */
+  uncertainGraceMs?: number;
 }
 
-export const defaultDispatcherOptions: DispatcherOptions = { maxAttempts: 5, retryBaseMs: 30_000, retryMaxMs: 30 * 60_000, recoveryGraceMs: 10 * 60_000 };
+export const defaultDispatcherOptions: DispatcherOptions = {
+  maxAttempts: 5, retryBaseMs: 30_000, retryMaxMs: 30 * 60_000, recoveryGraceMs: 10 * 60_000, uncertainGraceMs: 2 * 60_000,
+};
 
 interface SendRow {
   id: number;
@@ -33,7 +40,10 @@ interface SendRow {
   body: string;
   attempts: number;
   fallback_of: number | null;
+  concat_ref: number | null;
 }
+
+const sendColumns = 'id, reminder_id, recipient_kind, recipient_id, channel, address, body, attempts, fallback_of, concat_ref';
 
 /**
  * Carries one message_sends row through its states. The claim (queued -> sending) is a single
@@ -81,34 +91,39 @@ export class Dispatcher {
     const claimed = await this.pool.query<SendRow>(
       `UPDATE message_sends SET state = 'sending', attempts = attempts + 1, updated_at = now()
         WHERE id = $1 AND state = 'queued'
-        RETURNING id, reminder_id, recipient_kind, recipient_id, channel, address, body, attempts, fallback_of`,
+        RETURNING ${sendColumns}`,
       [sendId],
     );
     const row = claimed.rows[0];
     if (!row) return; // already handled by an earlier delivery of this job
     const channel = this.channels[row.channel];
     const result: ChannelResult = channel
-      ? await channel.send(row.address, row.body, row.id).catch((err: unknown) => ({
+      ? await channel.send(row.address, row.body, row.id, this.trackerFor(row)).catch((err: unknown) => ({
           ok: false as const, retryable: true, reason: `channel error: ${String(err)}`,
         }))
       : { ok: false as const, retryable: false, reason: `channel ${row.channel} not configured` };
 
     if (result.ok) {
       await withTransaction(this.pool, async (c) => {
-        await c.query(`UPDATE message_sends SET state = 'sent', sent_at = now(), updated_at = now(), parts = $2,
-                         failure_reason = NULL WHERE id = $1 AND state = 'sending'`, [row.id, result.parts.length]);
-        await c.query(
-          `INSERT INTO message_send_parts (send_id, part_no, provider_message_id)
-           SELECT $1, n, pid FROM unnest($2::text[]) WITH ORDINALITY AS p(pid, n) ON CONFLICT DO NOTHING`,
-          [row.id, result.parts.map((p) => p.providerMessageId)],
-        );
+        // Every part is accepted (now or by an earlier attempt); receipts may already have settled some.
+        const sent = await c.query(
+          `UPDATE message_sends SET state = 'sent', sent_at = now(), updated_at = now(), failure_reason = NULL
+            WHERE id = $1 AND state = 'sending'
+              AND NOT EXISTS (SELECT 1 FROM message_send_parts p WHERE p.send_id = $1 AND p.state IN ('pending', 'unconfirmed'))`,
+          [row.id]);
+        if (!sent.rowCount) throw new Error(`send ${row.id}: channel reported success with parts unacknowledged`);
         await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'sent', $2)`,
-          [row.id, `${result.parts.length} part(s)`]);
+          [row.id, `${result.total ?? result.parts.length} part(s)${result.total !== undefined && result.total !== result.parts.length ? `, ${result.parts.length} in this attempt` : ''}`]);
+        await this.settle(c, row.id);
+      }).catch(async (err: unknown) => {
+        log.error({ err: String(err), sendId: row.id }, 'send not recorded as sent; re-queued');
+        await this.requeue(row, 'record after send failed', this.opts.uncertainGraceMs ?? 0);
       });
       return;
     }
     if (result.retryable && row.attempts < this.opts.maxAttempts) {
-      const delay = Math.max(result.retryAfterMs ?? 0, Math.min(this.opts.retryMaxMs, this.opts.retryBaseMs * 2 ** (row.attempts - 1)));
+      const backoff = Math.min(this.opts.retryMaxMs, this.opts.retryBaseMs * 2 ** (row.attempts - 1));
+      const delay = Math.max(result.retryAfterMs ?? 0, backoff, result.uncertain ? (this.opts.uncertainGraceMs ?? 0) : 0);
       await withTransaction(this.pool, async (c) => {
         await c.query(`UPDATE message_sends SET state = 'queued', failure_reason = $2, updated_at = now(),
                          next_attempt_at = now() + make_interval(secs => $3::float8 / 1000) WHERE id = $1`, [row.id, result.reason, delay]);
@@ -120,6 +135,101 @@ export class Dispatcher {
       return;
     }
     await this.fail(row, result.reason);
+  }
+
+  private async requeue(row: SendRow, reason: string, delay: number): Promise<void> {
+    await withTransaction(this.pool, async (c) => {
+      const q = await c.query(`UPDATE message_sends SET state = 'queued', failure_reason = $2, updated_at = now(),
+                       next_attempt_at = now() + make_interval(secs => $3::float8 / 1000) WHERE id = $1 AND state = 'sending'`, [row.id, reason, delay]);
+      if (!q.rowCount) return;
+      await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'queued', $2)`, [row.id, reason]);
+      await this.boss.insert([{ name: sendQueueFor(row.channel), data: { sendId: row.id }, startAfter: new Date(Date.now() + delay) }], inTransaction(c));
+    });
+  }
+
+  /** Records each part's progress as the channel goes, so the next attempt resumes after the last acknowledged part. */
+  private trackerFor(row: SendRow): SendTracker {
+    const pool = this.pool;
+    return {
+      concatRef: row.concat_ref,
+      async begin(total, concatRef) {
+        return withTransaction(pool, async (c) => {
+          const have = await c.query<{ part_no: number; state: string }>(
+            `SELECT part_no, state FROM message_send_parts WHERE send_id = $1 FOR UPDATE`, [row.id]);
+          const accepted = new Set(have.rows.filter((p) => p.state === 'sent' || p.state === 'delivered').map((p) => p.part_no));
+          if (have.rows.length > 0 && have.rows.length !== total) {
+            // The text split differently (channel settings changed): parts cannot be matched, start over.
+            log.warn({ sendId: row.id, before: have.rows.length, now: total }, 'part count changed; sending every part');
+            await c.query(`DELETE FROM message_send_parts WHERE send_id = $1`, [row.id]);
+            accepted.clear();
+          }
+          await c.query(
+            `INSERT INTO message_send_parts (send_id, part_no, state) SELECT $1, n, 'pending' FROM generate_series(1, $2::int) n
+             ON CONFLICT DO NOTHING`, [row.id, total]);
+          await c.query(`UPDATE message_sends SET parts = $2, concat_ref = $3 WHERE id = $1`, [row.id, total, concatRef]);
+          return accepted;
+        });
+      },
+      async submitting(partNo) {
+        await pool.query(`UPDATE message_send_parts SET state = 'unconfirmed', updated_at = now()
+                           WHERE send_id = $1 AND part_no = $2 AND state IN ('pending', 'unconfirmed')`, [row.id, partNo]);
+      },
+      async accepted(partNo, providerMessageId) {
+        // A receipt may have confirmed (and settled) the part already; keep its state then.
+        await pool.query(
+          `UPDATE message_send_parts SET provider_message_id = coalesce($3, provider_message_id), updated_at = now(),
+                  state = CASE WHEN state IN ('pending', 'unconfirmed') THEN 'sent' ELSE state END
+            WHERE send_id = $1 AND part_no = $2 AND (state IN ('pending', 'unconfirmed') OR provider_message_id IS NOT DISTINCT FROM $3)`,
+          [row.id, partNo, providerMessageId]);
+      },
+      async refused(partNo) {
+        await pool.query(`UPDATE message_send_parts SET state = 'pending', updated_at = now()
+                           WHERE send_id = $1 AND part_no = $2 AND state = 'unconfirmed'`, [row.id, partNo]);
+      },
+    };
+  }
+
+  /**
+   * Derives a send's state from its parts: failed as soon as one part finally failed, sent once every
+   * part is accepted, delivered once every part is delivered. A send still being sent is settled by
+   * its worker when it returns.
+   */
+  private async settle(c: PoolClient, sendId: number): Promise<void> {
+    const agg = await c.query<{ state: string; total: number; rows: number; accepted: number; delivered: number; failed: number; detail: string | null }>(
+      `SELECT s.state, s.parts::int AS total, count(p.*)::int AS rows,
+              count(*) FILTER (WHERE p.state IN ('sent', 'delivered', 'failed'))::int AS accepted,
+              count(*) FILTER (WHERE p.state = 'delivered')::int AS delivered,
+              count(*) FILTER (WHERE p.state = 'failed')::int AS failed,
+              max(p.detail) FILTER (WHERE p.state = 'failed') AS detail
+         FROM message_sends s LEFT JOIN message_send_parts p ON p.send_id = s.id
+        WHERE s.id = $1 GROUP BY s.id`, [sendId]);
+    const a = agg.rows[0];
+    if (!a || a.rows === 0) return;
+    if (a.failed > 0) {
+      // The SMSC could not deliver (phone off for too long, unknown number...): failed, then the other channel.
+      const failed = await c.query<SendRow>(
+        `UPDATE message_sends SET state = 'failed', failure_reason = $2, updated_at = now()
+          WHERE id = $1 AND state IN ('sent', 'queued')
+          RETURNING ${sendColumns}`,
+        [sendId, `receipt ${a.detail ?? ''}`.trim()]);
+      const row = failed.rows[0];
+      if (row) {
+        await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'failed', $2)`, [sendId, `receipt ${a.detail ?? ''}`.trim()]);
+        await this.fallback(c, row);
+      }
+      return;
+    }
+    if (a.accepted === a.total && a.rows === a.total) {
+      // Every part confirmed (a send recovered after a crash may learn this from receipts alone).
+      const sent = await c.query(`UPDATE message_sends SET state = 'sent', sent_at = now(), updated_at = now(), failure_reason = NULL
+                                   WHERE id = $1 AND state = 'queued' AND attempts > 0`, [sendId]);
+      if (sent.rowCount) await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'sent', 'every part confirmed by receipt')`, [sendId]);
+    }
+    if (a.delivered === a.total && a.rows === a.total) {
+      const d = await c.query(`UPDATE message_sends SET state = 'delivered', delivered_at = now(), updated_at = now()
+                      WHERE id = $1 AND state = 'sent'`, [sendId]);
+      if (d.rowCount) await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'delivered', $2)`, [sendId, `${a.total} part(s)`]);
+    }
   }
 
   /** Final failure; the message then goes out on the other channel if the recipient allows it. */
@@ -189,59 +299,36 @@ export class Dispatcher {
   }
 
   private async applyReceipt(r: DeliveryReceipt): Promise<boolean> {
+    const partState = r.outcome === 'delivered' ? 'delivered' : r.outcome === 'failed' ? 'failed' : null;
+    const detail = `${r.stat} err:${r.err}`;
     return withTransaction(this.pool, async (c) => {
+      // Interim receipts (ACCEPTD, ENROUTE, UNKNOWN) only note the state; final ones settle the part once.
       const part = await c.query<{ send_id: number }>(
-        `UPDATE message_send_parts SET state = $2, detail = $3, updated_at = now()
-          WHERE provider_message_id = $1 AND state = 'sent' RETURNING send_id`,
-        [r.providerMessageId, r.delivered ? 'delivered' : 'failed', `${r.stat} err:${r.err}`],
+        `UPDATE message_send_parts SET state = coalesce($2, state), detail = $3, updated_at = now()
+          WHERE provider_message_id = $1 AND state IN ('sent', 'pending', 'unconfirmed') RETURNING send_id`,
+        [r.providerMessageId, partState, detail],
       );
       let sendId = part.rows[0]?.send_id;
       if (sendId === undefined) {
         const known = await c.query<{ state: string }>(`SELECT state FROM message_send_parts WHERE provider_message_id = $1`, [r.providerMessageId]);
-        const k = known.rows[0];
-        if (k && k.state !== 'sent') return true; // a duplicate receipt counts as handled
-        if (k) return false; // the part committed just now, after our UPDATE looked: apply on the retry
+        if (known.rows[0]) return true; // a duplicate of a receipt already applied
         if (r.sendRef === undefined) return false;
-        // A send recovered after a crash (queued again, already attempted): the receipt proves the SMSC
-        // took it, so it must not be sent again.
-        const rec = await c.query<{ id: number }>(
-          `UPDATE message_sends SET state = 'sent', sent_at = now(), updated_at = now()
-            WHERE id = $1 AND state = 'queued' AND attempts > 0 AND ($2::text IS NULL OR address = $2)
-            RETURNING id`,
-          [r.sendRef, r.recipient ?? null],
+        // No part has this id: it is the part whose submit_sm_resp we never read (timeout, lost link,
+        // crash). Parts go out one at a time, so that is the send's first unconfirmed part.
+        const confirmed = await c.query<{ send_id: number; part_no: number }>(
+          `UPDATE message_send_parts p SET provider_message_id = $2, state = coalesce($3, 'sent'), detail = $4, updated_at = now()
+            WHERE p.send_id = $1 AND p.state = 'unconfirmed' AND p.part_no = (SELECT min(part_no) FROM message_send_parts WHERE send_id = $1 AND state = 'unconfirmed')
+              AND EXISTS (SELECT 1 FROM message_sends s WHERE s.id = $1 AND s.channel = 'sms' AND ($5::text IS NULL OR s.address = $5))
+            RETURNING p.send_id, p.part_no`,
+          [r.sendRef, r.providerMessageId, partState, detail, r.recipient ?? null],
         );
-        sendId = rec.rows[0]?.id;
-        if (sendId === undefined) return false;
-        await c.query(
-          `INSERT INTO message_send_parts (send_id, part_no, provider_message_id, state, detail)
-           SELECT $1, coalesce(max(part_no), 0) + 1, $2, $3, $4 FROM message_send_parts WHERE send_id = $1
-           ON CONFLICT DO NOTHING`,
-          [sendId, r.providerMessageId, r.delivered ? 'delivered' : 'failed', `${r.stat} err:${r.err}`],
-        );
-        await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'sent', 'confirmed by receipt after restart')`, [sendId]);
+        const hit = confirmed.rows[0];
+        if (!hit) return false;
+        sendId = hit.send_id;
+        await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'part', $2)`,
+          [sendId, `part ${hit.part_no} confirmed by receipt ${r.stat} (no submit_sm_resp)`]);
       }
-      const agg = await c.query<{ total: number; delivered: number; failed: number }>(
-        `SELECT count(*)::int AS total, count(*) FILTER (WHERE state = 'delivered')::int AS delivered,
-                count(*) FILTER (WHERE state = 'failed')::int AS failed
-           FROM message_send_parts WHERE send_id = $1`, [sendId]);
-      const a = agg.rows[0]!;
-      if (a.delivered === a.total) {
-        await c.query(`UPDATE message_sends SET state = 'delivered', delivered_at = now(), updated_at = now()
-                        WHERE id = $1 AND state = 'sent'`, [sendId]);
-        await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'delivered', $2)`, [sendId, r.stat]);
-      } else if (a.failed > 0) {
-        // The SMSC could not deliver (phone off for too long, unknown number...): failed, then the other channel.
-        const failed = await c.query<SendRow>(
-          `UPDATE message_sends SET state = 'failed', failure_reason = $2, updated_at = now()
-            WHERE id = $1 AND state = 'sent'
-            RETURNING id, reminder_id, recipient_kind, recipient_id, channel, address, body, attempts, fallback_of`,
-          [sendId, `receipt ${r.stat} err:${r.err}`]);
-        const row = failed.rows[0];
-        if (row) {
-          await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'failed', $2)`, [sendId, `receipt ${r.stat}`]);
-          await this.fallback(c, row);
-        }
-      }
+      await this.settle(c, sendId);
       return true;
     });
   }

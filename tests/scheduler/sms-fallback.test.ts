@@ -82,9 +82,10 @@ test('reminders go out on each secretary\'s channel; a failed SMS falls back to 
   await db.pool.query(`UPDATE members SET preferred_channel = 'beidou', beidou_card = '0300001' WHERE id = $1`, [b0!.secretaryId]);
   await db.pool.query(`UPDATE members SET beidou_card = '0300002' WHERE id = $1`, [b1!.secretaryId]); // SMS to b1 is rejected
   await db.pool.query(`UPDATE members SET beidou_card = '0300003' WHERE id = $1`, [town.branches[2]!.secretaryId]); // SMS to b2 undelivered
+  await db.pool.query(`DELETE FROM members WHERE branch_id IN (SELECT id FROM branches WHERE name = '外村党支部')`);
   await db.pool.query(`DELETE FROM branches WHERE name = '外村党支部'`);
 
-  const sms = new SmppChannel({ port: smsc.port, systemId: 'sched', password: 'secret' }, (r) => service.onReceipt(r));
+  const sms = new SmppChannel({ port: smsc.port, systemId: 'sched', password: 'secret' }, (r): Promise<void> => service.onReceipt(r));
   cleanups.push(() => sms.close());
   const beidou = new BeidouTerminal({ path: pty.a, feedbackTimeoutMs: 2000 });
   await beidou.open();
