@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
+import { installProcessPolicy } from './process-policy.ts';
 import { loadJoinKeys, loadTokenSecret } from './secret.ts';
 import { openDatabase } from './db/open-database.ts';
 import { DEMO_PASSWORD } from './demo/generate.ts';
@@ -77,6 +78,7 @@ server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
 });
 
 let stopping = false;
+installProcessPolicy(log, { shuttingDown: () => stopping });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, async () => {
     if (stopping) return;

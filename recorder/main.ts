@@ -1,6 +1,7 @@
 import { loadConfig } from '../infra/config.ts';
 import { createPool } from '../infra/db/pool.ts';
 import { createLogger } from '../infra/logger.ts';
+import { installProcessPolicy } from '../infra/process-policy.ts';
 import { ObjectStorage } from '../infra/storage/ObjectStorage.ts';
 import { recorderConfigSchema } from './config.ts';
 import { Recorder } from './Recorder.ts';
@@ -24,6 +25,7 @@ recorder.on('indexed', (s) => log.debug({ key: s.objectKey, latencyMs: s.closeTo
 process.stdout.write('recorder ready\n');
 
 let stopping = false;
+installProcessPolicy(log, { shuttingDown: () => stopping });
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
   process.on(sig, () => {
     if (stopping) return;

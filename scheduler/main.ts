@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { createPool } from '../infra/db/pool.ts';
 import { migrateUp } from '../infra/db/migrate.ts';
 import { createLogger } from '../infra/logger.ts';
+import { installProcessPolicy } from '../infra/process-policy.ts';
 import { schedulerSettingsSchema, startScheduler } from './startScheduler.ts';
 
 // Scheduler process entry: `node --import tsx scheduler/main.ts`. Settings come from the environment.
@@ -15,6 +16,7 @@ async function main(): Promise<void> {
   process.send?.({ type: 'ready' });
 
   let stopping = false;
+  installProcessPolicy(log, { shuttingDown: () => stopping });
   const stop = async () => {
     if (stopping) return;
     stopping = true;

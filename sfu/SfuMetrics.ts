@@ -5,6 +5,10 @@ import type { SfuNode } from './SfuNode.ts';
 export class SfuMetrics {
   readonly registry = new Registry();
   readonly signallingErrors: Counter<'code'>;
+  /** Signalling connections refused by the node-wide or per-address cap. */
+  readonly connectionsRefused: Counter<'reason'>;
+  /** Signalling connections closed for want of a join in time, or of pongs. */
+  readonly sessionsTimedOut: Counter<'reason'>;
 
   constructor(node: SfuNode) {
     const r = this.registry;
@@ -26,6 +30,9 @@ export class SfuMetrics {
         this.set(node.pool.restarts);
       },
     });
+    this.connectionsRefused = new Counter({ name: 'sfu_connections_refused_total', help: 'Signalling connections refused by a connection cap', labelNames: ['reason'], registers: [r] });
+    this.sessionsTimedOut = new Counter({ name: 'sfu_sessions_timed_out_total', help: 'Signalling connections closed: no join in time, or no pong', labelNames: ['reason'], registers: [r] });
+    new Gauge({ name: 'sfu_signalling_connections', help: 'Open signalling connections', registers: [r], collect() { this.set(node.connections); } });
     new Gauge({ name: 'sfu_rooms', help: 'Open rooms', registers: [r], collect() { this.set(node.rooms.size); } });
     new Gauge({ name: 'sfu_peers', help: 'Joined peers', registers: [r], collect() { this.set(peers().length); } });
     new Gauge({

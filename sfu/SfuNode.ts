@@ -11,6 +11,8 @@ import { SignallingError, type ErrorCode } from './protocol.ts';
 import { Room } from './Room.ts';
 import { SfuMetrics } from './SfuMetrics.ts';
 import { SignallingSession, type SessionHost } from './SignallingSession.ts';
+import { DEFAULT_SIGNALLING_LIMITS, type SignallingLimits } from './SignallingLimits.ts';
+import { UpgradeDispatcher, refuseUpgrade } from './UpgradeDispatcher.ts';
 import { Tap } from './Tap.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
 import { WorkerPool, type WorkerPoolOptions } from './WorkerPool.ts';
@@ -26,6 +28,8 @@ export interface SfuNodeOptions extends WorkerPoolOptions {
   keyFrameRequestDelayMs?: number;
   /** This node's place in the five-level tree; absent for a stand-alone node. */
   cascade?: CascadeOptions;
+  /** Bounds on browsers' signalling connections (see SignallingLimits for the defaults). */
+  signalling?: Partial<SignallingLimits>;
 }
 
 export type SfuNodeEvents = {
@@ -50,6 +54,10 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
   /** Meetings ended here or elsewhere in the conference: joins are refused for a while. */
   readonly #ended = new Map<string, number>();
   #wss: WebSocketServer | undefined;
+  readonly limits: SignallingLimits;
+  /** Open /sfu connections, in all and per remote address. */
+  #connections = 0;
+  readonly #perAddress = new Map<string, number>();
 
   constructor(options: SfuNodeOptions) {
     super();
@@ -57,6 +65,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
     this.#logger = options.logger;
     this.#listenIp = options.listenIp;
     this.#keyFrameRequestDelayMs = options.keyFrameRequestDelayMs ?? 1000;
+    this.limits = { ...DEFAULT_SIGNALLING_LIMITS, ...options.signalling };
     this.pool = new WorkerPool({ ...options });
     this.metrics = new SfuMetrics(this);
     this.pool.on('workerdied', (slot) => {
@@ -78,15 +87,42 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
     this.cascade?.start();
   }
 
+  /** Open browser signalling connections on this node. */
+  get connections(): number {
+    return this.#connections;
+  }
+
   /** Serves signalling on `path` of an existing HTTP server (WebSocket upgrade). */
   attach(server: http.Server, path = '/sfu'): void {
     const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
     this.#wss = wss;
-    server.on('upgrade', (req, socket, head) => {
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      if (url.pathname !== path) return;
+    const upgrades = UpgradeDispatcher.for(server);
+    upgrades.route(path, (req, socket, head) => {
+      const address = req.socket.remoteAddress ?? 'unknown';
+      if (this.#connections >= this.limits.maxConnections) {
+        this.metrics.connectionsRefused.inc({ reason: 'node' });
+        return refuseUpgrade(socket, 503, 'Service Unavailable', { 'Retry-After': '10' });
+      }
+      if ((this.#perAddress.get(address) ?? 0) >= this.limits.maxConnectionsPerAddress) {
+        this.metrics.connectionsRefused.inc({ reason: 'address' });
+        return refuseUpgrade(socket, 429, 'Too Many Requests', { 'Retry-After': '10' });
+      }
+      // Counted from the upgrade on, so that handshakes in progress count against the caps too.
+      this.#connections++;
+      this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1);
+      let counted = true;
+      const uncount = () => {
+        if (!counted) return;
+        counted = false;
+        this.#connections--;
+        const n = (this.#perAddress.get(address) ?? 1) - 1;
+        if (n <= 0) this.#perAddress.delete(address);
+        else this.#perAddress.set(address, n);
+      };
+      socket.once('close', uncount);
       wss.handleUpgrade(req, socket, head, (ws) => {
-        new SignallingSession(ws, this, this.#logger.child({ remote: req.socket.remoteAddress }));
+        ws.once('close', uncount);
+        new SignallingSession(ws, this, this.#logger.child({ remote: address }), this.limits);
       });
     });
     // Children's control links share the server (and its port) with the browsers' signalling.
@@ -174,6 +210,10 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
 
   countError(code: ErrorCode): void {
     this.metrics.signallingErrors.inc({ code });
+  }
+
+  countTimeout(reason: 'join' | 'ping'): void {
+    this.metrics.sessionsTimedOut.inc({ reason });
   }
 
   async close(): Promise<void> {

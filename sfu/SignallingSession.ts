@@ -4,6 +4,7 @@ import type { types } from 'mediasoup';
 import type { Logger } from '../infra/logger.ts';
 import { TokenError, verifyJoinToken, type JoinClaims } from '../infra/tokens.ts';
 import type { Peer, Notify } from './Peer.ts';
+import { DEFAULT_SIGNALLING_LIMITS, type SignallingLimits } from './SignallingLimits.ts';
 import {
   MAX_REQUEST_BYTES,
   SignallingError,
@@ -22,14 +23,14 @@ export interface SessionHost {
   leaveRoom(peer: Peer): void;
   roomState(peer: Peer): { peers: Peer['info'][]; producers: ReturnType<Peer['producerInfos']>; routerRtpCapabilities: types.RtpCapabilities; conference: ConferenceStateView };
   countError(code: ErrorCode): void;
+  countTimeout(reason: 'join' | 'ping'): void;
 }
 
 // Bounds on one client: requests are handled one at a time in arrival order, at most MAX_PENDING
-// waiting; a token bucket caps the rate; a client that stops reading is cut off rather than
-// letting its send buffer grow without end.
+// waiting; a token bucket caps the rate (SignallingLimits); a client that stops reading is cut off
+// rather than letting its send buffer grow without end; one that does not join in time, or stops
+// answering pings, is closed (and so leaves its room).
 const MAX_PENDING = 32;
-const BUCKET_CAPACITY = 60;
-const BUCKET_REFILL_PER_S = 30;
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
 /** One WebSocket connection: validates, rate-limits and serialises requests, then dispatches them. */
@@ -38,18 +39,55 @@ export class SignallingSession {
   readonly #host: SessionHost;
   readonly #logger: Logger;
   #peer: Peer | undefined;
+  readonly #limits: SignallingLimits;
   #pending = 0;
   #chain: Promise<void> = Promise.resolve();
-  #tokens = BUCKET_CAPACITY;
+  #tokens: number;
   #lastRefill = Date.now();
+  #joinTimer: NodeJS.Timeout | undefined;
+  readonly #pinger: NodeJS.Timeout;
+  #alive = true;
 
-  constructor(ws: WebSocket, host: SessionHost, logger: Logger) {
+  constructor(ws: WebSocket, host: SessionHost, logger: Logger, limits: SignallingLimits = DEFAULT_SIGNALLING_LIMITS) {
     this.#ws = ws;
     this.#host = host;
     this.#logger = logger;
+    this.#limits = limits;
+    this.#tokens = limits.requestBurst;
     ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
-    ws.on('close', () => this.#leave());
+    ws.on('close', () => this.#onClose());
     ws.on('error', (err) => this.#logger.debug({ err: err.message }, 'socket error'));
+    ws.on('pong', () => (this.#alive = true));
+    this.#joinTimer = setTimeout(() => {
+      if (this.#peer) return;
+      this.#host.countTimeout('join');
+      this.#logger.debug('no join in time; closing');
+      this.#ws.close(4008, 'join deadline');
+      // A client that does not complete the close handshake is cut.
+      setTimeout(() => this.#ws.terminate(), 2000).unref();
+    }, limits.joinDeadlineMs);
+    this.#joinTimer.unref();
+    this.#pinger = setInterval(() => {
+      if (!this.#alive) {
+        this.#host.countTimeout('ping');
+        this.#logger.info('signalling peer stopped answering pings; closing');
+        this.#ws.terminate(); // 'close' follows: the peer leaves its room
+        return;
+      }
+      this.#alive = false;
+      try {
+        this.#ws.ping();
+      } catch {
+        // closing anyway
+      }
+    }, limits.pingIntervalMs);
+    this.#pinger.unref();
+  }
+
+  #onClose(): void {
+    clearTimeout(this.#joinTimer);
+    clearInterval(this.#pinger);
+    this.#leave();
   }
 
   #onMessage(data: RawData, isBinary: boolean): void {
@@ -151,6 +189,7 @@ export class SignallingSession {
       throw new SignallingError('internal', 'connection closed while joining');
     }
     this.#peer = peer;
+    clearTimeout(this.#joinTimer);
     return { peerId: peer.id, roomId: claims.room, role: claims.role, ...this.#host.roomState(peer) };
   }
 
@@ -162,7 +201,7 @@ export class SignallingSession {
 
   #takeToken(): boolean {
     const now = Date.now();
-    this.#tokens = Math.min(BUCKET_CAPACITY, this.#tokens + ((now - this.#lastRefill) / 1000) * BUCKET_REFILL_PER_S);
+    this.#tokens = Math.min(this.#limits.requestBurst, this.#tokens + ((now - this.#lastRefill) / 1000) * this.#limits.requestsPerSecond);
     this.#lastRefill = now;
     if (this.#tokens < 1) return false;
     this.#tokens -= 1;

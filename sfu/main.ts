@@ -3,12 +3,15 @@
 import http from 'node:http';
 import { loadConfig } from '../infra/config.ts';
 import { createLogger } from '../infra/logger.ts';
+import { installProcessPolicy } from '../infra/process-policy.ts';
 import { loadJoinPublicKey, loadTokenSecret } from '../infra/secret.ts';
 import { SfuNode } from './SfuNode.ts';
 import { nodeOptionsFromConfig } from './nodeOptionsFromConfig.ts';
 
 const config = loadConfig();
 const logger = createLogger('sfu');
+let stopping = false;
+installProcessPolicy(logger, { shuttingDown: () => stopping });
 // Join tokens are checked with the API's public key; the cascade secret (SFU_CASCADE_SECRET, else
 // TOKEN_SECRET, else this node's generated secret) authenticates the link to the parent.
 const keys = { joinKey: loadJoinPublicKey(config.DATA_DIR, config.JOIN_PUBLIC_KEY), cascadeSecret: loadTokenSecret(config.DATA_DIR, config.TOKEN_SECRET) };
@@ -34,6 +37,7 @@ server.listen(config.SFU_HTTP_PORT, config.HTTP_HOST, () => logger.info({ port: 
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
+    stopping = true;
     logger.info({ signal }, 'shutting down');
     server.close();
     void node.close().then(() => process.exit(0));

@@ -5,6 +5,7 @@ import type { Logger } from '../../infra/logger.ts';
 import { signNodeToken, verifyJoinToken, verifyNodeToken, type JoinClaims } from '../../infra/tokens.ts';
 import type { Room } from '../Room.ts';
 import { TypedEmitter } from '../TypedEmitter.ts';
+import { UpgradeDispatcher, refuseUpgrade } from '../UpgradeDispatcher.ts';
 import { CascadeRoom, type PipeRoute } from './CascadeRoom.ts';
 import { ControlChannel, type ChannelHandler } from './ControlChannel.ts';
 import type { Link } from './Link.ts';
@@ -48,6 +49,8 @@ export interface CascadeOptions {
   /** How long a producer keeps being piped after its last consumer beyond the link left. */
   unsubscribeLingerMs?: number;
   pingIntervalMs?: number;
+  /** How long a live child link has to answer a ping when another connection claims its node id. */
+  probeTimeoutMs?: number;
   requestTimeoutMs?: number;
   backoffMinMs?: number;
   backoffMaxMs?: number;
@@ -147,22 +150,25 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
   attach(server: http.Server, path = '/cascade'): void {
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CONTROL_MESSAGE_BYTES });
     this.#wss = wss;
-    server.on('upgrade', (req, socket, head) => {
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      if (url.pathname !== path) return;
-      // The token check is asynchronous; a socket reset meanwhile must not become an uncaught error.
-      socket.on('error', () => socket.destroy());
+    // The dispatcher has given the socket an error handler and a handshake deadline already.
+    UpgradeDispatcher.for(server).route(path, (req, socket, head) => {
       const auth = req.headers.authorization ?? '';
       const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
-      const refuse = (status: number, text: string) => {
-        socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-      };
+      const refuse = (status: number, text: string) => refuseUpgrade(socket, status, text);
       if (this.#closed) return refuse(503, 'Service Unavailable');
       verifyNodeToken(this.#options.childKey ?? this.#options.secret, token).then(
-        (claims) => {
+        async (claims) => {
           const allowed = this.#options.allowedChildren;
           if (claims.nodeId === this.nodeId || (allowed && !allowed.includes(claims.nodeId))) return refuse(403, 'Forbidden');
-          if (socket.destroyed) return;
+          // One live link per node id: a second connection claiming the id of a child whose link
+          // still answers is refused (it cannot take over another node's conferences); one whose
+          // link is dead (it restarted, its old socket is half-open) replaces it.
+          const previous = this.#children.get(claims.nodeId);
+          if (previous && !previous.channel.closed && (await previous.channel.probe(this.#options.probeTimeoutMs ?? Math.min(2000, this.#options.pingIntervalMs)))) {
+            this.#log.warn({ child: claims.nodeId, remote: req.socket.remoteAddress }, 'child refused: a live link with this node id is attached');
+            return refuse(409, 'Conflict');
+          }
+          if (socket.destroyed || this.#closed) return;
           wss.handleUpgrade(req, socket, head, (ws) => this.#onChild(claims.nodeId, new ControlChannel(ws, {
             logger: this.#log.child({ link: `child:${claims.nodeId}` }),
             pingIntervalMs: this.#options.pingIntervalMs,
@@ -173,7 +179,10 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
           this.#log.warn({ remote: req.socket.remoteAddress }, 'child refused: bad node token');
           refuse(401, 'Unauthorized');
         },
-      );
+      ).catch((err: unknown) => {
+        this.#log.error({ err: (err as Error).message }, 'child link setup failed');
+        refuse(500, 'Internal Server Error');
+      });
     });
   }
 

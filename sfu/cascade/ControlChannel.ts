@@ -27,6 +27,8 @@ export interface ControlChannelOptions {
   /** Ping interval; a neighbour that misses two pongs is considered gone. */
   pingIntervalMs: number;
   requestTimeoutMs: number;
+  /** Bytes of ordered messages waiting to be applied before the neighbour is cut off (default 64 MiB). */
+  maxBacklogBytes?: number;
 }
 
 export type ControlChannelEvents = {
@@ -36,6 +38,8 @@ export type ControlChannelEvents = {
 // Bounds on one neighbour: ordered messages waiting to be applied, concurrent subscribe handlers,
 // our own requests awaiting an answer, and bytes queued towards a neighbour that stopped reading.
 const MAX_ORDERED_BACKLOG = 20_000;
+/** 20,000 messages of up to 4 MiB each would be 80 GB: the backlog is bounded in bytes too. */
+export const MAX_ORDERED_BACKLOG_BYTES = 64 * 1024 * 1024;
 const MAX_CONCURRENT_REQUESTS = 512;
 const MAX_OUTSTANDING = 1024;
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
@@ -63,6 +67,7 @@ export class ControlChannel extends TypedEmitter<ControlChannelEvents> {
   #nextId = 1;
   #chain: Promise<void> = Promise.resolve();
   #backlog = 0;
+  #backlogBytes = 0;
   #concurrent = 0;
   #alive = true;
   readonly #pinger: NodeJS.Timeout;
@@ -97,6 +102,29 @@ export class ControlChannel extends TypedEmitter<ControlChannelEvents> {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Whether the neighbour answers a ping within `timeoutMs` (never rejects). */
+  probe(timeoutMs: number): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.#ws.off('pong', onPong);
+        this.off('close', onClose);
+        resolve(ok);
+      };
+      const onPong = () => done(true);
+      const onClose = () => done(false);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.#ws.on('pong', onPong);
+      this.once('close', onClose);
+      try {
+        this.#ws.ping();
+      } catch {
+        done(false);
+      }
+    });
   }
 
   /** Messages are held (not dropped) until a handler is set, so nothing is lost during setup. */
@@ -180,13 +208,15 @@ export class ControlChannel extends TypedEmitter<ControlChannelEvents> {
         .finally(() => this.#concurrent--);
       return;
     }
-    if (this.#backlog >= MAX_ORDERED_BACKLOG) {
+    if (this.#backlog >= MAX_ORDERED_BACKLOG || this.#backlogBytes + buf.length > (this.#options.maxBacklogBytes ?? MAX_ORDERED_BACKLOG_BYTES)) {
       // A neighbour that floods faster than we can apply is cut off; it reconnects and resyncs.
       this.#logger.error('neighbour flooded the control link; closing it');
       this.close('backlog overflow');
       return;
     }
     this.#backlog++;
+    this.#backlogBytes += buf.length;
+    const bytes = buf.length;
     this.#chain = this.#chain
       .then(() => this.#whenReady())
       .then(async () => {
@@ -195,7 +225,10 @@ export class ControlChannel extends TypedEmitter<ControlChannelEvents> {
         else await this.#handler!.onNotification(msg);
       })
       .catch((err: unknown) => this.#logger.error({ err: (err as Error).message }, 'control notification failed'))
-      .finally(() => this.#backlog--);
+      .finally(() => {
+        this.#backlog--;
+        this.#backlogBytes -= bytes;
+      });
   }
 
   #whenReady(): Promise<void> {

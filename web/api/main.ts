@@ -1,11 +1,13 @@
 import { loadConfig } from '../../infra/config.ts';
 import { createLogger } from '../../infra/logger.ts';
+import { installProcessPolicy } from '../../infra/process-policy.ts';
 import { createApiApp } from './app.ts';
 import { loadJoinKeys, loadTokenSecret } from '../../infra/secret.ts';
 import { openDatabase } from '../../infra/db/open-database.ts';
 
 // Runs the API alone, without SFU or pages: `node --import tsx web/api/main.ts` (npm start runs infra/system.ts).
 const log = createLogger('api-main');
+installProcessPolicy(log);
 const config = loadConfig();
 const db = await openDatabase(config);
 const app = createApiApp({
