@@ -24,6 +24,12 @@ export type ConferenceControlEvents = {
   ended: [reason: 'chair' | 'api'];
 };
 
+/**
+ * How far ahead of this node's clock a neighbour's stamp may be. Every chair command and hand moves
+ * the clock by one; a real conference stays far below this even when a node joins late (clock 0).
+ */
+export const MAX_CLOCK_JUMP = 1_000_000;
+
 export const INITIAL_CONTROL: ControlState = {
   stamp: { clock: 0, node: '' },
   muteAll: false,
@@ -184,10 +190,15 @@ export class ConferenceControl extends TypedEmitter<ConferenceControlEvents> {
 
   /** Merges what a neighbour sent (openRoom snapshot or a change); returns what was new here. */
   merge(delta: ConferenceDelta, from: string): void {
-    if (delta.control) this.#clock = Math.max(this.#clock, delta.control.stamp.clock);
-    for (const h of delta.hands ?? []) this.#clock = Math.max(this.#clock, h.stamp.clock);
-    if (delta.control && newer(delta.control.stamp, this.#state.stamp)) this.#setControl(delta.control, from);
-    const hands = (delta.hands ?? []).filter((h) => {
+    // A stamp far ahead of anything seen would win every later write (MAX_SAFE_INTEGER pins the
+    // state for ever): such writes are dropped, not clamped, so a liar gains nothing.
+    const plausible = (s: Stamp) => s.clock <= this.#clock + MAX_CLOCK_JUMP;
+    const control = delta.control && plausible(delta.control.stamp) ? delta.control : undefined;
+    const incoming = (delta.hands ?? []).filter((h) => plausible(h.stamp));
+    if (control) this.#clock = Math.max(this.#clock, control.stamp.clock);
+    for (const h of incoming) this.#clock = Math.max(this.#clock, h.stamp.clock);
+    if (control && newer(control.stamp, this.#state.stamp)) this.#setControl(control, from);
+    const hands = incoming.filter((h) => {
       const mine = this.#hands.get(h.peerId);
       return mine ? newer(h.stamp, mine.stamp) : true;
     });
@@ -195,8 +206,8 @@ export class ConferenceControl extends TypedEmitter<ConferenceControlEvents> {
   }
 
   /** Applies the chair's mute to a participant's microphone producer as it is created (before it is announced). */
-  async enforceOnNewProducer(peer: Peer, producer: { id: string; paused: boolean; pause(): Promise<void> }, source: string): Promise<void> {
-    if (source !== 'microphone' || !this.isMuted(peer.id, peer.claims.role) || producer.paused) return;
+  async enforceOnNewProducer(peer: Peer, producer: { id: string; kind: string; paused: boolean; pause(): Promise<void> }): Promise<void> {
+    if (producer.kind !== 'audio' || !this.isMuted(peer.id, peer.claims.role) || producer.paused) return;
     await producer.pause();
     this.#held.add(producer.id);
   }
@@ -253,7 +264,8 @@ export class ConferenceControl extends TypedEmitter<ConferenceControlEvents> {
       for (const peer of this.#room.peers.values()) {
         const muted = this.isMuted(peer.id, peer.claims.role);
         for (const p of peer.producers.values()) {
-          if (p.appData.source !== 'microphone' || p.closed) continue;
+          // Every audio producer of the site, not only what it calls its microphone.
+          if (p.kind !== 'audio' || p.closed) continue;
           if (muted && !p.paused) {
             this.#held.add(p.id);
             jobs.push(peer.setPausedByChair(p.id, true));

@@ -12,6 +12,7 @@ import {
   type RequestData,
 } from './protocol.ts';
 import type { Room } from './Room.ts';
+import { refusedSource } from './sourcePolicy.ts';
 
 // Per-peer bounds: a browser needs one send and one recv transport (a few more across ICE restarts),
 // at most camera+microphone+screen+film producers, and one consumer per remote track.
@@ -119,7 +120,8 @@ export class Peer {
   }
 
   async produce({ transportId, kind, rtpParameters, source }: RequestData<'produce'>) {
-    if (this.claims.role === 'viewer') throw new SignallingError('forbidden', 'viewers cannot send media');
+    const refused = refusedSource(this.claims.role, kind, source);
+    if (refused) throw new SignallingError(this.claims.role === 'viewer' ? 'forbidden' : 'bad_request', refused);
     const transport = this.#transport(transportId);
     if (transport.appData.direction !== 'send') throw new SignallingError('bad_request', 'produce needs a send transport');
     if (this.#producers.size >= MAX_PRODUCERS) throw new SignallingError('bad_request', `at most ${MAX_PRODUCERS} producers`);
@@ -143,6 +145,8 @@ export class Peer {
    */
   async adoptProducer(producer: types.Producer, source: MediaSource): Promise<string> {
     if (this.#closed) throw new SignallingError('not_joined', 'left the room');
+    const refused = refusedSource(this.claims.role, producer.kind, source);
+    if (refused) throw new SignallingError('bad_request', refused);
     if (this.#producers.size >= MAX_PRODUCERS) throw new SignallingError('bad_request', `at most ${MAX_PRODUCERS} producers`);
     for (const p of this.#producers.values()) {
       if (p.appData.source === source) throw new SignallingError('bad_request', `already producing ${source}`);
@@ -154,7 +158,7 @@ export class Peer {
 
   async #register(producer: types.Producer<ProducerAppData>): Promise<string> {
     // A site the chair holds muted starts muted: paused before anyone hears of it.
-    await this.#room.control.enforceOnNewProducer(this, producer, producer.appData.source);
+    await this.#room.control.enforceOnNewProducer(this, producer);
     if (producer.closed || this.#closed) throw new SignallingError('not_joined', 'left the room');
     this.#producers.set(producer.id, producer);
     producer.observer.on('close', () => {
@@ -199,7 +203,8 @@ export class Peer {
 
   async resumeProducer({ producerId }: RequestData<'resumeProducer'>) {
     const producer = this.#producer(producerId);
-    if (producer.appData.source === 'microphone' && this.#room.control.isMuted(this.id, this.claims.role)) {
+    // Any audio, whatever it is called: the chair's mute holds the site's sound.
+    if (producer.kind === 'audio' && this.#room.control.isMuted(this.id, this.claims.role)) {
       throw new SignallingError('forbidden', 'the chair has muted this site');
     }
     await producer.resume();
