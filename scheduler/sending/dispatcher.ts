@@ -195,6 +195,9 @@ export class Dispatcher {
    * its worker when it returns.
    */
   private async settle(c: PoolClient, sendId: number): Promise<void> {
+    // Receipts and the worker settle concurrently: the send's row lock orders them, and the count
+    // below (a new statement) then sees what the other committed.
+    await c.query(`SELECT 1 FROM message_sends WHERE id = $1 FOR UPDATE`, [sendId]);
     const agg = await c.query<{ state: string; total: number; rows: number; accepted: number; delivered: number; failed: number; detail: string | null }>(
       `SELECT s.state, s.parts::int AS total, count(p.*)::int AS rows,
               count(*) FILTER (WHERE p.state IN ('sent', 'delivered', 'failed'))::int AS accepted,

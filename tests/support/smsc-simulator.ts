@@ -13,7 +13,37 @@ export interface ReceivedMessage {
   at: number;
 }
 
+/** A fault injected on the submit_sm of one part (UDH sequence number; 1 for a single message). */
+export interface SubmitFault {
+  part: number;
+  /** Only for this destination (default: any). */
+  to?: string;
+  /** How many matching submits it applies to (default 1). */
+  times?: number;
+  /**
+   * drop: never answer; delay: answer after `delayMs`; disconnect: close the connection instead of answering.
+   */
+  action: 'drop' | 'delay' | 'disconnect';
+  /** Whether the SMSC took the part despite the missing answer (it is then delivered and receipted). */
+  accept: boolean;
+  delayMs?: number;
+}
+
+export interface AcceptedPart {
+  to: string;
+  /** Concatenation reference, -1 for a single message. */
+  ref: number;
+  seq: number;
+  total: number;
+  id: string;
+  from: string;
+}
+
 export interface SmscOptions {
+  /** Faults on chosen parts: missing / late answers and dropped links in the middle of a message. */
+  faults?: SubmitFault[];
+  /** Destinations whose receipts say ENROUTE (interim) until releaseFinalReceipts(). */
+  interimOnly?: string[];
   systemId?: string;
   password?: string;
   /** Answer ESME_RTHROTTLED to this many submit_sm before accepting (per destination, per message). */
@@ -32,6 +62,10 @@ export class SmscSimulator {
   readonly messages: ReceivedMessage[] = [];
   readonly submits: Array<{ to: string; status: number; dataCoding: number; esmClass: number; udh: boolean }> = [];
   readonly receiptsSent: string[] = [];
+  /** Every part the SMSC took, in order (duplicates included: tests assert there are none). */
+  readonly partLog: AcceptedPart[] = [];
+  private readonly faultUses = new Map<SubmitFault, number>();
+  private readonly heldFinal: Array<{ id: string; to: string; from: string }> = [];
   private nextId = 1;
   private readonly bound = new Set<Session>();
   private readonly undelivered: Array<{ id: string; to: string; from: string }> = [];
@@ -107,9 +141,21 @@ export class SmscSimulator {
       this.notify();
       return;
     }
+    const seq = udh ? udh[4]! : 1;
+    const fault = this.opts.faults?.find((f) => f.part === seq && (f.to === undefined || f.to === to) && (this.faultUses.get(f) ?? 0) < (f.times ?? 1));
+    if (fault) this.faultUses.set(fault, (this.faultUses.get(fault) ?? 0) + 1);
+    if (fault && !fault.accept) {
+      this.submits.push({ to, status: -1, dataCoding, esmClass, udh: !!udh });
+      if (fault.action === 'disconnect') session.destroy();
+      this.notify();
+      return; // lost: no answer, nothing taken
+    }
     const id = `M${(this.nextId++).toString(16).padStart(8, '0')}`;
     this.submits.push({ to, status: 0, dataCoding, esmClass, udh: !!udh });
-    session.send(pdu.response({ message_id: id }));
+    this.partLog.push({ to, ref: udh ? udh[2]! : -1, seq, total: udh ? udh[3]! : 1, id, from: String(pdu.source_addr) });
+    if (!fault) session.send(pdu.response({ message_id: id }));
+    else if (fault.action === 'delay') setTimeout(() => session.send(pdu.response({ message_id: id })), fault.delayMs ?? 1000);
+    else if (fault.action === 'disconnect') session.destroy();
     const text = typeof sm.message === 'string' ? sm.message : '';
     if (udh) {
       const ref = `${to}|${udh[2]}`;
@@ -130,8 +176,19 @@ export class SmscSimulator {
     setTimeout(() => this.sendReceipt(session, id, to, from), this.opts.receiptDelayMs ?? 20);
   }
 
-  private sendReceipt(session: Session, id: string, to: string, from: string): void {
+  /** Sends the final DELIVRD receipts held back for `interimOnly` destinations. */
+  releaseFinalReceipts(): void {
+    for (const r of this.heldFinal.splice(0)) {
+      const target = [...this.bound][0];
+      if (target) this.sendReceipt(target, r.id, r.to, r.from, true);
+      else this.undelivered.push(r);
+    }
+  }
+
+  private sendReceipt(session: Session, id: string, to: string, from: string, final = false): void {
     const d = new Date().toISOString().replace(/\D/g, '').slice(2, 12);
+    const interim = !final && this.opts.interimOnly?.includes(to);
+    if (interim) this.heldFinal.push({ id, to, from });
     const target = this.bound.has(session) ? session : [...this.bound][0];
     if (!target) {
       this.undelivered.push({ id, to, from });
@@ -145,13 +202,16 @@ export class SmscSimulator {
         source_addr: to,
         destination_addr: from,
         esm_class: 0x04,
-        short_message: this.opts.undeliverable?.includes(to)
-          ? `id:${id} sub:001 dlvrd:000 submit date:${d} done date:${d} stat:UNDELIV err:001 text:`
-          : `id:${id} sub:001 dlvrd:001 submit date:${d} done date:${d} stat:DELIVRD err:000 text:`,
+        short_message: interim
+          ? `id:${id} sub:001 dlvrd:000 submit date:${d} done date:${d} stat:ENROUTE err:000 text:`
+          : this.opts.undeliverable?.includes(to)
+            ? `id:${id} sub:001 dlvrd:000 submit date:${d} done date:${d} stat:UNDELIV err:001 text:`
+            : `id:${id} sub:001 dlvrd:001 submit date:${d} done date:${d} stat:DELIVRD err:000 text:`,
         receipted_message_id: id,
-        message_state: this.opts.undeliverable?.includes(to) ? 5 : 2,
+        message_state: interim ? 1 : this.opts.undeliverable?.includes(to) ? 5 : 2,
       }, (resp: PDU) => {
         if (resp.command_status === 0) pending.delete(id);
+        this.notify();
       });
       this.receiptsSent.push(id);
     } catch {
