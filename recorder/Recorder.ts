@@ -19,6 +19,10 @@ export interface RecorderEvents {
   captureStarted: [cameraId: number];
   captureStopped: [cameraId: number];
   jobState: [jobId: number, state: CaptureJobState];
+  /** The spool disk refuses writes (ENOSPC, EIO): no new capture starts until it recovers. */
+  storageFault: [code: string];
+  storageRecovered: [];
+  quarantined: [ClosedSegment, string];
 }
 
 export type CaptureJobState = 'scheduled' | 'recording' | 'done' | 'failed' | 'cancelled';
@@ -115,6 +119,21 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     this.#spool.on('indexed', (s) => this.emit('indexed', s));
     this.#spool.on('rejected', (s, r) => this.emit('rejected', s, r));
     this.#spool.on('dropped', (s) => this.emit('dropped', s));
+    this.#spool.on('quarantined', (s, r) => this.emit('quarantined', s, r));
+    journal.on('fault', (code) => {
+      this.#log.error({ code }, 'spool disk refuses writes: not starting new captures until it recovers');
+      this.emit('storageFault', code);
+    });
+    journal.on('recovered', () => {
+      this.#log.warn('spool disk takes writes again');
+      this.emit('storageRecovered');
+      this.wake();
+    });
+  }
+
+  /** The errno code while the spool disk refuses writes. */
+  get storageFault(): string | undefined {
+    return this.#journal.fault;
   }
 
   static async start(opts: RecorderOptions): Promise<Recorder> {
@@ -122,7 +141,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     const log = opts.log ?? createLogger('recorder');
     fs.mkdirSync(config.spoolDir, { recursive: true });
     await opts.storage.ensureBucket().catch((err: Error) => log.warn({ err: err.message }, 'bucket check failed; uploads will retry'));
-    const { journal, state } = SegmentJournal.open(path.join(config.spoolDir, 'journal.jsonl'));
+    const { journal, state } = await SegmentJournal.open(path.join(config.spoolDir, 'journal.jsonl'));
     const rec = new Recorder(opts, config, journal, log);
     // Runs the previous process died in: stop any ffmpeg it left, then take what ffmpeg finished.
     for (const run of state.openRuns) {
@@ -233,6 +252,8 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     }
     for (const [cameraId, jobs] of wanted) {
       let cam = this.#cameras.get(cameraId);
+      // A full spool disk: leave the jobs scheduled; they start when the disk takes writes again.
+      if (!cam && this.#journal.fault) continue;
       if (!cam) cam = await this.#startCamera(cameraId);
       if (!cam) {
         for (const j of jobs) await this.#setJobState(j.id, 'failed', 'camera not found or disabled');
@@ -282,7 +303,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   }
 
   async #startCamera(cameraId: number): Promise<ActiveCamera | undefined> {
-    const res = await this.#pool.query<CameraRow>('SELECT id, unit_id, rtsp_url, username, password FROM cameras WHERE id = $1 AND enabled', [cameraId]);
+    const res = await this.#pool.query<CameraRow>('SELECT id, unit_id, rtsp_url, username, password FROM cameras WHERE id = $1 AND enabled AND retired_at IS NULL', [cameraId]);
     const row = res.rows[0];
     if (!row) return undefined;
     const label = `camera ${cameraId}`;

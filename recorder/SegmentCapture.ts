@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import ffmpeg from 'fluent-ffmpeg';
 import type { Logger } from '../infra/logger.ts';
 import type { RecorderConfig } from './config.ts';
-import { probe } from './probe.ts';
+import { probe, ProbeError, probeWithRetry } from './probe.ts';
 import type { SegmentFile } from './types.ts';
 
 /** What one ffmpeg run reads. `url` may hold credentials: it is never logged; `label` is. */
@@ -270,7 +270,12 @@ export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
       cmd.on('start', () => {
         // fluent-ffmpeg exposes the child process only as an untyped property.
         const pid = (cmd as unknown as { ffmpegProc?: { pid?: number } }).ffmpegProc?.pid;
-        if (pid) fs.writeFileSync(path.join(dir, 'ffmpeg.pid'), String(pid));
+        try {
+          if (pid) fs.writeFileSync(path.join(dir, 'ffmpeg.pid'), String(pid));
+        } catch (err) {
+          // A full disk must not throw out of an ffmpeg callback; only crash recovery loses the pid.
+          log.warn({ err: (err as Error).message }, 'could not write ffmpeg.pid');
+        }
         log.debug({ input: input.label }, 'ffmpeg started');
       });
       const startRun = (ms: number): void => {
@@ -358,12 +363,20 @@ export async function recoverUnlisted(dir: string, listed: Set<string>, afterMs:
     const file = path.join(dir, name);
     const bytes = fileSize(file);
     if (bytes === undefined) continue;
-    const p = bytes > 0 ? await probe(file, { ffprobePath }).catch(() => undefined) : undefined;
-    if (!p || !p.videoCodec || p.durationS <= 0) {
-      fs.rmSync(file, { force: true });
-      continue;
+    let dur: number;
+    try {
+      const p = bytes > 0 ? await probeWithRetry(file, { ffprobePath }) : undefined;
+      if (!p || !p.videoCodec || p.durationS <= 0) throw new ProbeError('no media', true);
+      dur = Math.round(p.durationS * 1000);
+    } catch (err) {
+      if (err instanceof ProbeError && err.corrupt) {
+        fs.rmSync(file, { force: true });
+        continue;
+      }
+      // Could not probe it now: keep it, bounded by its last write; the spool verifies it again.
+      const mtime = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? t + 1;
+      dur = Math.max(1, Math.round(mtime) - t);
     }
-    const dur = Math.round(p.durationS * 1000);
     out.push({ runId, seq: seqOf(name), file, startedAt: t, endedAt: t + dur, bytes, recovered: true });
     t += dur;
   }

@@ -5,7 +5,7 @@ import type { Pool } from '../infra/db/pool.ts';
 import type { Logger } from '../infra/logger.ts';
 import type { ObjectStorage } from '../infra/storage/ObjectStorage.ts';
 import type { RecorderConfig } from './config.ts';
-import { probe, type ProbeResult } from './probe.ts';
+import { ProbeError, probeWithRetry, type ProbeResult } from './probe.ts';
 import type { SegmentJournal } from './SegmentJournal.ts';
 import { makeReviewImages, type ReviewImages } from './thumbnails.ts';
 import type { ClosedSegment, IndexedSegment } from './types.ts';
@@ -14,6 +14,8 @@ export interface SegmentSpoolEvents {
   indexed: [IndexedSegment];
   rejected: [ClosedSegment, string];
   dropped: [ClosedSegment];
+  /** Failed too often (or refused for good by the database): set aside on disk, never retried again. */
+  quarantined: [ClosedSegment, string];
   /** Upload or index attempt failed; it will be retried. */
   retry: [ClosedSegment, Error];
 }
@@ -34,6 +36,13 @@ interface Pending {
   images?: ReviewImages | null;
   /** When the media object was stored (it is not re-sent on a later retry). */
   storedAt?: number;
+  attempts: number;
+}
+
+// Data and constraint errors (class 22, 23): the database refuses this row as such, retrying cannot help.
+function permanent(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^2[23]/.test(code);
 }
 
 /** Object key layout: unit / camera (or room) / UTC date / session / segment. */
@@ -63,11 +72,19 @@ export class SegmentSpool extends EventEmitter<SegmentSpoolEvents> {
   #count = 0;
   #closed = false;
   readonly #rejectedDir: string;
+  readonly #quarantineDir: string;
+  #quarantined = 0;
 
   constructor(opts: SegmentSpoolOptions) {
     super();
     this.#o = opts;
     this.#rejectedDir = path.join(opts.config.spoolDir, 'rejected');
+    this.#quarantineDir = path.join(opts.config.spoolDir, 'quarantine');
+  }
+
+  /** Segments quarantined since start (the alert metric). */
+  get quarantinedSegments(): number {
+    return this.#quarantined;
   }
 
   get pendingSegments(): number {
@@ -84,7 +101,7 @@ export class SegmentSpool extends EventEmitter<SegmentSpoolEvents> {
     const key = seg.source.kind === 'camera' ? `c${seg.source.cameraId}` : `r${seg.source.roomId}`;
     let q = this.#queues.get(key);
     if (!q) this.#queues.set(key, (q = []));
-    q.push({ seg, queuedAt: Date.now() });
+    q.push({ seg, queuedAt: Date.now(), attempts: 0 });
     this.#bytes += seg.bytes;
     this.#count++;
     this.#enforceBounds();
@@ -157,6 +174,14 @@ export class SegmentSpool extends EventEmitter<SegmentSpoolEvents> {
         q.shift();
         delay = this.#o.config.uploadRetryMinMs;
       } catch (err) {
+        p.attempts++;
+        const cfg = this.#o.config;
+        if (p.attempts >= cfg.uploadMaxAttempts || (permanent(err) && p.attempts >= cfg.permanentErrorAttempts)) {
+          q.shift();
+          await this.#quarantine(p.seg, `${permanent(err) ? 'refused' : 'gave up'} after ${p.attempts} attempts: ${(err as Error).message}`);
+          delay = cfg.uploadRetryMinMs;
+          continue;
+        }
         this.#o.log.warn({ segment: p.seg.id, err: (err as Error).message, retryInMs: delay }, 'segment upload/index failed; will retry');
         this.emit('retry', p.seg, err as Error);
         await new Promise((r) => setTimeout(r, delay));
@@ -172,12 +197,15 @@ export class SegmentSpool extends EventEmitter<SegmentSpoolEvents> {
     if (!p.probe) {
       let reason: string | undefined;
       try {
-        const r = await probe(seg.file, { ffprobePath: cfg.ffprobePath });
-        if (!r.videoCodec) reason = 'no video stream';
-        else if (!(r.durationS > 0)) reason = 'zero duration';
+        const r = await probeWithRetry(seg.file, { ffprobePath: cfg.ffprobePath, attempts: cfg.probeAttempts, retryMs: cfg.probeRetryMs });
+        if (!r.videoCodec) reason = 'corrupt: no video stream';
+        else if (!(r.durationS > 0)) reason = 'corrupt: zero duration';
         else p.probe = r;
       } catch (err) {
-        reason = fs.existsSync(seg.file) ? (err as Error).message : 'file missing from spool';
+        if (!fs.existsSync(seg.file)) reason = 'file missing from spool';
+        else if (err instanceof ProbeError && err.corrupt) reason = `corrupt: ${err.message}`;
+        // Could not probe (ffprobe missing, killed, timed out): not a verdict on the file; retried.
+        else throw new Error(`could not probe: ${(err as Error).message}`);
       }
       if (reason) {
         this.#reject(seg, reason);
@@ -246,6 +274,29 @@ export class SegmentSpool extends EventEmitter<SegmentSpoolEvents> {
       closeToIndexedMs: Date.now() - p.queuedAt,
       closeToStoredMs: p.storedAt - p.queuedAt,
     });
+  }
+
+  /** Sets a segment aside for an operator: file kept, journalled, listed in recorder_quarantine. */
+  async #quarantine(seg: ClosedSegment, reason: string): Promise<void> {
+    const file = path.join(this.#quarantineDir, `${seg.id}.mp4`);
+    try {
+      fs.mkdirSync(this.#quarantineDir, { recursive: true });
+      fs.renameSync(seg.file, file);
+    } catch {
+      // file already gone
+    }
+    this.#o.journal.append({ t: 'quarantined', id: seg.id, reason });
+    this.#forget(seg);
+    this.#quarantined++;
+    this.#o.log.error({ segment: seg.id, reason, file }, 'segment quarantined: it will not be retried');
+    await this.#o.pool
+      .query(
+        `INSERT INTO recorder_quarantine (segment_id, recorder_id, camera_id, room_id, started_at, file, reason)
+         VALUES ($1, $2, $3, $4, to_timestamp($5 / 1000.0), $6, $7) ON CONFLICT (segment_id) DO NOTHING`,
+        [seg.id, this.#o.config.recorderId, seg.source.kind === 'camera' ? seg.source.cameraId : null, seg.source.kind === 'room' ? seg.source.roomId : null, seg.startedAt, file, reason.slice(0, 1000)],
+      )
+      .catch((err: Error) => this.#o.log.warn({ err: err.message }, 'could not list the quarantined segment in the database'));
+    this.emit('quarantined', seg, reason);
   }
 
   #reject(seg: ClosedSegment, reason: string): void {

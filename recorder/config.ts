@@ -23,6 +23,13 @@ export const recorderConfigSchema = z.object({
   uploadConcurrency: z.number().int().min(1).max(64).default(4),
   uploadRetryMinMs: z.number().int().positive().default(500),
   uploadRetryMaxMs: z.number().int().positive().default(15_000),
+  /** Attempts (upload, index) before a segment is quarantined: transient failures (S3 or database down). */
+  uploadMaxAttempts: z.number().int().min(1).default(5_760),
+  /** Attempts before quarantine when the database refuses the row itself (e.g. its camera is gone). */
+  permanentErrorAttempts: z.number().int().min(1).default(3),
+  /** ffprobe tries per verification before "could not probe" is retried like an upload failure. */
+  probeAttempts: z.number().int().min(1).max(20).default(4),
+  probeRetryMs: z.number().int().positive().default(500),
   thumbnails: z.boolean().default(true),
   stripFrames: z.number().int().min(1).max(32).default(6),
   thumbWidth: z.number().int().min(16).max(1920).default(320),

@@ -82,7 +82,7 @@ export async function evaluateObligations(db: Pool | PoolClient, opts: EvaluateO
 export async function evaluateObligationsNaive(pool: Pool, opts: EvaluateOptions): Promise<ObligationStatusRow[]> {
   const out: ObligationStatusRow[] = [];
   const branches = await pool.query<{ id: number; unit_id: number; path: string }>(
-    `SELECT b.id, b.unit_id, u.path FROM branches b JOIN units u ON u.id = b.unit_id WHERE u.path LIKE $1 || '%' ORDER BY b.id`,
+    `SELECT b.id, b.unit_id, u.path FROM branches b JOIN units u ON u.id = b.unit_id WHERE u.path LIKE $1 || '%' AND b.retired_at IS NULL ORDER BY b.id`,
     [opts.unitPath ?? ''],
   );
   const lead = (opts.atRiskDays ?? 7) * 86_400_000;

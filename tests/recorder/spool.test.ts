@@ -46,7 +46,7 @@ describe('recorder spool: bounded, journalled, and explicit about what it discar
   test('when full, the oldest waiting non-evidence segment is discarded and journalled; evidence and the in-flight one are kept', async () => {
     const dir = tempDir('spool-');
     const config = recorderConfig({ spoolDir: dir, spoolMaxSegments: 3, uploadRetryMinMs: 100, uploadRetryMaxMs: 300, thumbnails: false });
-    const { journal } = SegmentJournal.open(path.join(dir, 'journal.jsonl'));
+    const { journal } = await SegmentJournal.open(path.join(dir, 'journal.jsonl'));
     const spool = new SegmentSpool({ pool: db.pool, storage: s3.storage, journal, config, log: createLogger('test') });
     const dropped: string[] = [];
     spool.on('dropped', (s) => dropped.push(s.id));
@@ -71,7 +71,7 @@ describe('recorder spool: bounded, journalled, and explicit about what it discar
     spool.close();
     journal.close();
     // A reopened journal has nothing pending.
-    const again = SegmentJournal.open(path.join(dir, 'journal.jsonl'));
+    const again = await SegmentJournal.open(path.join(dir, 'journal.jsonl'));
     assert.equal(again.state.pending.length, 0);
     again.journal.close();
   });
@@ -79,7 +79,7 @@ describe('recorder spool: bounded, journalled, and explicit about what it discar
   test('a segment that fails verification is set aside with its reason, never indexed, and the queue moves on', async () => {
     const dir = tempDir('spool-bad-');
     const config = recorderConfig({ spoolDir: dir, thumbnails: true, stripFrames: 2 });
-    const { journal } = SegmentJournal.open(path.join(dir, 'journal.jsonl'));
+    const { journal } = await SegmentJournal.open(path.join(dir, 'journal.jsonl'));
     const spool = new SegmentSpool({ pool: db.pool, storage: s3.storage, journal, config, log: createLogger('test') });
     const junk = path.join(dir, 'junk.bin');
     fs.writeFileSync(junk, Buffer.alloc(50_000, 7));
@@ -90,7 +90,7 @@ describe('recorder spool: bounded, journalled, and explicit about what it discar
     spool.enqueue(good);
     const [seg, reason] = await rejected;
     assert.equal(seg.id, 'bad-10');
-    assert.match(reason, /ffprobe failed|no video/);
+    assert.match(reason, /^corrupt: (ffprobe failed|no video)/);
     await spool.idle();
     assert.ok(fs.existsSync(path.join(dir, 'rejected', 'bad-10.mp4')), 'kept aside for an operator');
     const rows = await db.pool.query<{ run_id: string; thumb_key: string | null }>("SELECT run_id, thumb_key FROM recording_segments WHERE run_id IN ('bad', 'good')");
@@ -98,16 +98,16 @@ describe('recorder spool: bounded, journalled, and explicit about what it discar
     assert.ok(rows.rows[0]!.thumb_key && (await s3.storage.stat(rows.rows[0]!.thumb_key)));
     spool.close();
     journal.close();
-    const again = SegmentJournal.open(path.join(dir, 'journal.jsonl'));
+    const again = await SegmentJournal.open(path.join(dir, 'journal.jsonl'));
     assert.equal(again.state.pending.length, 0);
     assert.ok(again.state.known.has('bad-10'));
     again.journal.close();
   });
 
-  test('a journal replays what was closed but not yet indexed, in order, ignoring a torn last line', () => {
+  test('a journal replays what was closed but not yet indexed, in order, ignoring a torn last line', async () => {
     const dir = tempDir('journal-');
     const file = path.join(dir, 'journal.jsonl');
-    const { journal } = SegmentJournal.open(file);
+    const { journal } = await SegmentJournal.open(file);
     const a = make(dir, 1);
     const b = make(dir, 2);
     const c = make(dir, 3);
@@ -116,11 +116,11 @@ describe('recorder spool: bounded, journalled, and explicit about what it discar
     journal.append({ t: 'done', id: a.id });
     journal.close();
     fs.appendFileSync(file, '{"t":"done","id":"run1-');
-    const { journal: j2, state } = SegmentJournal.open(file);
+    const { journal: j2, state } = await SegmentJournal.open(file);
     assert.deepEqual(state.pending.map((s) => s.id), ['run1-2', 'run1-3']);
     assert.deepEqual(state.openRuns.map((r) => r.runId), ['run1']);
     j2.close();
-    // Compacted: only live entries remain.
-    assert.equal(fs.readFileSync(file, 'utf8').trim().split('\n').length, 3);
+    // Compacted: only live entries remain (the open run, what it already handled, the two pending).
+    assert.equal(fs.readFileSync(file, 'utf8').trim().split('\n').length, 4);
   });
 });

@@ -51,6 +51,15 @@ export interface ScopedResourceConfig<C extends z.ZodObject, U extends z.ZodObje
   beforeDelete?: (client: PoolClient, id: number) => Promise<void>;
   /** Write `<objectType>.view` to the audit log on every single-object read. */
   auditView?: boolean;
+  /**
+   * Soft delete (table has `retired_at`): DELETE removes a row nothing refers to (204); a row that
+   * history hangs off (the foreign keys refuse) is retired instead - hidden from lists and reads,
+   * kept for the record - and the answer (200) says what was kept.
+   */
+  retire?: {
+    onRetire?: (client: PoolClient, id: number) => Promise<void>;
+    kept: (client: PoolClient, id: number) => Promise<Record<string, number>>;
+  };
 }
 
 export type Row = Record<string, unknown> & { id: number; unit_id: number };
@@ -61,19 +70,20 @@ export function registerScopedResource<C extends z.ZodObject, U extends z.ZodObj
   cfg: ScopedResourceConfig<C, U>,
 ): void {
   const a = cfg.alias;
+  const live = cfg.retire ? ` AND ${a}.retired_at IS NULL` : '';
   const filterShape: Record<string, z.ZodType> = {};
   for (const [k, f] of Object.entries(cfg.filters)) filterShape[k] = f.schema.optional();
   const listQuery = z.strictObject({ ...pageQuery, ...filterShape });
   const updateBody = cfg.update.refine((o) => Object.keys(o).length > 0, { message: '至少修改一个字段 / change at least one field' });
 
   const readOne = async (db: Db, user: AuthUser, id: number): Promise<Row> => {
-    const { rows } = await db.query<Row>(`SELECT ${cfg.select} FROM ${cfg.from} WHERE u.path LIKE $1 AND ${a}.id = $2`, [scopePattern(user), id]);
+    const { rows } = await db.query<Row>(`SELECT ${cfg.select} FROM ${cfg.from} WHERE u.path LIKE $1 AND ${a}.id = $2${live}`, [scopePattern(user), id]);
     if (!rows[0]) throw notFound(cfg.zh, cfg.en);
     return rows[0];
   };
 
   const lockOne = async (client: PoolClient, user: AuthUser, id: number): Promise<void> => {
-    const { rows } = await client.query(`SELECT ${a}.id FROM ${cfg.from} WHERE u.path LIKE $1 AND ${a}.id = $2 FOR UPDATE OF ${a}`, [
+    const { rows } = await client.query(`SELECT ${a}.id FROM ${cfg.from} WHERE u.path LIKE $1 AND ${a}.id = $2${live} FOR UPDATE OF ${a}`, [
       scopePattern(user),
       id,
     ]);
@@ -98,7 +108,7 @@ export function registerScopedResource<C extends z.ZodObject, U extends z.ZodObj
     { method: 'get', path: cfg.path, summary: `List ${cfg.en}s in the caller's subtree`, tag: cfg.tag, roles: cfg.readRoles, query: listQuery },
     async ({ query, user }) => {
       const values: unknown[] = [scopePattern(user)];
-      const where = ['u.path LIKE $1'];
+      const where = [`u.path LIKE $1${live}`];
       const q = query as Record<string, unknown> & { limit: number; offset: number; after_id?: number };
       if (q.after_id !== undefined) where.push(`${a}.id > $${values.push(q.after_id)}`);
       for (const [k, f] of Object.entries(cfg.filters)) {
@@ -177,17 +187,41 @@ export function registerScopedResource<C extends z.ZodObject, U extends z.ZodObj
   );
 
   routes.add(
-    { method: 'delete', path: `${cfg.path}/:id`, summary: `Delete a ${cfg.en}`, tag: cfg.tag, roles: cfg.writeRoles, params: idParam, status: 204 },
-    async ({ params, user, req }) => {
-      await withTransaction(pool, async (client) => {
+    {
+      method: 'delete',
+      path: `${cfg.path}/:id`,
+      summary: cfg.retire ? `Delete a ${cfg.en} (204), or retire it when history refers to it (200, with what was kept)` : `Delete a ${cfg.en}`,
+      tag: cfg.tag,
+      roles: cfg.writeRoles,
+      params: idParam,
+      status: cfg.retire ? 200 : 204,
+    },
+    async ({ params, user, req }) =>
+      withTransaction(pool, async (client) => {
         const row = await readOne(client, user, params.id);
         await lockOne(client, user, params.id);
         await cfg.beforeDelete?.(client, params.id);
-        await client.query(`DELETE FROM ${cfg.table} WHERE id = $1`, [params.id]);
+        if (cfg.retire) {
+          // The foreign keys decide: whatever history refers to the row makes the DELETE fail.
+          await client.query('SAVEPOINT hard_delete');
+          try {
+            await client.query(`DELETE FROM ${cfg.table} WHERE id = $1`, [params.id]);
+            await client.query('RELEASE SAVEPOINT hard_delete');
+          } catch (err) {
+            if ((err as { code?: string }).code !== '23503') throw err;
+            await client.query('ROLLBACK TO SAVEPOINT hard_delete');
+            await cfg.retire.onRetire?.(client, params.id);
+            const r = await client.query<{ retired_at: Date }>(`UPDATE ${cfg.table} SET retired_at = now() WHERE id = $1 RETURNING retired_at`, [params.id]);
+            const kept = await cfg.retire.kept(client, params.id);
+            await audit(client, { action: `${cfg.objectType}.retire`, user, objectType: cfg.objectType, objectId: params.id, unitId: row.unit_id, ip: req.ip ?? null, detail: { kept } });
+            return { id: params.id, retired: true, retired_at: r.rows[0]!.retired_at.toISOString(), kept };
+          }
+        } else {
+          await client.query(`DELETE FROM ${cfg.table} WHERE id = $1`, [params.id]);
+        }
         await audit(client, { action: `${cfg.objectType}.delete`, user, objectType: cfg.objectType, objectId: params.id, unitId: row.unit_id, ip: req.ip ?? null });
-      });
-      return undefined;
-    },
+        return undefined;
+      }),
   );
 }
 

@@ -23,5 +23,18 @@ export function registerBranchRoutes(routes: ApiRoutes, pool: Pool): void {
     update: z.strictObject({ name: name.optional() }),
     refs: { unit_id: unitRef },
     writeRoles: permissions.writeBranches,
+    // A branch with members, sessions or reminders is retired: its obligations stop, its history stays.
+    retire: {
+      kept: async (client, branchId) => {
+        const { rows } = await client.query<Record<string, number>>(
+          `SELECT (SELECT count(*) FROM members WHERE branch_id = $1)::int AS members,
+                  (SELECT count(*) FROM meeting_sessions WHERE branch_id = $1)::int AS meeting_sessions,
+                  (SELECT count(*) FROM completion_checks c JOIN meeting_sessions s ON s.id = c.session_id WHERE s.branch_id = $1)::int AS completion_checks,
+                  (SELECT count(*) FROM reminders WHERE branch_id = $1)::int AS reminders`,
+          [branchId],
+        );
+        return rows[0]!;
+      },
+    },
   });
 }

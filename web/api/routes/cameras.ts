@@ -42,9 +42,31 @@ export function registerCameraRoutes(routes: ApiRoutes, pool: Pool): void {
     update: z.strictObject({ ...fields, unit_id: id.optional(), name: name.optional(), rtsp_url: rtspUrl.optional() }),
     refs: {
       unit_id: unitRef,
-      service_point_id: { sql: 'SELECT u.path FROM service_points s JOIN units u ON u.id = s.unit_id WHERE s.id = $1', zh: '服务站点', en: 'service point' },
+      service_point_id: { sql: 'SELECT u.path FROM service_points s JOIN units u ON u.id = s.unit_id WHERE s.id = $1 AND s.retired_at IS NULL', zh: '服务站点', en: 'service point' },
     },
     writeRoles: permissions.writeCameras,
     auditView: true,
+    // A camera with recordings, capture jobs or sessions is retired, never deleted: evidence stays
+    // reviewable; the camera stops recording (disabled, its open capture jobs cancelled).
+    retire: {
+      onRetire: async (client, cameraId) => {
+        await client.query('UPDATE cameras SET enabled = false WHERE id = $1', [cameraId]);
+        await client.query(
+          `UPDATE capture_jobs SET state = 'cancelled', finished_at = now(), error = 'camera retired'
+            WHERE camera_id = $1 AND state IN ('scheduled', 'recording')`,
+          [cameraId],
+        );
+      },
+      kept: async (client, cameraId) => {
+        const { rows } = await client.query<Record<string, number>>(
+          `SELECT (SELECT count(*) FROM recording_segments WHERE camera_id = $1)::int AS recording_segments,
+                  (SELECT count(*) FROM recording_segments WHERE camera_id = $1 AND evidence)::int AS evidence_segments,
+                  (SELECT count(*) FROM capture_jobs WHERE camera_id = $1)::int AS capture_jobs,
+                  (SELECT count(*) FROM meeting_sessions WHERE camera_id = $1)::int AS meeting_sessions`,
+          [cameraId],
+        );
+        return rows[0]!;
+      },
+    },
   });
 }

@@ -33,7 +33,7 @@ export function registerMemberRoutes(routes: ApiRoutes, pool: Pool): void {
     create: z.strictObject({ branch_id: id, ...fields }),
     update: z.strictObject({ ...fields, name: name.optional() }),
     refs: {
-      branch_id: { sql: 'SELECT u.path FROM branches b JOIN units u ON u.id = b.unit_id WHERE b.id = $1', zh: '党支部', en: 'branch' },
+      branch_id: { sql: 'SELECT u.path FROM branches b JOIN units u ON u.id = b.unit_id WHERE b.id = $1 AND b.retired_at IS NULL', zh: '党支部', en: 'branch' },
     },
     writeRoles: permissions.writeMembers,
     // A reminder by Beidou needs a card; checked after the write so PATCHes of either field are covered.

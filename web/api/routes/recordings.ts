@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import type { Pool } from '../../../infra/db/pool.ts';
+import { withTransaction, type Pool } from '../../../infra/db/pool.ts';
 import type { ObjectStorage } from '../../../infra/storage/ObjectStorage.ts';
 import { captureRequestSchema } from '../../../recorder/Recorder.ts';
 import { listTimeline, type TimelineSegment } from '../../../recorder/timeline.ts';
@@ -29,9 +29,25 @@ export interface RecordingsRouterOptions {
   /** Longest range one export may cover. */
   maxExportRangeMs?: number;
   ffmpegPath?: string;
+  /** MP4 exports running at once on this node (each is an ffmpeg): more answer 503. */
+  maxConcurrentExports?: number;
+  /** MP4 exports one user may run at once: more answer 429. */
+  maxExportsPerUser?: number;
+  /** Wall-clock limit of one MP4 export; the ffmpeg is killed after it. */
+  exportTimeoutMs?: number;
+  /** Longest capture window (pre-roll + window + post-roll) one job may ask for. */
+  maxCaptureWindowMs?: number;
+  /** How far ahead a capture job may start. */
+  maxCaptureLeadMs?: number;
+  /** Scheduled or recording jobs one camera may have. */
+  maxOpenJobsPerCamera?: number;
+  /** Scheduled or recording jobs the cameras of one unit may have together. */
+  maxOpenJobsPerUnit?: number;
 }
 
 const SCHEDULE_ROLES = new Set(['leader', 'supervisor', 'operator', 'admin']);
+// Evidence is exempt from retention for ever: only those who answer for a unit's meetings may mark it.
+const EVIDENCE_ROLES = new Set(['leader', 'admin']);
 
 const rangeQuery = z
   .object({ from: z.coerce.date(), to: z.coerce.date() })
@@ -69,6 +85,14 @@ export function createRecordingsRouter(opts: RecordingsRouterOptions): express.R
   const expiry = opts.presignExpirySeconds ?? 900;
   const maxList = opts.maxListRangeMs ?? 24 * 3600_000;
   const maxExport = opts.maxExportRangeMs ?? 2 * 3600_000;
+  const maxExports = opts.maxConcurrentExports ?? 4;
+  const maxExportsPerUser = opts.maxExportsPerUser ?? 1;
+  const exportTimeoutMs = opts.exportTimeoutMs ?? 10 * 60_000;
+  const maxWindow = opts.maxCaptureWindowMs ?? 4 * 3600_000;
+  const maxLead = opts.maxCaptureLeadMs ?? 30 * 86_400_000;
+  const maxJobsPerCamera = opts.maxOpenJobsPerCamera ?? 4;
+  const maxJobsPerUnit = opts.maxOpenJobsPerUnit ?? 50;
+  const exports = { total: 0, byUser: new Map<number, number>() };
   const router = express.Router();
 
   const presented = async (s: TimelineSegment) => ({
@@ -167,6 +191,17 @@ export function createRecordingsRouter(opts: RecordingsRouterOptions): express.R
     const tl = await listTimeline(pool, { cameraId: cam.id }, q.from, q.to, gapTol);
     await trail(req, user, q.format === 'mp4' ? 'recording.export' : 'recording.playback', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
     if (tl.segments.length === 0) throw new HttpError(404, 'no_recording', '该时段没有录像 / nothing recorded in this range', { gaps: tl.gaps });
+    if (q.format === 'mp4') {
+      // Each export is an ffmpeg: bounded per user and per node before one is spawned.
+      if ((exports.byUser.get(user.id) ?? 0) >= maxExportsPerUser) {
+        res.setHeader('Retry-After', '30');
+        throw new HttpError(429, 'export_limit', `您已有导出在进行中 / you already have ${maxExportsPerUser} export(s) running`);
+      }
+      if (exports.total >= maxExports) {
+        res.setHeader('Retry-After', '30');
+        throw new HttpError(503, 'export_busy', '导出任务已满，请稍后再试 / too many exports running on this server, try again later');
+      }
+    }
     const items = await Promise.all(
       tl.segments.map(async (s) => ({
         id: s.id,
@@ -190,6 +225,15 @@ export function createRecordingsRouter(opts: RecordingsRouterOptions): express.R
     }
     // ffmpeg's concat demuxer reads the presigned URLs with in/out points; stream copy, so cuts fall
     // on the nearest preceding keyframe. Fragmented output can be streamed without seeking.
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      exports.total--;
+      const n = (exports.byUser.get(user.id) ?? 1) - 1;
+      if (n > 0) exports.byUser.set(user.id, n);
+      else exports.byUser.delete(user.id);
+    };
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-'));
     const list = path.join(dir, 'list.txt');
     fs.writeFileSync(
@@ -200,9 +244,19 @@ export function createRecordingsRouter(opts: RecordingsRouterOptions): express.R
       '-v', 'error', '-f', 'concat', '-safe', '0', '-protocol_whitelist', 'file,http,https,tcp,tls', '-i', list,
       '-map', '0', '-c', 'copy', '-movflags', 'frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4', 'pipe:1',
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    exports.total++;
+    exports.byUser.set(user.id, (exports.byUser.get(user.id) ?? 0) + 1);
     let stderr = '';
     ff.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-    const cleanup = (): void => fs.rmSync(dir, { recursive: true, force: true });
+    const deadline = setTimeout(() => {
+      stderr += ' export took too long';
+      ff.kill('SIGKILL');
+    }, exportTimeoutMs);
+    const cleanup = (): void => {
+      clearTimeout(deadline);
+      release();
+      fs.rmSync(dir, { recursive: true, force: true });
+    };
     res.on('close', () => {
       if (ff.exitCode === null) ff.kill('SIGKILL');
     });
@@ -211,7 +265,7 @@ export function createRecordingsRouter(opts: RecordingsRouterOptions): express.R
     await new Promise<void>((resolve) => {
       ff.on('close', (code) => {
         cleanup();
-        if (code !== 0 && code !== null) res.destroy(new Error(`export failed: ${stderr.trim().slice(0, 300)}`));
+        if (code !== 0) res.destroy(new Error(`export failed: ${stderr.trim().slice(0, 300)}`));
         resolve();
       });
       ff.on('error', () => {
@@ -229,12 +283,40 @@ export function createRecordingsRouter(opts: RecordingsRouterOptions): express.R
     const cam = await requireCameraInScope(pool, user, id);
     if (!SCHEDULE_ROLES.has(user.role)) throw new HttpError(403, 'forbidden', '无权执行此操作 / your role may not do this');
     const body = parse(captureRequestSchema, { ...(req.body as object), cameraId: cam.id }, 'body');
-    const { rows } = await pool.query<{ id: number; state: string }>(
-      `INSERT INTO capture_jobs (camera_id, session_id, starts_at, ends_at, pre_roll_s, post_roll_s, evidence)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, state`,
-      [cam.id, body.sessionId, body.startsAt, body.endsAt, body.preRollS, body.postRollS, body.evidence],
-    );
-    await trail(req, user, 'capture.schedule', 'camera', cam.id, cam.unit_id, { job_id: rows[0]!.id, starts_at: body.startsAt, ends_at: body.endsAt });
+    if (body.evidence && !EVIDENCE_ROLES.has(user.role)) throw new HttpError(403, 'evidence_forbidden', '无权将录像标记为证据 / your role may not mark recordings as evidence');
+    const now = Date.now();
+    const windowMs = body.endsAt.getTime() - body.startsAt.getTime() + (body.preRollS + body.postRollS) * 1000;
+    if (windowMs > maxWindow) throw new HttpError(400, 'window_too_long', `录制时段过长 / capture window longer than ${maxWindow / 3600_000} h`);
+    if (body.endsAt.getTime() + body.postRollS * 1000 <= now) throw new HttpError(400, 'window_past', '录制时段已过 / the capture window is over');
+    if (body.startsAt.getTime() - now > maxLead) throw new HttpError(400, 'too_far_ahead', `开始时间过远 / a capture may start at most ${maxLead / 86_400_000} days ahead`);
+    const rows = await withTransaction(pool, async (client) => {
+      // Serialises job creation per camera so two requests cannot both pass the count.
+      const live = await client.query('SELECT 1 FROM cameras WHERE id = $1 AND enabled AND retired_at IS NULL FOR UPDATE', [cam.id]);
+      if (live.rowCount === 0) throw new HttpError(409, 'camera_disabled', '摄像机已停用 / camera is disabled');
+      if (body.sessionId !== null) {
+        // A job may only name a meeting session of the caller's own subtree.
+        const s = await client.query<{ path: string }>(
+          'SELECT u.path FROM meeting_sessions s JOIN branches b ON b.id = s.branch_id JOIN units u ON u.id = b.unit_id WHERE s.id = $1',
+          [body.sessionId],
+        );
+        if (!s.rows[0] || !inSubtree(user, s.rows[0].path)) throw notFound('会议', 'meeting session', { field: 'sessionId' });
+      }
+      const open = await client.query<{ camera: number; unit: number }>(
+        `SELECT count(*) FILTER (WHERE j.camera_id = $1)::int AS camera, count(*)::int AS unit
+           FROM capture_jobs j JOIN cameras c ON c.id = j.camera_id
+          WHERE c.unit_id = $2 AND j.state IN ('scheduled', 'recording')`,
+        [cam.id, cam.unit_id],
+      );
+      if (open.rows[0]!.camera >= maxJobsPerCamera) throw new HttpError(409, 'too_many_jobs', `该摄像机待执行的录制任务已满 / camera already has ${maxJobsPerCamera} open capture jobs`);
+      if (open.rows[0]!.unit >= maxJobsPerUnit) throw new HttpError(409, 'too_many_jobs', `本单位待执行的录制任务已满 / unit already has ${maxJobsPerUnit} open capture jobs`);
+      const ins = await client.query<{ id: number; state: string }>(
+        `INSERT INTO capture_jobs (camera_id, session_id, starts_at, ends_at, pre_roll_s, post_roll_s, evidence)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, state`,
+        [cam.id, body.sessionId, body.startsAt, body.endsAt, body.preRollS, body.postRollS, body.evidence],
+      );
+      return ins.rows;
+    });
+    await trail(req, user, 'capture.schedule', 'camera', cam.id, cam.unit_id, { job_id: rows[0]!.id, starts_at: body.startsAt, ends_at: body.endsAt, evidence: body.evidence });
     res.status(201).json({ id: rows[0]!.id, state: rows[0]!.state, camera_id: cam.id, starts_at: body.startsAt.toISOString(), ends_at: body.endsAt.toISOString() });
   });
 

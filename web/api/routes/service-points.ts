@@ -24,5 +24,16 @@ export function registerServicePointRoutes(routes: ApiRoutes, pool: Pool): void 
     update: z.strictObject({ name: name.optional(), services: services.optional() }),
     refs: { unit_id: unitRef },
     writeRoles: permissions.writeServicePoints,
+    // A station or centre with service calls is retired: no new calls, the call history stays.
+    retire: {
+      kept: async (client, pointId) => {
+        const { rows } = await client.query<Record<string, number>>(
+          `SELECT (SELECT count(*) FROM service_calls WHERE station_id = $1 OR centre_id = $1)::int AS service_calls,
+                  (SELECT count(*) FROM cameras WHERE service_point_id = $1)::int AS cameras`,
+          [pointId],
+        );
+        return rows[0]!;
+      },
+    },
   });
 }
