@@ -1,7 +1,33 @@
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { nodeIdSchema } from './tokens.ts';
+
+// Publicly known credentials of S3 servers' out-of-the-box setups: never accepted.
+const WELL_KNOWN_S3_CREDENTIALS = new Set(['S3RVER', 'minioadmin', 'minio', 'minio123', 'admin', 'password']);
+
+const NAMED_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** Express `trust proxy`, validated: false, a hop count, or proxy addresses — never a blanket `true`. */
+const trustProxySchema = z
+  .string()
+  .trim()
+  .transform((v, ctx): false | number | string => {
+    if (v === 'false' || v === '' || v === '0') return false;
+    if (/^\d{1,2}$/.test(v)) return Number(v);
+    const parts = v.split(',').map((p) => p.trim());
+    for (const p of parts) {
+      const [addr = '', bits, extra] = p.split('/');
+      const family = net.isIP(addr);
+      const okBits = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+      if (!NAMED_RANGES.has(p) && (!family || !okBits || extra !== undefined)) {
+        ctx.addIssue({ code: 'custom', message: `"${p}": give false, a hop count, or proxy IPs/CIDRs (or loopback, linklocal, uniquelocal); "true" would let any client forge its address` });
+        return z.NEVER;
+      }
+    }
+    return parts.join(',');
+  });
 
 // Every setting has an embedded default so `npm start` works on one machine with nothing set;
 // production points DATABASE_URL and S3_* at real servers.
@@ -10,8 +36,13 @@ const schema = z.object({
   DATABASE_URL: z.string().url().optional(),
   HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HTTP_HOST: z.string().default('127.0.0.1'),
-  // Secret that signs access and SFU join tokens. Generated and kept in DATA_DIR if unset.
+  // The API's master secret (only the API holds it): its access-token key is derived from it (HKDF,
+  // label grassroots-av/api-access/v1). Generated and kept in DATA_DIR/token-secret if unset.
   TOKEN_SECRET: z.string().min(32).optional(),
+  // Client addresses (audit, sign-in limits) behind a reverse proxy: `false` (default: no proxy, the
+  // socket's address counts and X-Forwarded-For is ignored), a hop count (`1`: one proxy in front), or
+  // the proxy's addresses: comma-separated IPs/CIDRs or loopback, linklocal, uniquelocal. Never `true`.
+  TRUST_PROXY: trustProxySchema.default(false),
   // Join tokens (admission to SFU rooms) are ES256: the API signs with JOIN_PRIVATE_KEY (generated into
   // DATA_DIR if unset), SFU nodes check with JOIN_PUBLIC_KEY (PEM; or the key files in their DATA_DIR).
   JOIN_PRIVATE_KEY: z.string().optional(),
@@ -25,7 +56,8 @@ const schema = z.object({
   SFU_RTC_MAX_PORT: z.coerce.number().int().min(1024).max(65535).default(40999),
   // The node's place in the five-level tree: SFU_NODE_ID + SFU_UNIT_ID make it a cascade node;
   // SFU_PARENT_URL (ws://parent:port/cascade) gives it a parent; SFU_CASCADE_SECRET is shared by the
-  // deployment's nodes (defaults to the token secret).
+  // deployment's nodes (SFU_NODE_AUTH=secret; default: generated into DATA_DIR/cascade-secret). It must
+  // differ from TOKEN_SECRET: village nodes hold it.
   SFU_NODE_ID: nodeIdSchema.optional(),
   SFU_UNIT_ID: z.coerce.number().int().positive().optional(),
   SFU_PARENT_URL: z.string().url().optional(),
@@ -47,9 +79,20 @@ const schema = z.object({
   S3_ENDPOINT: z.string().optional(),
   S3_PORT: z.coerce.number().int().optional(),
   S3_USE_SSL: z.enum(['true', 'false']).default('false'),
-  S3_ACCESS_KEY: z.string().default('S3RVER'),
-  S3_SECRET_KEY: z.string().default('S3RVER'),
+  // Credentials of the S3_ENDPOINT server: required with it, no fixed default (the embedded server
+  // makes its own).
+  S3_ACCESS_KEY: z.string().default(''),
+  S3_SECRET_KEY: z.string().default(''),
   S3_BUCKET: z.string().default('recordings'),
+}).superRefine((c, ctx) => {
+  if (c.TOKEN_SECRET !== undefined && c.SFU_CASCADE_SECRET === c.TOKEN_SECRET) {
+    ctx.addIssue({ code: 'custom', path: ['SFU_CASCADE_SECRET'], message: 'must differ from TOKEN_SECRET: SFU nodes hold the cascade secret, only the API the token secret' });
+  }
+  if (c.S3_ENDPOINT) {
+    for (const k of ['S3_ACCESS_KEY', 'S3_SECRET_KEY'] as const) {
+      if (c[k].length < 3 || WELL_KNOWN_S3_CREDENTIALS.has(c[k])) ctx.addIssue({ code: 'custom', path: [k], message: 'required with S3_ENDPOINT, and not a well-known default' });
+    }
+  }
 });
 
 export type Config = z.infer<typeof schema>;

@@ -3,13 +3,42 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { generateKeyPair, type KeyPair } from './tokens.ts';
 
+// One key per purpose, never one secret for two audiences: the API's access tokens are signed with a
+// key derived (HKDF) from the master TOKEN_SECRET that only the API holds; the cascade's shared secret
+// is a separate secret that SFU nodes hold. A node that holds the cascade secret cannot sign API tokens.
+
 /**
- * The token-signing secret: TOKEN_SECRET if set (production, shared by API and SFU nodes),
- * otherwise one generated on first start and kept (mode 0600) in the data folder.
+ * The API's master secret: TOKEN_SECRET if set, otherwise one generated on first start and kept
+ * (mode 0600) in the data folder. Only the API holds it; nothing signs with it directly.
  */
 export function loadTokenSecret(dataDir: string, fromEnv?: string): string {
-  if (fromEnv) return fromEnv;
-  const file = path.join(dataDir, 'token-secret');
+  return fromEnv ?? generatedSecret(dataDir, 'token-secret');
+}
+
+/** What a key derived from the master secret is for: its HKDF info label. */
+export type KeyPurpose = 'api-access';
+
+/** HKDF-SHA256 of the master with a distinct label per purpose: 32 bytes, base64url. */
+export function deriveKey(master: string, purpose: KeyPurpose): string {
+  return Buffer.from(crypto.hkdfSync('sha256', master, 'grassroots-av', `grassroots-av/${purpose}/v1`, 32)).toString('base64url');
+}
+
+/** The key that signs and checks the API's access tokens (audience `api`). */
+export function loadAccessSecret(dataDir: string, masterFromEnv?: string): string {
+  return deriveKey(loadTokenSecret(dataDir, masterFromEnv), 'api-access');
+}
+
+/**
+ * The SFU nodes' shared cascade secret (SFU_NODE_AUTH=secret): SFU_CASCADE_SECRET if set, otherwise one
+ * generated on first start into DATA_DIR/cascade-secret — copy it to every node's SFU_CASCADE_SECRET.
+ * Never the API's secret: a village node holds it.
+ */
+export function loadCascadeSecret(dataDir: string, fromEnv?: string): string {
+  return fromEnv ?? generatedSecret(dataDir, 'cascade-secret');
+}
+
+function generatedSecret(dataDir: string, name: string): string {
+  const file = path.join(dataDir, name);
   try {
     return fs.readFileSync(file, 'utf8').trim();
   } catch {

@@ -4,7 +4,7 @@ import http from 'node:http';
 import { loadConfig } from '../infra/config.ts';
 import { createLogger } from '../infra/logger.ts';
 import { installProcessPolicy } from '../infra/process-policy.ts';
-import { loadJoinPublicKey, loadTokenSecret } from '../infra/secret.ts';
+import { loadCascadeSecret, loadJoinPublicKey } from '../infra/secret.ts';
 import { SfuNode } from './SfuNode.ts';
 import { nodeOptionsFromConfig } from './nodeOptionsFromConfig.ts';
 
@@ -13,8 +13,9 @@ const logger = createLogger('sfu');
 let stopping = false;
 installProcessPolicy(logger, { shuttingDown: () => stopping });
 // Join tokens are checked with the API's public key; the cascade secret (SFU_CASCADE_SECRET, else
-// TOKEN_SECRET, else this node's generated secret) authenticates the link to the parent.
-const keys = { joinKey: loadJoinPublicKey(config.DATA_DIR, config.JOIN_PUBLIC_KEY), cascadeSecret: loadTokenSecret(config.DATA_DIR, config.TOKEN_SECRET) };
+// this node's generated DATA_DIR/cascade-secret) authenticates the link to the parent. A node never
+// holds the API's TOKEN_SECRET.
+const keys = { joinKey: loadJoinPublicKey(config.DATA_DIR, config.JOIN_PUBLIC_KEY), cascadeSecret: loadCascadeSecret(config.DATA_DIR, config.SFU_CASCADE_SECRET) };
 const node = new SfuNode(nodeOptionsFromConfig(config, keys, logger));
 await node.start();
 

@@ -9,14 +9,19 @@ import type { SfuNodeOptions } from './SfuNode.ts';
  * A node's settings from the validated configuration (standalone node or `npm start`): media ports,
  * and its place in the cascade when SFU_NODE_ID and SFU_UNIT_ID are set.
  */
-export function nodeOptionsFromConfig(config: Config, keys: { joinKey: KeyObject; cascadeSecret: string }, logger: Logger): SfuNodeOptions {
+export function nodeOptionsFromConfig(
+  config: Config,
+  /** cascadeSecret: from infra/secret.ts loadCascadeSecret (SFU_CASCADE_SECRET or generated), never the API's secret. */
+  keys: { joinKey: KeyObject; cascadeSecret: string },
+  logger: Logger,
+): SfuNodeOptions {
   const pipeAnnounced = config.SFU_PIPE_ANNOUNCED_IP ?? config.SFU_ANNOUNCED_IP;
   const cascade: SfuNodeOptions['cascade'] =
     config.SFU_NODE_ID && config.SFU_UNIT_ID
       ? {
           nodeId: config.SFU_NODE_ID,
           unitId: config.SFU_UNIT_ID,
-          secret: config.SFU_CASCADE_SECRET ?? keys.cascadeSecret,
+          secret: keys.cascadeSecret,
           ...(config.SFU_PARENT_URL ? { parentUrl: config.SFU_PARENT_URL } : {}),
           pipeListenIp: config.SFU_LISTEN_IP,
           admission: config.SFU_ADMISSION,

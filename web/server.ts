@@ -31,6 +31,8 @@ export interface WebServerOptions {
   recordings?: CallRecordings;
   /** Which SFU node browsers are sent to: this one (`local`, default) or the nearest registered one. */
   routing?: 'local' | 'nearest';
+  /** Express `trust proxy` for the API (TRUST_PROXY): whose X-Forwarded-For names the client. */
+  trustProxy?: false | number | string;
   /** Folder of films chairs can broadcast to meetings; without it the film routes say 503. */
   filmsDir?: string;
   /** Lifetime of meeting and call join tokens; default 10 minutes. */
@@ -60,7 +62,7 @@ export function createWebServer(opts: WebServerOptions): http.Server {
   const api = createApiApp({
     pool: opts.pool,
     tokenSecret: opts.tokenSecret,
-    joinKey: opts.joinKey,
+    ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}),
     extraRouters: [
       apiExtra(createServiceCallRoutes(opts.pool, opts.joinKey, { directory, endRoom, ...ttl, ...(opts.recordings ? { recordings: opts.recordings } : {}) })),
       apiExtra(createMeetingRoutes(opts.pool, opts.joinKey, { endRoom, directory, ...ttl, ...(films ? { films } : {}) })),

@@ -17,7 +17,7 @@ async function auditRows(action: string): Promise<Array<{ user_id: number | null
 }
 
 before(async () => {
-  h = await startHarness({ loginLimits: { windowMs: 60_000, perIp: 40, perAccount: 3 } });
+  h = await startHarness({ loginLimits: { windowMs: 60_000, perIpFailures: 40, accountFreeFailures: 2, accountBaseDelayMs: 60_000, accountMaxDelayMs: 60_000 } });
   const { rows } = await h.db.pool.query<{ id: number }>(`INSERT INTO units (level, name) VALUES ('city', '潍坊市') RETURNING id`);
   cityId = rows[0]!.id;
   const hash = await hashPassword(PW);
@@ -95,8 +95,8 @@ test('repeated failures for one account are rate-limited, other accounts are not
   assert.equal(throttled[0]!.username, 'dave');
 });
 
-test('too many attempts from one address are limited', async () => {
-  const local = await startHarness({ loginLimits: { windowMs: 60_000, perIp: 5, perAccount: 100 } });
+test('too many failed attempts from one address are limited', async () => {
+  const local = await startHarness({ loginLimits: { windowMs: 60_000, perIpFailures: 5, accountFreeFailures: 100, accountBaseDelayMs: 1, accountMaxDelayMs: 1 } });
   try {
     const codes: number[] = [];
     for (let i = 0; i < 7; i++) codes.push((await local.call('POST', '/api/auth/login', { body: { username: `u${i}`, password: 'x' } })).status);

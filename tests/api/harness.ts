@@ -2,7 +2,6 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { createApiApp, type ApiDeps } from '../../web/api/app.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
-import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
 // A real API on a free port over a fresh, migrated PostgreSQL database, called with fetch.
 
@@ -24,7 +23,7 @@ export interface Harness {
 
 export async function startHarness(overrides: Partial<ApiDeps> = {}, db?: TestDatabase): Promise<Harness> {
   const database = db ?? (await createTestDatabase());
-  const app = createApiApp({ pool: database.pool, tokenSecret: TEST_SECRET, joinKey: TEST_JOIN_KEYS.privateKey, ...overrides });
+  const app = createApiApp({ pool: database.pool, tokenSecret: TEST_SECRET, ...overrides });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });

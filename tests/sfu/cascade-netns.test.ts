@@ -65,7 +65,7 @@ describe('cascade across network namespaces: one address per level, kernel count
       () => Promise.all(procs.map((p) => p.health().catch((): NodeHealth => ({ ok: false })))),
       (h) => h.every((x, i) => x.ok && (i === 0 || x.cascade?.parentConnected === true)),
     );
-    web = await serveWebDist();
+    web = await serveWebDist(procs.map((p) => p.wsUrl));
     browser = await launchChromium();
     chair = await join(procs[0]!, 31, '潍坊市指挥中心', 'chair');
     kiosk = await join(procs[4]!, 32, '大柳树村服务站', 'participant');

@@ -39,7 +39,7 @@ describe('cascade of SFU node processes with real Chromium pages', { timeout: 18
     await waitFor('processes up, links connected', async () => Promise.all(procs.map(health)), (h) =>
       h.every((x, i) => x.ok && (i === 0 || x.cascade?.parentConnected === true)),
     );
-    web = await serveWebDist();
+    web = await serveWebDist(procs.map((p) => p.wsUrl));
     browser = await launchChromium();
     const open = async (p: NodeProcess, userId: number, name: string, role: 'chair' | 'participant') =>
       openMeetingLink(browser, web.url, await signJoinToken(TEST_JOIN_KEYS.privateKey, { userId, displayName: name, unitId: 1, room: ROOM, role }), name, p.wsUrl);

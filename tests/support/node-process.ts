@@ -44,7 +44,7 @@ export class NodeProcess {
       NODE_ENV: 'test',
       LOG_LEVEL: 'warn',
       DATA_DIR: tmpDir(`sfu-${name}-`),
-      TOKEN_SECRET: CASCADE_SECRET,
+      SFU_CASCADE_SECRET: CASCADE_SECRET,
       JOIN_PUBLIC_KEY: TEST_JOIN_PUBLIC_PEM,
       HTTP_HOST: this.ip,
       SFU_HTTP_PORT: String(options.port),

@@ -74,9 +74,13 @@ export async function checkedScreenshot(page: Page, name: string): Promise<strin
   return file;
 }
 
-/** Serves the built pages (web/dist) alone, for pages that join SFU nodes started without the API. */
-export async function serveWebDist(): Promise<{ url: string; close(): void }> {
+/**
+ * Serves the built pages (web/dist) alone, for pages that join SFU nodes started without the API; it
+ * publishes `sfuEndpoints` as the API would (/api/sfu-endpoints), the nodes a meeting link may name.
+ */
+export async function serveWebDist(sfuEndpoints: string[] = []): Promise<{ url: string; close(): void }> {
   const app = express();
+  app.get('/api/sfu-endpoints', (_req, res) => void res.json({ endpoints: ['/sfu', ...sfuEndpoints] }));
   app.use(express.static(path.resolve('web/dist')));
   const server = http.createServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -1,4 +1,3 @@
-import type { KeyObject } from 'node:crypto';
 import express from 'express';
 import type { Pool } from '../../infra/db/pool.ts';
 import { authenticate } from './authenticate.ts';
@@ -9,17 +8,22 @@ import { DEFAULT_LOGIN_LIMITS, registerAuthRoutes, type LoginLimits } from './ro
 import { registerAuditRoutes } from './routes/audit-log.ts';
 import { registerBranchRoutes } from './routes/branches.ts';
 import { registerCameraRoutes } from './routes/cameras.ts';
-import { registerJoinTokenRoutes } from './routes/join-tokens.ts';
 import { registerMemberRoutes } from './routes/members.ts';
 import { registerOrgImportRoutes } from './routes/org-import.ts';
 import { registerServicePointRoutes } from './routes/service-points.ts';
 import { registerSfuNodeRoutes } from './routes/sfu-nodes.ts';
+import { registerSfuEndpointRoutes } from './routes/sfu-endpoints.ts';
 import { registerUnitRoutes } from './routes/units.ts';
 import { registerUserRoutes } from './routes/users.ts';
 
-// The express API. Order: body parsing -> authentication (sets req.user from a Bearer token) ->
+// The express API. Order: authentication (sets req.user from a Bearer token) -> body parsing ->
 // this module's routes -> routes other areas plug in (`extraRouters`, mounted after auth) ->
 // JSON 404 and error answers.
+
+/** Bodies of public routes (sign-in): a name and a password. */
+export const PUBLIC_BODY_LIMIT = '4kb';
+/** JSON bodies of signed-in users (the largest, a meeting's hand-picked sites, is ~10 kB). */
+export const JSON_BODY_LIMIT = '256kb';
 
 export interface ExtraRouter {
   /** Mount path, e.g. '/api/recordings'. */
@@ -33,14 +37,12 @@ export interface ApiDeps {
   pool: Pool;
   /** Signs and checks access tokens (HS256). */
   tokenSecret: string;
-  /** The private join-token key (ES256): join tokens are signed here, SFU nodes check them with the public half. */
-  joinKey: KeyObject;
   extraRouters?: ExtraRouter[];
   /** Access token lifetime; default 2 hours. */
   accessTtlSeconds?: number;
   loginLimits?: LoginLimits;
   /** Express `trust proxy` setting when behind a reverse proxy (for client addresses in audit and rate limits). */
-  trustProxy?: boolean | number | string;
+  trustProxy?: false | number | string;
 }
 
 export function createApiApp(deps: ApiDeps): express.Express {
@@ -61,9 +63,9 @@ export function createApiApp(deps: ApiDeps): express.Express {
   registerServicePointRoutes(routes, deps.pool);
   registerCameraRoutes(routes, deps.pool);
   registerSfuNodeRoutes(routes, deps.pool);
+  registerSfuEndpointRoutes(routes, deps.pool);
   registerUserRoutes(routes, deps.pool);
   registerAuditRoutes(routes, deps.pool);
-  registerJoinTokenRoutes(routes, deps.pool, deps.joinKey);
 
   const extraPaths = Object.assign({}, ...(deps.extraRouters ?? []).map((r) => r.openapi ?? {})) as Record<string, Record<string, unknown>>;
   const openapi = buildOpenApi(routes.specs, extraPaths);
@@ -74,10 +76,17 @@ export function createApiApp(deps: ApiDeps): express.Express {
     res.json({ ok: true });
   });
 
-  // The org import reads its body as raw text (CSV or JSON with line numbers); everything else is JSON.
-  const json = express.json({ limit: '1mb' });
-  app.use((req, res, next) => (req.path === '/api/org/import' ? next() : json(req, res, next)));
+  // Who is calling is settled from the Authorization header before any body is read: an anonymous
+  // request reads a body only on a public route (sign-in), so nobody makes the API parse megabytes
+  // without signing in. The org import reads its own body (raw text, larger) after its role check.
   app.use(authenticate(deps.pool, deps.tokenSecret));
+  const publicPaths = new Set(routes.specs.filter((s) => s.public && s.method !== 'get').map((s) => `/api${s.path}`));
+  const smallJson = express.json({ limit: PUBLIC_BODY_LIMIT });
+  const json = express.json({ limit: JSON_BODY_LIMIT });
+  app.use((req, res, next) => {
+    if (!req.user) return publicPaths.has(req.path) ? smallJson(req, res, next) : next();
+    return req.path === '/api/org/import' ? next() : json(req, res, next);
+  });
   app.use('/api', routes.router);
   for (const extra of deps.extraRouters ?? []) app.use(extra.path, extra.router);
   app.use(notFoundHandler);

@@ -2,7 +2,7 @@ import { loadConfig } from '../../infra/config.ts';
 import { createLogger } from '../../infra/logger.ts';
 import { installProcessPolicy } from '../../infra/process-policy.ts';
 import { createApiApp } from './app.ts';
-import { loadJoinKeys, loadTokenSecret } from '../../infra/secret.ts';
+import { loadAccessSecret } from '../../infra/secret.ts';
 import { openDatabase } from '../../infra/db/open-database.ts';
 
 // Runs the API alone, without SFU or pages: `node --import tsx web/api/main.ts` (npm start runs infra/system.ts).
@@ -12,8 +12,8 @@ const config = loadConfig();
 const db = await openDatabase(config);
 const app = createApiApp({
   pool: db.pool,
-  tokenSecret: loadTokenSecret(config.DATA_DIR, config.TOKEN_SECRET),
-  joinKey: loadJoinKeys(config.DATA_DIR, config.JOIN_PRIVATE_KEY).privateKey,
+  tokenSecret: loadAccessSecret(config.DATA_DIR, config.TOKEN_SECRET),
+  trustProxy: config.TRUST_PROXY,
 });
 const server = app.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   log.info({ url: `http://${config.HTTP_HOST}:${config.HTTP_PORT}/api/openapi.json`, embedded: db.embedded }, 'API listening');

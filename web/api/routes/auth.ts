@@ -1,61 +1,36 @@
-import type { Request, RequestHandler } from 'express';
-import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
+import { ipKeyGenerator } from 'express-rate-limit';
 import { z } from 'zod';
 import type { Pool } from '../../../infra/db/pool.ts';
 import { dummyHash, verifyPassword } from '../../../infra/auth/password.ts';
 import { signAccessToken, type Role } from '../../../infra/tokens.ts';
 import { HttpError } from '../auth-context.ts';
 import { audit } from '../audit.ts';
-import type { ErrorBody } from '../errors.ts';
+import { LoginThrottle, type LoginLimits } from '../login-throttle.ts';
 import type { ApiRoutes } from '../route-registry.ts';
 
 // Sign-in with username and password (scrypt), answered with a signed, expiring access token.
-// Two rate limits: per client address, and per address+account on failures (password guessing).
+// Failures are limited per account across addresses and per client address (see login-throttle.ts);
+// the client address is the socket's unless TRUST_PROXY names the proxy in front.
 // Every attempt is audited: login.ok, login.fail (with the reason), login.throttled.
 
-export interface LoginLimits {
-  windowMs: number;
-  /** Attempts per client address per window. */
-  perIp: number;
-  /** Failed attempts per address and username per window. */
-  perAccount: number;
-}
-
-export const DEFAULT_LOGIN_LIMITS: LoginLimits = { windowMs: 15 * 60_000, perIp: 100, perAccount: 10 };
+export { DEFAULT_LOGIN_LIMITS, type LoginLimits } from '../login-throttle.ts';
 
 const loginBody = z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(256) });
 
-function attemptedUsername(req: Request): string {
-  const body: unknown = req.body;
-  const u = typeof body === 'object' && body !== null ? (body as { username?: unknown }).username : undefined;
-  return typeof u === 'string' ? u.slice(0, 64).toLowerCase() : '';
-}
-
-function limiters(pool: Pool, limits: LoginLimits): RequestHandler[] {
-  const reject = (which: string): ((req: Request, res: import('express').Response) => void) => (req, res) => {
-    void audit(pool, { action: 'login.throttled', username: attemptedUsername(req) || null, ip: req.ip ?? null, detail: { limit: which } }).catch(() => undefined);
-    const body: ErrorBody = { error: { code: 'too_many_attempts', message: '登录尝试过多，请稍后再试 / too many sign-in attempts, try again later' } };
-    res.status(429).json(body);
-  };
-  return [
-    rateLimit({ windowMs: limits.windowMs, limit: limits.perIp, standardHeaders: 'draft-8', legacyHeaders: false, handler: reject('ip') }),
-    rateLimit({
-      windowMs: limits.windowMs,
-      limit: limits.perAccount,
-      standardHeaders: false,
-      legacyHeaders: false,
-      skipSuccessfulRequests: true,
-      keyGenerator: (req) => `${ipKeyGenerator(req.ip ?? '')}|${attemptedUsername(req)}`,
-      handler: reject('account'),
-    }),
-  ];
-}
-
 export function registerAuthRoutes(routes: ApiRoutes, pool: Pool, opts: { tokenSecret: string; accessTtlSeconds: number; limits: LoginLimits }): void {
-  routes.router.post('/auth/login', ...limiters(pool, opts.limits));
+  const throttle = new LoginThrottle(opts.limits);
   routes.add(
-    { method: 'post', path: '/auth/login', summary: 'Sign in; returns a bearer access token', tag: 'auth', public: true, body: loginBody, responses: { '401': 'wrong username or password', '429': 'too many attempts' } },
-    async ({ body, req }) => {
+    { method: 'post', path: '/auth/login', summary: 'Sign in; returns a bearer access token', tag: 'auth', public: true, body: loginBody, responses: { '401': 'wrong username or password', '429': 'too many failed attempts (Retry-After says how long)' } },
+    async ({ body, req, res }) => {
+      const ip = req.ip ?? null;
+      const account = body.username.toLowerCase();
+      const address = ipKeyGenerator(ip ?? '');
+      const refused = throttle.check(account, address);
+      if (refused) {
+        await audit(pool, { action: 'login.throttled', username: body.username.slice(0, 64), ip, detail: { limit: refused.limit } });
+        res.setHeader('Retry-After', String(Math.max(1, Math.ceil(refused.retryAfterMs / 1000))));
+        throw new HttpError(429, 'too_many_attempts', '登录失败次数过多，请稍后再试 / too many failed sign-in attempts, try again later');
+      }
       const { rows } = await pool.query<{ id: number; username: string; display_name: string; role: Role; unit_id: number; password_hash: string; disabled: boolean }>(
         'SELECT id, username, display_name, role, unit_id, password_hash, disabled FROM users WHERE username = $1',
         [body.username],
@@ -63,8 +38,8 @@ export function registerAuthRoutes(routes: ApiRoutes, pool: Pool, opts: { tokenS
       const row = rows[0];
       // Verify against a dummy hash for unknown names so timing does not reveal which names exist.
       const ok = await verifyPassword(body.password, row?.password_hash ?? (await dummyHash()));
-      const ip = req.ip ?? null;
       if (!row || !ok || row.disabled) {
+        throttle.failed(account, address);
         const reason = !row ? 'unknown_user' : !ok ? 'bad_password' : 'disabled';
         await audit(pool, {
           action: 'login.fail',
@@ -76,6 +51,7 @@ export function registerAuthRoutes(routes: ApiRoutes, pool: Pool, opts: { tokenS
         });
         throw new HttpError(401, 'bad_credentials', '用户名或密码错误 / wrong username or password');
       }
+      throttle.succeeded(account, address);
       const token = await signAccessToken(opts.tokenSecret, { userId: row.id, username: row.username, role: row.role, unitId: row.unit_id }, opts.accessTtlSeconds);
       await audit(pool, { action: 'login.ok', user: row, unitId: row.unit_id, ip });
       return {

@@ -3,6 +3,7 @@ import express from 'express';
 import { z } from 'zod';
 import type { Pool } from '../../../infra/db/pool.ts';
 import { signJoinToken } from '../../../infra/tokens.ts';
+import { JOIN_TOKEN_TTL_SECONDS } from '../join-token-ttl.ts';
 import { cameraPullUrl } from '../../../recorder/Recorder.ts';
 import { audit } from '../audit.ts';
 import { currentUser, HttpError } from '../auth-context.ts';
@@ -50,7 +51,7 @@ export function liveRoomFor(cameraId: number): string {
 
 export function createLiveCamerasRouter(opts: LiveCamerasRouterOptions): express.Router {
   const { pool } = opts;
-  const ttl = opts.tokenTtlSeconds ?? 600;
+  const ttl = opts.tokenTtlSeconds ?? JOIN_TOKEN_TTL_SECONDS;
   const router = express.Router();
 
   router.post('/cameras/:id/live', async (req, res) => {

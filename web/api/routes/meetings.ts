@@ -9,7 +9,7 @@ import { notFound } from '../errors.ts';
 import { ApiRoutes, page, pageQuery } from '../route-registry.ts';
 import { requireUnitInScope } from '../scope.ts';
 import { LOCAL_SFU, type SfuDirectory } from '../sfu-directory.ts';
-import { JOIN_TOKEN_TTL_SECONDS } from './join-tokens.ts';
+import { JOIN_TOKEN_TTL_SECONDS } from '../join-token-ttl.ts';
 import { id, idQuery } from '../schemas.ts';
 
 // Multi-level meetings. A leader picks the sites in their subtree — every unit of some levels under

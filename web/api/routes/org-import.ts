@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { withTransaction, type Pool } from '../../../infra/db/pool.ts';
 import { importOrgRows } from '../../../infra/org/import-tree.ts';
 import { parseOrgCsv, parseOrgJson, type OrgIssue } from '../../../infra/org/org-file.ts';
-import { HttpError } from '../auth-context.ts';
+import { currentUser, HttpError } from '../auth-context.ts';
+import { forbidden } from '../errors.ts';
 import { audit } from '../audit.ts';
 import { permissions } from '../permissions.ts';
 import type { ApiRoutes } from '../route-registry.ts';
@@ -14,6 +15,8 @@ import { boolQuery } from '../schemas.ts';
 // any problem answers 422 with every problem's line number, and nothing is written.
 
 const MAX_ISSUES = 200;
+/** The largest org file accepted (a whole city's tree as CSV is ~2 MB). */
+export const ORG_IMPORT_BODY_LIMIT = '20mb';
 
 class ImportRejected extends HttpError {
   constructor(issues: OrgIssue[]) {
@@ -25,8 +28,13 @@ class ImportRejected extends HttpError {
 }
 
 export function registerOrgImportRoutes(routes: ApiRoutes, pool: Pool): void {
-  // The file arrives as text whatever its type, so it can be parsed with line numbers.
-  routes.router.post('/org/import', express.text({ type: () => true, limit: '20mb' }));
+  // The file arrives as text whatever its type, so it can be parsed with line numbers; it is read only
+  // once the caller is known to be allowed to import (an anonymous 20 MB upload is refused unread).
+  routes.router.post('/org/import', (req, _res, next) => {
+    const user = currentUser(req);
+    if (!permissions.importOrg.some((r) => r === user.role)) throw forbidden();
+    next();
+  }, express.text({ type: () => true, limit: ORG_IMPORT_BODY_LIMIT }));
   routes.add(
     {
       method: 'post',

@@ -7,7 +7,7 @@ import { HttpError, inSubtree, type AuthUser } from '../auth-context.ts';
 import { notFound } from '../errors.ts';
 import { ApiRoutes } from '../route-registry.ts';
 import { LOCAL_SFU, type SfuDirectory } from '../sfu-directory.ts';
-import { JOIN_TOKEN_TTL_SECONDS } from './join-tokens.ts';
+import { JOIN_TOKEN_TTL_SECONDS } from '../join-token-ttl.ts';
 import { createLogger } from '../../../infra/logger.ts';
 
 // Face-to-face service calls. A station (village kiosk) queues for the nearest service centre above

@@ -69,3 +69,36 @@ export async function freshCallToken(callId: number, endedMessage: string): Prom
   if (!cur.join) throw new Error(endedMessage);
   return cur.join.token;
 }
+
+/**
+ * The SFU URL a meeting link names, if it is one of this system's nodes (this origin's /sfu or one the
+ * API publishes at /api/sfu-endpoints); null otherwise. A link must not send a kiosk's camera and
+ * microphone to a server somebody else chose.
+ */
+export async function trustedSfuUrl(fromLink: string | null): Promise<string | null> {
+  const own = sfuUrl('/sfu');
+  let wanted: string;
+  try {
+    wanted = new URL(sfuUrl(fromLink ?? '/sfu')).href;
+  } catch {
+    return null;
+  }
+  if (!/^wss?:$/.test(new URL(wanted).protocol)) return null;
+  if (wanted === new URL(own).href) return own;
+  try {
+    const res = await fetch('/api/sfu-endpoints', { cache: 'no-store' });
+    if (!res.ok) return null;
+    const { endpoints } = (await res.json()) as { endpoints?: unknown };
+    const known = Array.isArray(endpoints) ? endpoints.filter((e): e is string => typeof e === 'string') : [];
+    const normal = (u: string): string | null => {
+      try {
+        return new URL(sfuUrl(u)).href;
+      } catch {
+        return null;
+      }
+    };
+    return known.some((e) => normal(e) === wanted) ? wanted : null;
+  } catch {
+    return null;
+  }
+}
