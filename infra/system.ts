@@ -5,6 +5,7 @@ import path from 'node:path';
 import { loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { installProcessPolicy } from './process-policy.ts';
+import { installProcessPolicy } from './process-policy.ts';
 import { loadAccessSecret, loadCascadeSecret, loadJoinKeys } from './secret.ts';
 import { openDatabase } from './db/open-database.ts';
 import { DEMO_PASSWORD } from './demo/generate.ts';
@@ -74,12 +75,13 @@ ensureDemoFilm(filmsDir).then(
   (err: Error) => log.warn({ err: err.message }, 'could not make the demo film'),
 );
 
-const server = createWebServer({ pool, tokenSecret, joinKey: joinKeys.privateKey, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, filmsDir, trustProxy: config.TRUST_PROXY });
+const server = createWebServer({ pool, tokenSecret, joinKey: joinKeys.privateKey, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, filmsDir, trustProxy: config.TRUST_PROXY, ...(process.env.METRICS_TOKEN ? { metricsToken: process.env.METRICS_TOKEN } : {}) });
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   log.info(`ready: http://${config.HTTP_HOST}:${config.HTTP_PORT}/`);
 });
 
 let stopping = false;
+installProcessPolicy(log, { shuttingDown: () => stopping });
 installProcessPolicy(log, { shuttingDown: () => stopping });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, async () => {

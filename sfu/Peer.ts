@@ -42,8 +42,10 @@ export class Peer {
   readonly #producers = new Map<string, types.Producer<ProducerAppData>>();
   readonly #consumers = new Map<string, types.Consumer>();
   #closed = false;
+  readonly #token: string | undefined;
 
-  constructor(room: Room, claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify) {
+  constructor(room: Room, claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify, token?: string) {
+    this.#token = token;
     this.#room = room;
     this.claims = claims;
     this.#rtpCapabilities = rtpCapabilities;
@@ -52,6 +54,14 @@ export class Peer {
 
   get info(): PeerInfo {
     return { peerId: this.id, displayName: this.claims.displayName, unitId: this.claims.unitId, role: this.claims.role };
+  }
+
+  /**
+   * A chair's join token: shown to the cascade parent (never to browsers, never down to children)
+   * so that the parent believes this peer is the chair and accepts its commands from below.
+   */
+  get chairProof(): string | undefined {
+    return this.claims.role === 'chair' ? this.#token : undefined;
   }
 
   get closed(): boolean {

@@ -177,7 +177,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
       const room = await this.#room(claims.room);
       if (room.closed) continue; // closed between creation and now (last peer left, worker died)
       if (room.control.ended) throw new SignallingError('forbidden', 'the meeting has ended');
-      const peer = new Peer(room, claims, rtpCapabilities, notify);
+      const peer = new Peer(room, claims, rtpCapabilities, notify, token);
       const replaced = room.addPeer(peer);
       if (token) room.noteGrant(token);
       if (replaced) replaced.notify('peerLeft', { peerId: replaced.id });

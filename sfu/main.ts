@@ -4,12 +4,16 @@ import http from 'node:http';
 import { loadConfig } from '../infra/config.ts';
 import { createLogger } from '../infra/logger.ts';
 import { installProcessPolicy } from '../infra/process-policy.ts';
+import { installProcessPolicy } from '../infra/process-policy.ts';
 import { loadCascadeSecret, loadJoinPublicKey } from '../infra/secret.ts';
 import { SfuNode } from './SfuNode.ts';
+import { metricsAccess } from './metricsAccess.ts';
 import { nodeOptionsFromConfig } from './nodeOptionsFromConfig.ts';
 
 const config = loadConfig();
 const logger = createLogger('sfu');
+let stopping = false;
+installProcessPolicy(logger, { shuttingDown: () => stopping });
 let stopping = false;
 installProcessPolicy(logger, { shuttingDown: () => stopping });
 // Join tokens are checked with the API's public key; the cascade secret (SFU_CASCADE_SECRET, else
@@ -21,6 +25,8 @@ await node.start();
 
 const server = http.createServer((req, res) => {
   if (req.url === '/metrics') {
+    const access = metricsAccess(req, process.env.METRICS_TOKEN || undefined);
+    if (access !== 200) return void res.writeHead(access, access === 401 ? { 'www-authenticate': 'Bearer' } : {}).end();
     node.metrics.registry.metrics().then(
       (body) => res.writeHead(200, { 'content-type': node.metrics.registry.contentType }).end(body),
       () => res.writeHead(500).end(),
@@ -38,6 +44,7 @@ server.listen(config.SFU_HTTP_PORT, config.HTTP_HOST, () => logger.info({ port: 
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
+    stopping = true;
     stopping = true;
     logger.info({ signal }, 'shutting down');
     server.close();

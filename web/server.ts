@@ -6,6 +6,7 @@ import type { Pool } from '../infra/db/pool.ts';
 import { createLogger } from '../infra/logger.ts';
 import type { ObjectStorage } from '../infra/storage/ObjectStorage.ts';
 import type { SfuNode } from '../sfu/SfuNode.ts';
+import { metricsAccess } from '../sfu/metricsAccess.ts';
 import { createApiApp, type ExtraRouter } from './api/app.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import type { ApiRoutes } from './api/route-registry.ts';
@@ -39,6 +40,8 @@ export interface WebServerOptions {
   joinTokenTtlSeconds?: number;
   /** Routers of other areas (recordings, live cameras, completion figures), mounted after sign-in. */
   extraRouters?: ExtraRouter[];
+  /** Bearer token a scraper must show for /metrics; without it only un-proxied loopback requests are answered. */
+  metricsToken?: string;
   /** Built front end; default web/dist. */
   distDir?: string;
 }
@@ -75,7 +78,10 @@ export function createWebServer(opts: WebServerOptions): http.Server {
   });
   const app = express();
   app.disable('x-powered-by');
-  app.get('/metrics', async (_req, res) => {
+  app.get('/metrics', async (req, res) => {
+    const access = metricsAccess(req, opts.metricsToken);
+    if (access === 401) return void res.status(401).set('WWW-Authenticate', 'Bearer').json({ error: { code: 'unauthorized', message: '需要监控令牌 / metrics token required' } });
+    if (access === 404) return void res.status(404).json({ error: { code: 'not_found', message: '未找到 / not found' } });
     res.type(opts.sfu.metrics.registry.contentType).send(await opts.sfu.metrics.registry.metrics());
   });
   app.use((req, res, next) => (req.path.startsWith('/api') ? api(req, res, next) : next()));

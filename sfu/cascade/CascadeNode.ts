@@ -266,6 +266,7 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
         for (const cr of this.#rooms.values()) if (cr.links.has(link.id)) open++;
         if (open >= MAX_ROOMS_PER_CHILD && !this.#rooms.get(req.d.room)?.links.has(link.id)) throw new CascadeError('busy', `at most ${MAX_ROOMS_PER_CHILD} conferences per child`);
         if (this.#options.admission === 'grant') await this.#admit(link, req.d.room, req.d.grant);
+        await this.#verifyChairs(link, req.d.room, req.d.peers, req.d.chairProofs);
         for (let attempt = 0; attempt < 3; attempt++) {
           const room = await this.#host.openRoom(req.d.room);
           const cr = this.#rooms.get(room.id);
@@ -300,7 +301,38 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
     if (claims.room !== roomId) refuse('grant is for another conference');
   }
 
-  #onNotification(link: Link, ntf: IncomingNotification): void {
+  /**
+   * A child says who chairs: a peer it lists as chair must come with that chair's join token for
+   * this room (signed by the API). Without one it is listed as a participant here and above, and
+   * so cannot command the conference from below (see CascadeRoom's conference merge).
+   */
+  async #verifyChairs(link: Link, roomId: string, peers: Array<{ peerId: string; role: string }>, proofs: Record<string, string> | undefined): Promise<void> {
+    if (link.kind !== 'child') return;
+    for (const peer of peers) {
+      if (peer.role !== 'chair') continue;
+      const proof = proofs?.[peer.peerId];
+      let ok = false;
+      if (proof) {
+        try {
+          const claims = await verifyJoinToken(this.#host.joinKey, proof, GRANT_MAX_AGE_SECONDS);
+          ok = claims.role === 'chair' && claims.room === roomId;
+        } catch {
+          ok = false;
+        }
+      }
+      if (!ok) {
+        this.#log.warn({ child: link.nodeId, room: roomId, peer: peer.peerId }, 'a child listed a chair without proof; listed as a participant');
+        peer.role = 'participant';
+        if (proofs) delete proofs[peer.peerId];
+      }
+    }
+  }
+
+  async #onNotification(link: Link, ntf: IncomingNotification): Promise<void> {
+    if (ntf.m === 'peerAdded' && ntf.d.peer.role === 'chair') {
+      await this.#verifyChairs(link, ntf.d.room, [ntf.d.peer], ntf.d.chairProof ? { [ntf.d.peer.peerId]: ntf.d.chairProof } : undefined);
+      if (ntf.d.peer.role !== 'chair') delete ntf.d.chairProof;
+    }
     const cr = this.#rooms.get(ntf.d.room);
     if (!cr) return;
     switch (ntf.m) {

@@ -1,6 +1,7 @@
 import type { types } from 'mediasoup';
 import type { Logger } from '../../infra/logger.ts';
 import type { PeerInfo, ProducerInfo } from '../protocol.ts';
+import type { ConferenceDelta } from '../ConferenceControl.ts';
 import type { RemoteDirectory, Room } from '../Room.ts';
 import type { Link } from './Link.ts';
 import { CascadeError, MAX_REMOTE_PEERS, MAX_REMOTE_PRODUCERS, type NotificationData, type NotificationMethod, type PipeInfo, type RequestData, type ResponseData } from './protocol.ts';
@@ -43,6 +44,8 @@ export class CascadeRoom implements RemoteDirectory {
   readonly #producers = new Map<string, Remote<ProducerInfo>>();
   readonly #links = new Map<string, RoomLink>();
   readonly #subs = new Map<string, Subscription>();
+  /** Verified join tokens of remote chair peers (learnt from children), passed on towards the parent. */
+  readonly #proofs = new Map<string, string>();
   #attachingParent = false;
   #closed = false;
 
@@ -134,6 +137,8 @@ export class CascadeRoom implements RemoteDirectory {
         ...(grant ? { grant } : {}),
         ...this.#snapshot(link.id),
       };
+      const chairProofs = this.#proofsFor(request.peers);
+      if (Object.keys(chairProofs).length) request.chairProofs = chairProofs;
       this.#links.set(link.id, rl);
       const answer = await link.channel.request('openRoom', request);
       if (rl.closed) return;
@@ -187,7 +192,7 @@ export class CascadeRoom implements RemoteDirectory {
     const rl = new RoomLink(link, transport, release);
     const answer: ResponseData<'openRoom'> = { pipe: RoomLink.pipeInfo(transport, this.#options.pipeAnnouncedAddress), ...this.#snapshot(link.id) };
     this.#links.set(link.id, rl);
-    this.#import(link.id, request);
+    this.#import(link.id, request, request.chairProofs);
     this.#log.info({ link: link.id, peers: request.peers.length, producers: request.producers.length }, 'child attached');
     return answer;
   }
@@ -248,8 +253,8 @@ export class CascadeRoom implements RemoteDirectory {
     if (!this.#links.has(linkId)) return; // not (or no longer) attached over that link
     switch (method) {
       case 'peerAdded': {
-        const { peer } = data as NotificationData<'peerAdded'>;
-        return this.#addPeer(linkId, peer);
+        const { peer, chairProof } = data as NotificationData<'peerAdded'>;
+        return this.#addPeer(linkId, peer, chairProof);
       }
       case 'peerRemoved': {
         const { peerId } = data as NotificationData<'peerRemoved'>;
@@ -276,7 +281,7 @@ export class CascadeRoom implements RemoteDirectory {
       }
       case 'conference': {
         const { room: _room, ...delta } = data as NotificationData<'conference'>;
-        this.room.control.merge(delta, linkId);
+        this.#mergeConference(linkId, delta);
         return;
       }
     }
@@ -320,20 +325,57 @@ export class CascadeRoom implements RemoteDirectory {
     };
   }
 
-  #import(linkId: string, snap: { peers: PeerInfo[]; producers: ProducerInfo[]; conference?: NotificationData<'conference'> | Omit<NotificationData<'conference'>, 'room'> | undefined }): void {
-    for (const p of snap.peers) this.#addPeer(linkId, p);
+  #import(linkId: string, snap: { peers: PeerInfo[]; producers: ProducerInfo[]; conference?: NotificationData<'conference'> | Omit<NotificationData<'conference'>, 'room'> | undefined }, proofs?: Record<string, string>): void {
+    for (const p of snap.peers) this.#addPeer(linkId, p, proofs?.[p.peerId]);
     for (const p of snap.producers) this.#addProducer(linkId, p);
     // After the catalog, so that a spotlight or broadcast names peers/producers pages already know.
     if (snap.conference) {
       const { control, hands } = snap.conference;
-      this.room.control.merge({ ...(control ? { control } : {}), ...(hands ? { hands } : {}) }, linkId);
+      this.#mergeConference(linkId, { ...(control ? { control } : {}), ...(hands ? { hands } : {}) });
     }
   }
 
-  #addPeer(linkId: string, peer: PeerInfo): void {
+  /**
+   * What a neighbour may say about the conference state. State coming down from the parent is
+   * accepted (the chair, or the meetings API, is at or above it). From a child, the chair's register
+   * only if the chair's peer is beyond that child (the child announced it), and hands only of the
+   * child's own sites (or any, if the chair is there: the chair lowers hands). Anything else a child
+   * sends — end the meeting, broadcast, mute — is dropped.
+   */
+  #mergeConference(linkId: string, delta: ConferenceDelta): void {
+    const rl = this.#links.get(linkId);
+    if (!rl) return;
+    if (rl.link.kind === 'parent') return this.room.control.merge(delta, linkId);
+    let chairBeyond = false;
+    for (const e of this.#peers.values()) if (e.via === linkId && e.info.role === 'chair') chairBeyond = true;
+    const control = chairBeyond ? delta.control : undefined;
+    const hands = delta.hands?.filter((h) => chairBeyond || this.#peers.get(h.peerId)?.via === linkId);
+    if (delta.control && !control) this.#log.warn({ link: linkId }, 'chair state from a child without the chair dropped');
+    if (hands && delta.hands && hands.length < delta.hands.length) this.#log.warn({ link: linkId, dropped: delta.hands.length - hands.length }, 'hands of sites not beyond the child dropped');
+    if (!control && !hands?.length) return;
+    this.room.control.merge({ ...(control ? { control } : {}), ...(hands?.length ? { hands } : {}) }, linkId);
+  }
+
+  /** Join tokens of the chairs among `peers` (this node's own, or verified from below). */
+  #proofsFor(peers: PeerInfo[]): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const p of peers) {
+      const proof = p.role === 'chair' ? this.#proofOf(p.peerId) : undefined;
+      if (proof) out[p.peerId] = proof;
+    }
+    return out;
+  }
+
+  #proofOf(peerId: string): string | undefined {
+    return this.room.peers.get(peerId)?.chairProof ?? this.#proofs.get(peerId);
+  }
+
+  // `proof`: the chair's join token, already verified by CascadeNode (a chair without one was made a participant there).
+  #addPeer(linkId: string, peer: PeerInfo, proof?: string): void {
     if (this.#peers.has(peer.peerId) || this.room.peers.has(peer.peerId) || this.room.ingests.has(peer.peerId)) return;
     if (this.#peers.size >= MAX_REMOTE_PEERS) return void this.#log.warn('remote peer limit reached; ignoring more');
     this.#peers.set(peer.peerId, { info: peer, via: linkId });
+    if (peer.role === 'chair' && proof) this.#proofs.set(peer.peerId, proof);
     this.room.broadcast('peerJoined', peer);
     this.#flood('peerAdded', { room: this.room.id, peer }, linkId);
   }
@@ -342,6 +384,7 @@ export class CascadeRoom implements RemoteDirectory {
     const e = this.#peers.get(peerId);
     if (!e) return;
     this.#peers.delete(peerId);
+    this.#proofs.delete(peerId);
     if (!this.room.router.closed) this.room.broadcast('peerLeft', { peerId });
     this.#flood('peerRemoved', { room: this.room.id, peerId }, e.via);
   }
@@ -369,7 +412,10 @@ export class CascadeRoom implements RemoteDirectory {
   #flood<M extends Forwardable>(method: M, data: NotificationData<M> & RoomScoped, exceptLink?: string): void {
     for (const rl of this.#links.values()) {
       if (rl.link.id === exceptLink || rl.link.channel.closed) continue;
-      rl.link.channel.notify(method, data);
+      // A chair's proof goes up only: a child holding the city chair's token could join as the chair.
+      const peer = method === 'peerAdded' ? (data as NotificationData<'peerAdded'>).peer : undefined;
+      const proof = peer && rl.link.kind === 'parent' && peer.role === 'chair' ? this.#proofOf(peer.peerId) : undefined;
+      rl.link.channel.notify(method, proof ? { ...(data as NotificationData<'peerAdded'>), chairProof: proof } as NotificationData<M> : data);
     }
   }
 }

@@ -49,6 +49,10 @@ const conferenceSchema = z.object({
   hands: z.array(handSchema).max(MAX_CONTROLLED_SITES).optional(),
 });
 
+/** Chair peers' join tokens, by peer id: sent only towards the parent, which verifies them. */
+const proofToken = z.string().min(1).max(4096);
+const chairProofsSchema = z.record(entityId, proofToken).refine((o) => Object.keys(o).length <= 100, 'too many chair proofs');
+
 const snapshot = {
   peers: z.array(peerInfoSchema).max(MAX_REMOTE_PEERS),
   producers: z.array(producerInfoSchema).max(MAX_REMOTE_PRODUCERS),
@@ -64,7 +68,7 @@ const room = roomIdSchema;
 export const requestSchemas = {
   /** Child -> parent: attach a conference; both sides exchange pipe endpoints and catalogs. */
   // `grant`: a join token for this room someone at or below the child was admitted with (see CascadeNode).
-  openRoom: z.object({ room, pipe: pipeInfoSchema, grant: z.string().max(4096).optional(), ...snapshot }),
+  openRoom: z.object({ room, pipe: pipeInfoSchema, grant: z.string().max(4096).optional(), chairProofs: chairProofsSchema.optional(), ...snapshot }),
   /** Either way, towards a producer's origin: start piping it over this link. */
   subscribe: z.object({ room, producerId: entityId }),
 };
@@ -79,7 +83,7 @@ export const notificationSchemas = {
   roomClosed: z.object({ room }),
   /** Stop piping a producer over this link (the last consumer beyond it left). */
   unsubscribe: z.object({ room, producerId: entityId }),
-  peerAdded: z.object({ room, peer: peerInfoSchema }),
+  peerAdded: z.object({ room, peer: peerInfoSchema, chairProof: proofToken.optional() }),
   peerRemoved: z.object({ room, peerId: entityId }),
   producerAdded: z.object({ room, producer: producerInfoSchema }),
   producerRemoved: z.object({ room, producerId: entityId }),

@@ -52,7 +52,9 @@ describe('cascade links with per-node keys: a node speaks only for itself', { ti
     assert.equal(await upgradeStatus(await signNodeToken(CASCADE_SECRET, claims)), 401, 'the shared secret is not accepted in key mode');
     assert.equal(await upgradeStatus(await signNodeToken(intruder.privateKey, { nodeId: 'intruder', unitId: 9 })), 401, 'a node with no registered key');
     assert.equal(await upgradeStatus('not-a-token'), 401);
-    // A second link with the village's own key is accepted (and replaces the first, as after a restart).
-    assert.equal(await upgradeStatus(await signNodeToken(village.privateKey, claims)), 101);
+    // A second link with the village's own key is refused while the village's link answers pings
+    // (one live link per node id; a restarted village, whose old link is dead, replaces it).
+    assert.equal(await upgradeStatus(await signNodeToken(village.privateKey, claims)), 409);
+    assert.equal(child.node.cascade!.parentConnected, true, 'the live link is untouched');
   });
 });
