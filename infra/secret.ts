@@ -1,6 +1,7 @@
 import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Config } from './config.ts';
 import { generateKeyPair, type KeyPair } from './tokens.ts';
 
 // One key per purpose, never one secret for two audiences: the API's access tokens are signed with a
@@ -35,6 +36,24 @@ export function loadAccessSecret(dataDir: string, masterFromEnv?: string): strin
  */
 export function loadCascadeSecret(dataDir: string, fromEnv?: string): string {
   return fromEnv ?? generatedSecret(dataDir, 'cascade-secret');
+}
+
+/** Every key of the combined system (infra/system.ts), each for one purpose. */
+export interface SystemKeys {
+  /** Signs and checks access tokens (audience `api`); derived from TOKEN_SECRET, held by the API only. */
+  accessSecret: string;
+  /** The SFU nodes' shared cascade secret (audience `sfu-node`); village nodes hold it. */
+  cascadeSecret: string;
+  /** The join-token key pair (audience `sfu-join`); nodes hold the public half. */
+  join: KeyPair;
+}
+
+export function loadSystemKeys(config: Pick<Config, 'DATA_DIR' | 'TOKEN_SECRET' | 'SFU_CASCADE_SECRET' | 'JOIN_PRIVATE_KEY'>): SystemKeys {
+  return {
+    accessSecret: loadAccessSecret(config.DATA_DIR, config.TOKEN_SECRET),
+    cascadeSecret: loadCascadeSecret(config.DATA_DIR, config.SFU_CASCADE_SECRET),
+    join: loadJoinKeys(config.DATA_DIR, config.JOIN_PRIVATE_KEY),
+  };
 }
 
 function generatedSecret(dataDir: string, name: string): string {

@@ -5,8 +5,7 @@ import path from 'node:path';
 import { loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { installProcessPolicy } from './process-policy.ts';
-import { installProcessPolicy } from './process-policy.ts';
-import { loadAccessSecret, loadCascadeSecret, loadJoinKeys } from './secret.ts';
+import { loadSystemKeys } from './secret.ts';
 import { openDatabase } from './db/open-database.ts';
 import { DEMO_PASSWORD } from './demo/generate.ts';
 import { ensureDemoFilm } from './demo/demo-film.ts';
@@ -30,11 +29,12 @@ const pool = db.pool;
 if (db.seeded) log.info(`demo organisation generated; sign in as e.g. wf.leader, t370702001.clerk or v37070200100101.secretary with password ${DEMO_PASSWORD}`);
 
 // One key per purpose (see infra/secret.ts): the access-token key never leaves this process; the
-// cascade secret, which village nodes hold, is a different secret.
-const tokenSecret = loadAccessSecret(config.DATA_DIR, config.TOKEN_SECRET);
-// Join tokens: signed here with the private key; this and every other SFU node checks them with the public one.
-const joinKeys = loadJoinKeys(config.DATA_DIR, config.JOIN_PRIVATE_KEY);
-const sfu = new SfuNode(nodeOptionsFromConfig(config, { joinKey: joinKeys.publicKey, cascadeSecret: loadCascadeSecret(config.DATA_DIR, config.SFU_CASCADE_SECRET) }, createLogger('sfu')));
+// cascade secret, which village nodes hold, is a different secret. Join tokens: signed here with the
+// private key; this and every other SFU node checks them with the public one.
+const keys = loadSystemKeys(config);
+const tokenSecret = keys.accessSecret;
+const joinKeys = keys.join;
+const sfu = new SfuNode(nodeOptionsFromConfig(config, { joinKey: joinKeys.publicKey, cascadeSecret: keys.cascadeSecret }, createLogger('sfu')));
 await sfu.start();
 stops.push(() => sfu.close());
 
@@ -75,13 +75,12 @@ ensureDemoFilm(filmsDir).then(
   (err: Error) => log.warn({ err: err.message }, 'could not make the demo film'),
 );
 
-const server = createWebServer({ pool, tokenSecret, joinKey: joinKeys.privateKey, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, filmsDir, trustProxy: config.TRUST_PROXY, ...(process.env.METRICS_TOKEN ? { metricsToken: process.env.METRICS_TOKEN } : {}) });
+const server = createWebServer({ pool, tokenSecret, joinKey: joinKeys.privateKey, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, filmsDir, trustProxy: config.TRUST_PROXY });
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   log.info(`ready: http://${config.HTTP_HOST}:${config.HTTP_PORT}/`);
 });
 
 let stopping = false;
-installProcessPolicy(log, { shuttingDown: () => stopping });
 installProcessPolicy(log, { shuttingDown: () => stopping });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, async () => {
