@@ -4,7 +4,6 @@ import http from 'node:http';
 import { loadConfig } from '../infra/config.ts';
 import { createLogger } from '../infra/logger.ts';
 import { installProcessPolicy } from '../infra/process-policy.ts';
-import { installProcessPolicy } from '../infra/process-policy.ts';
 import { loadCascadeSecret, loadJoinPublicKey } from '../infra/secret.ts';
 import { SfuNode } from './SfuNode.ts';
 import { metricsAccess } from './metricsAccess.ts';
@@ -12,8 +11,6 @@ import { nodeOptionsFromConfig } from './nodeOptionsFromConfig.ts';
 
 const config = loadConfig();
 const logger = createLogger('sfu');
-let stopping = false;
-installProcessPolicy(logger, { shuttingDown: () => stopping });
 let stopping = false;
 installProcessPolicy(logger, { shuttingDown: () => stopping });
 // Join tokens are checked with the API's public key; the cascade secret (SFU_CASCADE_SECRET, else
@@ -44,7 +41,6 @@ server.listen(config.SFU_HTTP_PORT, config.HTTP_HOST, () => logger.info({ port: 
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
-    stopping = true;
     stopping = true;
     logger.info({ signal }, 'shutting down');
     server.close();
