@@ -285,6 +285,11 @@ export class SegmentSpool extends EventEmitter<SegmentSpoolEvents> {
     } catch {
       // file already gone
     }
+    // Nothing in S3 without its index row: what was uploaded before the index refused goes again.
+    const key = objectKeyFor(seg);
+    await this.#o.storage
+      .remove([key, key.replace(/\.mp4$/, '.thumb.jpg'), key.replace(/\.mp4$/, '.strip.jpg')])
+      .catch((err: Error) => this.#o.log.warn({ err: err.message, key }, 'could not remove the quarantined segment from S3'));
     this.#o.journal.append({ t: 'quarantined', id: seg.id, reason });
     this.#forget(seg);
     this.#quarantined++;
