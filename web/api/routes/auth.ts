@@ -29,7 +29,7 @@ export function registerAuthRoutes(routes: ApiRoutes, pool: Pool, opts: { tokenS
       if (refused) {
         await audit(pool, { action: 'login.throttled', username: body.username.slice(0, 64), ip, detail: { limit: refused.limit } });
         res.setHeader('Retry-After', String(Math.max(1, Math.ceil(refused.retryAfterMs / 1000))));
-        throw new HttpError(429, 'too_many_attempts', '登录失败次数过多，请稍后再试 / too many failed sign-in attempts, try again later');
+        throw new HttpError(429, 'too_many_attempts', '登录失败次数过多，请稍后再试 / too many failed sign-in attempts, try again later', { retry_after_ms: refused.retryAfterMs });
       }
       const { rows } = await pool.query<{ id: number; username: string; display_name: string; role: Role; unit_id: number; password_hash: string; disabled: boolean }>(
         'SELECT id, username, display_name, role, unit_id, password_hash, disabled FROM users WHERE username = $1',
