@@ -108,7 +108,7 @@ describe('recorder security: capture jobs and exports are bounded', () => {
       const fifth = await start('wf.clerk');
       assert.equal(fifth.status, 503);
       assert.equal(((await fifth.json()) as { error: { code: string } }).error.code, 'export_busy');
-      const ffmpegs = Number(execFileSync('sh', ['-c', "pgrep -f -c 'export-.*/list.txt' || true"], { encoding: 'utf8' }).trim());
+      const ffmpegs = Number(execFileSync('sh', ['-c', "pgrep -f -c '[e]xport-.*/list.txt' || true"], { encoding: 'utf8' }).trim());
       assert.ok(ffmpegs >= 1 && ffmpegs <= 4, `1 to 4 export ffmpegs run (${ffmpegs})`);
     } finally {
       for (const ac of held) ac.abort();
