@@ -27,6 +27,12 @@ export interface SchedulerOptions {
   captureLeadMs?: number;
   /** Judge a session this long after it ends (segments still uploading). */
   checkGraceMs?: number;
+  /** A check job that left no result (lost, worker died) is queued again after this long. */
+  checkStaleMs?: number;
+  /** A failed verdict is checked again when segments of its session are indexed after it, for this long. */
+  lateRecheckDays?: number;
+  /** At most this many check jobs are queued per tick (a backlog drains over ticks, not at once). */
+  checkBatchMax?: number;
   /** Real-time interval of the planning tick; 0 = the caller ticks. */
   tickMs?: number;
   dispatcher?: DispatcherOptions;
@@ -147,23 +153,49 @@ export class SchedulerService {
     return rowCount ?? 0;
   }
 
-  /** Completion-check jobs for sessions that have ended, once per session. */
+  /**
+   * Completion-check jobs: once per session after it ends; again when a pending check is due
+   * (storage or ffmpeg fault, upload not complete), when a job left no result, and when segments
+   * of a failed session are indexed after its verdict (late upload).
+   */
   private async queueChecks(boss: PgBoss, now: Date): Promise<number> {
     if (!this.o.checker) return 0;
+    const staleMs = this.o.checkStaleMs ?? 2 * 3_600_000;
+    const limit = this.o.checkBatchMax ?? 500;
     return withTransaction(this.o.pool, async (c) => {
-      const { rows } = await c.query<{ id: number }>(
+      const first = await c.query<{ id: number }>(
         `UPDATE meeting_sessions SET check_queued_at = $1
-          WHERE id IN (SELECT id FROM meeting_sessions
-                        WHERE check_queued_at IS NULL AND NOT cancelled
-                          AND ends_at + make_interval(secs => $2::float8 / 1000) <= $1
+          WHERE id IN (SELECT s.id FROM meeting_sessions s
+                        WHERE NOT s.cancelled AND (
+                          (s.check_queued_at IS NULL AND s.ends_at + make_interval(secs => $2::float8 / 1000) <= $1)
+                          OR (s.check_queued_at + make_interval(secs => $3::float8 / 1000) <= $1
+                              AND NOT EXISTS (SELECT 1 FROM completion_checks c WHERE c.session_id = s.id)))
+                        ORDER BY s.ends_at LIMIT $4
                         FOR UPDATE SKIP LOCKED)
           RETURNING id`,
-        [now, this.o.checkGraceMs ?? 30 * 60_000],
+        [now, this.o.checkGraceMs ?? 30 * 60_000, staleMs, limit],
       );
-      if (rows.length > 0) {
-        await boss.insert(rows.map((r) => ({ name: queues.check, data: { sessionId: r.id } })), inTransaction(c));
+      const again = await c.query<{ id: number }>(
+        `UPDATE completion_checks SET requeued_at = now()
+          WHERE session_id IN (
+            SELECT c.session_id FROM completion_checks c JOIN meeting_sessions s ON s.id = c.session_id
+             WHERE NOT s.cancelled
+               AND (c.requeued_at IS NULL OR c.requeued_at <= now() - make_interval(secs => $2::float8 / 1000))
+               AND ((c.pending AND c.next_check_at <= $1)
+                    OR (NOT c.pending AND NOT c.passed AND c.checked_at > now() - make_interval(days => $3::int)
+                        AND EXISTS (SELECT 1 FROM recording_segments r
+                                     WHERE r.camera_id = s.camera_id AND r.ended_at > s.starts_at AND r.started_at < s.ends_at
+                                       AND r.created_at > c.checked_at)))
+             ORDER BY c.next_check_at NULLS LAST LIMIT $4
+             FOR UPDATE OF c SKIP LOCKED)
+          RETURNING session_id AS id`,
+        [now, staleMs, this.o.lateRecheckDays ?? 30, limit],
+      );
+      const ids = [...first.rows, ...again.rows].map((r) => r.id);
+      if (ids.length > 0) {
+        await boss.insert(ids.map((id) => ({ name: queues.check, data: { sessionId: id } })), inTransaction(c));
       }
-      return rows.length;
+      return ids.length;
     });
   }
 
@@ -174,7 +206,8 @@ export class SchedulerService {
       const { rows } = await this.o.pool.query<{ sends: number; checks: number }>(
         `SELECT (SELECT count(*) FROM message_sends WHERE state IN ('queued', 'sending'))::int AS sends,
                 (SELECT count(*) FROM meeting_sessions s WHERE s.check_queued_at IS NOT NULL
-                   AND NOT EXISTS (SELECT 1 FROM completion_checks c WHERE c.session_id = s.id))::int AS checks`,
+                   AND NOT EXISTS (SELECT 1 FROM completion_checks c WHERE c.session_id = s.id))::int
+                + (SELECT count(*) FROM completion_checks WHERE requeued_at IS NOT NULL)::int AS checks`,
       );
       const r = rows[0]!;
       if (r.sends === 0 && (r.checks === 0 || !this.o.checker)) return;

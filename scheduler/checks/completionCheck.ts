@@ -19,17 +19,54 @@ export const CheckThresholds = z.object({
 });
 export type CheckThresholds = z.input<typeof CheckThresholds>;
 
+/** When a check that could not run is tried again, and what it may wait for. */
+export const CheckRetry = z.object({
+  /** Backoff between tries of a pending check: base * 2^(tries-1), capped. */
+  retryBaseMs: z.number().int().positive().default(5 * 60_000),
+  retryMaxMs: z.number().int().positive().default(6 * 3_600_000),
+  /**
+   * ffmpeg failing on a segment the store says is there (while ffmpeg itself works) is retried this
+   * many times before the segment is judged unreadable.
+   */
+  maxProbeFailures: z.number().int().min(1).max(100).default(8),
+  /**
+   * A session whose window the index does not fully cover may still have segments in the recorder's
+   * spool (S3 down at the recorder, backlog): not judged until this long after it ended.
+   */
+  uploadWaitMs: z.number().int().min(0).default(48 * 3_600_000),
+  /** Tolerated gap between the index and the session window, seconds. */
+  coverageToleranceS: z.number().min(0).default(2),
+  ffmpegPath: z.string().min(1).default('ffmpeg'),
+  probeTimeoutMs: z.number().int().min(1000).default(300_000),
+  /** A store that does not answer within this is "unreachable". */
+  storageTimeoutMs: z.number().int().min(100).default(30_000),
+});
+export type CheckRetry = z.input<typeof CheckRetry>;
+
 export interface Reason {
-  code: 'no_recording' | 'too_short' | 'black' | 'frozen' | 'no_audio' | 'silent' | 'unreadable';
+  code:
+    | 'no_recording' | 'too_short' | 'black' | 'frozen' | 'no_audio' | 'silent' | 'unreadable'
+    // Why a check is pending (not a verdict):
+    | 'storage_unavailable' | 'checker_unavailable' | 'probe_failed' | 'awaiting_upload';
   message: string;
 }
 
 export interface CheckResult {
   passed: boolean;
+  /** Could not check yet: no verdict, try again later. */
+  pending: boolean;
+  /** The pending outcome counts towards `maxProbeFailures` (ffmpeg failed on a stored segment). */
+  probeFailed?: boolean;
   coveredS: number;
   requiredS: number;
   reasons: Reason[];
 }
+
+const withTimeout = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+  new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+    p.then((v) => { clearTimeout(t); resolve(v); }, (e: unknown) => { clearTimeout(t); reject(e instanceof Error ? e : new Error(String(e))); });
+  });
 
 const total = (xs: Stretch[]) => xs.reduce((s, x) => s + (x.end - x.start), 0);
 const longest = (xs: Stretch[]) => xs.reduce((m, x) => Math.max(m, x.end - x.start), 0);
@@ -64,38 +101,70 @@ function subtract(xs: Stretch[], cut: Stretch[]): Stretch[] {
   return out.filter((x) => x.end - x.start > 0.05);
 }
 
-/** Judges a session from the segments the recorder indexed for its camera and time. */
+/**
+ * Judges a session from the segments the recorder indexed for its camera and time. A check that
+ * cannot run (store unreachable, ffmpeg crashed or timed out, recording still uploading) stores a
+ * pending result, tried again with capped backoff; only a check that ran gives a verdict.
+ */
 export class CompletionChecker implements SessionChecker {
   private readonly t: z.infer<typeof CheckThresholds>;
+  private readonly r: z.infer<typeof CheckRetry>;
 
-  constructor(private readonly pool: Pool, private readonly source: SegmentSource, thresholds: CheckThresholds = {}) {
+  constructor(private readonly pool: Pool, private readonly source: SegmentSource, thresholds: CheckThresholds = {}, retry: CheckRetry = {}) {
     this.t = CheckThresholds.parse(thresholds);
+    this.r = CheckRetry.parse(retry);
   }
 
-  async check(sessionId: number): Promise<void> {
-    const result = await this.evaluate(sessionId);
+  async check(sessionId: number, now: Date = new Date()): Promise<void> {
+    const prev = (await this.pool.query<{ pending: boolean; attempts: number; probe_failures: number }>(
+      `SELECT pending, attempts, probe_failures FROM completion_checks WHERE session_id = $1`, [sessionId])).rows[0];
+    const result = await this.evaluate(sessionId, now, prev?.pending ? prev.probe_failures : 0);
+    // Tries since the last verdict: a verdict after pending tries keeps their count, for the record.
+    const attempts = prev?.pending ? prev.attempts + 1 : 1;
+    const probeFailures = result.pending ? (prev?.pending ? prev.probe_failures : 0) + (result.probeFailed ? 1 : 0) : 0;
+    const nextCheckAt = result.pending
+      ? new Date(now.getTime() + Math.min(this.r.retryMaxMs, this.r.retryBaseMs * 2 ** (attempts - 1)))
+      : null;
     await this.pool.query(
-      `INSERT INTO completion_checks (session_id, passed, covered_s, required_s, reasons, measurements)
-       VALUES ($1, $2, $3, $4, $5, $6)
+      `INSERT INTO completion_checks (session_id, passed, covered_s, required_s, reasons, measurements, pending, attempts, probe_failures, next_check_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
        ON CONFLICT (session_id) DO UPDATE SET checked_at = now(), passed = EXCLUDED.passed, covered_s = EXCLUDED.covered_s,
-         required_s = EXCLUDED.required_s, reasons = EXCLUDED.reasons, measurements = EXCLUDED.measurements`,
-      [sessionId, result.passed, result.coveredS, result.requiredS, JSON.stringify(result.reasons), JSON.stringify(result.measurements)],
+         required_s = EXCLUDED.required_s, reasons = EXCLUDED.reasons, measurements = EXCLUDED.measurements,
+         pending = EXCLUDED.pending, attempts = EXCLUDED.attempts, probe_failures = EXCLUDED.probe_failures,
+         next_check_at = EXCLUDED.next_check_at, requeued_at = NULL`,
+      [sessionId, result.passed, result.coveredS, result.requiredS, JSON.stringify(result.reasons), JSON.stringify(result.measurements),
+        result.pending, attempts, probeFailures, nextCheckAt],
     );
-    log.info({ sessionId, passed: result.passed, reasons: result.reasons.map((r) => r.code) }, 'session checked');
+    const codes = result.reasons.map((r) => r.code);
+    if (result.pending) log.warn({ sessionId, attempts, codes, nextCheckAt }, 'session could not be checked yet; will retry');
+    else log.info({ sessionId, passed: result.passed, reasons: codes }, 'session checked');
   }
 
-  async evaluate(sessionId: number): Promise<CheckResult & { measurements: Record<string, unknown> }> {
-    const s = await this.pool.query<{ camera_id: number | null; starts_at: Date; ends_at: Date; min_duration_s: number }>(
-      `SELECT s.camera_id, s.starts_at, s.ends_at, bor.min_duration_s
+  /** ffmpeg decodes a synthetic input: if not, a failure says nothing about the recording. */
+  private async ffmpegWorks(): Promise<boolean> {
+    try {
+      await probeMedia('testsrc2=s=64x48:r=5:d=1', { ffmpegPath: this.r.ffmpegPath, timeoutMs: 30_000, lavfi: true });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async evaluate(sessionId: number, now: Date = new Date(), probeFailuresSoFar = 0): Promise<CheckResult & { measurements: Record<string, unknown> }> {
+    const s = await this.pool.query<{ camera_id: number | null; starts_at: Date; ends_at: Date; min_duration_s: number; capture_state: string | null }>(
+      `SELECT s.camera_id, s.starts_at, s.ends_at, bor.min_duration_s, j.state AS capture_state
          FROM meeting_sessions s
          JOIN branch_obligation_rules bor ON bor.branch_id = s.branch_id AND bor.obligation = s.obligation
+         LEFT JOIN capture_jobs j ON j.id = s.capture_job_id
         WHERE s.id = $1`,
       [sessionId],
     );
     const session = s.rows[0];
     if (!session) throw new Error(`session ${sessionId} not found`);
     const requiredS = session.min_duration_s;
-    const none = (reasons: Reason[]) => ({ passed: false, coveredS: 0, requiredS, reasons, measurements: {} });
+    const none = (reasons: Reason[]) => ({ passed: false, pending: false, coveredS: 0, requiredS, reasons, measurements: {} });
+    const pending = (code: Reason['code'], message: string, probeFailed = false, measurements: Record<string, unknown> = {}) =>
+      ({ passed: false, pending: true, probeFailed, coveredS: 0, requiredS, reasons: [{ code, message }], measurements });
     if (session.camera_id === null) return none([{ code: 'no_recording', message: '会议未指定站点摄像头，无录像' }]);
 
     const segs = await this.pool.query<{ id: number; bucket: string; object_key: string; started_at: Date; ended_at: Date }>(
@@ -103,7 +172,21 @@ export class CompletionChecker implements SessionChecker {
         WHERE camera_id = $1 AND ended_at > $2 AND started_at < $3 ORDER BY started_at`,
       [session.camera_id, session.starts_at, session.ends_at],
     );
-    if (segs.rows.length === 0) return none([{ code: 'no_recording', message: '会议时段内未找到录像' }]);
+    // Segments may still be on their way (recorder spool, S3 outage at the recorder): a window the
+    // index does not cover yet is not judged before the upload wait has passed.
+    const windowS = (session.ends_at.getTime() - session.starts_at.getTime()) / 1000;
+    const indexed = total(merge(segs.rows.map((g) => ({
+      start: Math.max(0, (g.started_at.getTime() - session.starts_at.getTime()) / 1000),
+      end: Math.min(windowS, (g.ended_at.getTime() - session.starts_at.getTime()) / 1000),
+    })).filter((x) => x.end > x.start)));
+    const mayStillUpload = indexed < windowS - this.r.coverageToleranceS
+      && now.getTime() < session.ends_at.getTime() + this.r.uploadWaitMs
+      && session.capture_state !== 'failed' && session.capture_state !== 'cancelled';
+    const awaitingUpload = () => pending('awaiting_upload', `录像尚未完整上传（已索引${r1(indexed)}/${r1(windowS)}秒），稍后自动复核`, false, { indexedS: r1(indexed) });
+    if (segs.rows.length === 0) {
+      if (mayStillUpload) return awaitingUpload();
+      return none([{ code: 'no_recording', message: '会议时段内未找到录像' }]);
+    }
 
     const t0 = session.starts_at.getTime();
     const windowEnd = (session.ends_at.getTime() - t0) / 1000;
@@ -114,16 +197,36 @@ export class CompletionChecker implements SessionChecker {
     let audioSeen = false;
     let unreadable = 0;
     const perSegment: Array<{ id: number; m?: MediaMeasurement; error?: string }> = [];
+    let missing = 0;
     for (const seg of segs.rows) {
       const offset = (seg.started_at.getTime() - t0) / 1000;
+      const ref = { id: seg.id, bucket: seg.bucket, objectKey: seg.object_key };
+      let input: string;
+      try {
+        if (this.source.exists && !(await withTimeout(this.source.exists(ref), this.r.storageTimeoutMs, 'storage'))) {
+          // Indexed but gone from the store: a fact about the evidence, not a passing fault.
+          missing++;
+          unreadable++;
+          perSegment.push({ id: seg.id, error: 'missing from storage' });
+          continue;
+        }
+        input = await withTimeout(this.source.inputFor(ref), this.r.storageTimeoutMs, 'storage');
+      } catch (err) {
+        return pending('storage_unavailable', `录像存储暂时无法访问，稍后自动复核（${String(err).slice(0, 120)}）`);
+      }
       let m: MediaMeasurement;
       try {
-        m = await probeMedia(await this.source.inputFor({ id: seg.id, bucket: seg.bucket, objectKey: seg.object_key }), {
-          detectMinS: this.t.detectMinS,
-        });
+        m = await probeMedia(input, { detectMinS: this.t.detectMinS, ffmpegPath: this.r.ffmpegPath, timeoutMs: this.r.probeTimeoutMs });
       } catch (err) {
+        const why = String(err).slice(0, 200);
+        if (!(await this.ffmpegWorks())) {
+          return pending('checker_unavailable', `核验程序（ffmpeg）暂时不可用，稍后自动复核（${why}）`);
+        }
+        if (probeFailuresSoFar + 1 < this.r.maxProbeFailures) {
+          return pending('probe_failed', `录像分析失败（第${probeFailuresSoFar + 1}次），稍后自动复核（${why}）`, true);
+        }
         unreadable++;
-        perSegment.push({ id: seg.id, error: String(err).slice(0, 300) });
+        perSegment.push({ id: seg.id, error: why });
         continue;
       }
       perSegment.push({ id: seg.id, m });
@@ -153,7 +256,9 @@ export class CompletionChecker implements SessionChecker {
     const frozenM = subtract(merge(frozen), blackM);
     const silentM = merge(silent);
     const reasons: Reason[] = [];
-    if (coveredS === 0 && unreadable > 0) reasons.push({ code: 'unreadable', message: `录像文件无法读取（${unreadable}段）` });
+    if (coveredS === 0 && unreadable > 0) {
+      reasons.push({ code: 'unreadable', message: missing > 0 ? `录像文件缺失或无法读取（${unreadable}段，其中缺失${missing}段）` : `录像文件无法读取（${unreadable}段）` });
+    }
     if (coveredS < requiredS) {
       reasons.push({ code: 'too_short', message: `录像覆盖${r1(coveredS)}秒，少于要求的${requiredS}秒` });
     }
@@ -171,14 +276,17 @@ export class CompletionChecker implements SessionChecker {
         reasons.push({ code: 'silent', message: `音频静音${Math.round((100 * total(silentM)) / coveredS)}%` });
       }
     }
+    if (reasons.length > 0 && mayStillUpload) return awaitingUpload();
     return {
       passed: reasons.length === 0,
+      pending: false,
       coveredS: r1(coveredS),
       requiredS,
       reasons,
       measurements: {
         segments: perSegment.length,
         unreadable,
+        missing,
         blackS: r1(total(blackM)),
         frozenS: r1(total(frozenM)),
         silentS: r1(total(silentM)),

@@ -19,6 +19,8 @@ export interface ProbeOptions {
   /** Shortest black / frozen / silent stretch ffmpeg reports, seconds. */
   detectMinS?: number;
   timeoutMs?: number;
+  /** `input` is a lavfi graph (ffmpeg's self-test), not a file or URL. */
+  lavfi?: boolean;
 }
 
 const num = (s: string | undefined): number | null => (s === undefined ? null : Number.isFinite(Number(s)) ? Number(s) : null);
@@ -61,7 +63,7 @@ export function probeMedia(input: string, opts: ProbeOptions = {}): Promise<Medi
   const d = opts.detectMinS ?? 2;
   const args = [
     '-hide_banner', '-nostdin', '-loglevel', 'info', '-stats_period', '3600',
-    '-i', input,
+    ...(opts.lavfi ? ['-f', 'lavfi'] : []), '-i', input,
     '-vf', `blackdetect=d=${d}:pix_th=0.10,freezedetect=n=-60dB:d=${d}`,
     '-af', `silencedetect=n=-50dB:d=${d}`,
     '-f', 'null', '-',

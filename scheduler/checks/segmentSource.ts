@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises';
 import path from 'node:path';
 
 export interface SegmentRef {
@@ -12,6 +13,11 @@ export interface SegmentRef {
  */
 export interface SegmentSource {
   inputFor(segment: SegmentRef): Promise<string>;
+  /**
+   * Whether the store holds the segment: false when it is known to be missing; throws when the store
+   * cannot answer (unreachable, timing out), which is a reason to check later, not a verdict.
+   */
+  exists?(segment: SegmentRef): Promise<boolean>;
 }
 
 export class LocalFileSegmentSource implements SegmentSource {
@@ -20,6 +26,15 @@ export class LocalFileSegmentSource implements SegmentSource {
     const p = path.resolve(this.root, s.bucket, s.objectKey);
     if (!p.startsWith(path.resolve(this.root) + path.sep)) throw new Error(`segment key escapes the root: ${s.objectKey}`);
     return p;
+  }
+  async exists(s: SegmentRef): Promise<boolean> {
+    try {
+      await fs.stat(await this.inputFor(s));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
   }
 }
 
@@ -39,6 +54,8 @@ export class PresignedUrlSegmentSource implements SegmentSource {
 export interface BucketPresigner {
   readonly bucket: string;
   presignGet(key: string, expirySeconds?: number): Promise<string>;
+  /** The object's metadata, undefined when missing; throws when the store cannot be reached. */
+  stat?(key: string): Promise<unknown>;
 }
 
 export class ObjectStorageSegmentSource implements SegmentSource {
@@ -48,5 +65,9 @@ export class ObjectStorageSegmentSource implements SegmentSource {
       return Promise.reject(new Error(`segment ${s.id} is in bucket ${s.bucket}, storage serves ${this.storage.bucket}`));
     }
     return this.storage.presignGet(s.objectKey, this.expirySeconds);
+  }
+  async exists(s: SegmentRef): Promise<boolean> {
+    if (!this.storage.stat || s.bucket !== this.storage.bucket) return true; // ffmpeg's read will tell
+    return (await this.storage.stat(s.objectKey)) !== undefined;
   }
 }

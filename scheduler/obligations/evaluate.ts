@@ -30,9 +30,18 @@ export const obligationStatusSql = `
     SELECT s.branch_id, s.obligation, s.starts_at
       FROM meeting_sessions s JOIN completion_checks c ON c.session_id = s.id AND c.passed
      WHERE NOT s.cancelled AND s.starts_at >= $1::timestamptz - interval '2 years' AND s.starts_at < $1::timestamptz + interval '1 year'
+  ), unjudged AS (
+    -- Sessions that have ended but have no verdict yet (check queued, retried after a storage or
+    -- ffmpeg fault, upload not complete): neither done nor missed until judged.
+    SELECT s.branch_id, s.obligation, s.starts_at
+      FROM meeting_sessions s LEFT JOIN completion_checks c ON c.session_id = s.id
+     WHERE NOT s.cancelled AND s.ends_at <= $1::timestamptz AND (c.session_id IS NULL OR c.pending)
+       AND s.starts_at >= $1::timestamptz - interval '2 years'
   ), counted AS (
     SELECT b.branch_id, b.unit_id, b.unit_path, b.obligation, b.period, b.required_count, b.period_start,
-           b.period_end, b.period_key, count(p.starts_at)::int AS done_count
+           b.period_end, b.period_key, count(p.starts_at)::int AS done_count,
+           (SELECT count(*) FROM unjudged u WHERE u.branch_id = b.branch_id AND u.obligation = b.obligation
+               AND u.starts_at >= b.period_start AND u.starts_at < b.period_end)::int AS checking_count
       FROM bounded b
       LEFT JOIN passed p ON p.branch_id = b.branch_id AND p.obligation = b.obligation
                         AND p.starts_at >= b.period_start AND p.starts_at < b.period_end
@@ -40,8 +49,10 @@ export const obligationStatusSql = `
               b.period_end, b.period_key
   )
   SELECT branch_id, unit_id, unit_path, obligation, period, period_key, period_start, period_end,
-         required_count::int, done_count,
+         required_count::int, done_count, checking_count,
          CASE WHEN done_count >= required_count THEN 'done'
+              -- Could still be done once the pending checks give their verdict: no reminder, not overdue.
+              WHEN done_count + checking_count >= required_count THEN 'checking'
               WHEN $1::timestamptz >= period_end THEN 'overdue'
               WHEN $1::timestamptz >= period_end - $3::interval THEN 'at_risk'
               ELSE 'pending' END AS status
@@ -58,6 +69,8 @@ export interface ObligationStatusRow {
   period_end: Date;
   required_count: number;
   done_count: number;
+  /** Sessions of the period that have ended without a verdict yet. */
+  checking_count: number;
   status: ObligationStatus;
 }
 
@@ -108,11 +121,19 @@ export async function evaluateObligationsNaive(pool: Pool, opts: EvaluateOptions
           [b.id, r.obligation, start, e],
         );
         const n = done.rows[0]!.n;
+        const unjudged = await pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM meeting_sessions s LEFT JOIN completion_checks c ON c.session_id = s.id
+            WHERE s.branch_id = $1 AND s.obligation = $2 AND NOT s.cancelled AND s.starts_at >= $3 AND s.starts_at < $4
+              AND s.ends_at <= $5 AND (c.session_id IS NULL OR c.pending)`,
+          [b.id, r.obligation, start, e, opts.at],
+        );
+        const u = unjudged.rows[0]!.n;
         const status: ObligationStatus =
-          n >= r.required_count ? 'done' : opts.at >= e ? 'overdue' : opts.at.getTime() >= e.getTime() - lead ? 'at_risk' : 'pending';
+          n >= r.required_count ? 'done' : n + u >= r.required_count ? 'checking'
+            : opts.at >= e ? 'overdue' : opts.at.getTime() >= e.getTime() - lead ? 'at_risk' : 'pending';
         out.push({
           branch_id: b.id, unit_id: b.unit_id, unit_path: b.path, obligation: r.obligation, period: r.period,
-          period_key: k, period_start: start, period_end: e, required_count: r.required_count, done_count: n, status,
+          period_key: k, period_start: start, period_end: e, required_count: r.required_count, done_count: n, checking_count: u, status,
         });
       }
     }

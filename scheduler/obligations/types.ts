@@ -45,4 +45,5 @@ export interface ObligationRule {
 }
 
 /** Where a branch stands on one obligation in one period. */
-export type ObligationStatus = 'done' | 'pending' | 'at_risk' | 'overdue';
+// 'checking': not done yet, but sessions that ended await their verdict and could still make it done.
+export type ObligationStatus = 'done' | 'checking' | 'pending' | 'at_risk' | 'overdue';

@@ -60,7 +60,7 @@ export async function planReminders(
          SELECT st.*, steps.step, steps.target, steps.level,
                 st.period_end + make_interval(secs => steps.from_h * 3600) AS due_at
            FROM st JOIN steps ON true
-          WHERE st.status <> 'done' AND st.period_start >= $9::timestamptz
+          WHERE st.status NOT IN ('done', 'checking') AND st.period_start >= $9::timestamptz
             AND $1::timestamptz >= st.period_end + make_interval(secs => steps.from_h * 3600)
             AND $1::timestamptz <  st.period_end + make_interval(secs => steps.until_h * 3600)
        )

@@ -314,7 +314,9 @@ export class Dispatcher {
       let sendId = part.rows[0]?.send_id;
       if (sendId === undefined) {
         const known = await c.query<{ state: string }>(`SELECT state FROM message_send_parts WHERE provider_message_id = $1`, [r.providerMessageId]);
-        if (known.rows[0]) return true; // a duplicate of a receipt already applied
+        const k = known.rows[0];
+        if (k && (k.state === 'delivered' || k.state === 'failed')) return true; // a duplicate of a receipt already applied
+        if (k) return false; // the part's id committed after our UPDATE looked: applied on the retry
         if (r.sendRef === undefined) return false;
         // No part has this id: it is the part whose submit_sm_resp we never read (timeout, lost link,
         // crash). Parts go out one at a time, so that is the send's first unconfirmed part.
