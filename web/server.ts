@@ -10,8 +10,8 @@ import { metricsAccess } from '../sfu/metricsAccess.ts';
 import { createApiApp, type ExtraRouter } from './api/app.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import type { ApiRoutes } from './api/route-registry.ts';
-import { createCompletionRouter } from './api/routes/completion.ts';
-import { createLiveCamerasRouter } from './api/routes/live-cameras.ts';
+import { createCompletionRoutes } from './api/routes/completion.ts';
+import { createLiveCameraRoutes } from './api/routes/live-cameras.ts';
 import { createRecordingsRouter } from './api/routes/recordings.ts';
 import { createMeetingRoutes } from './api/routes/meetings.ts';
 import { createReminderRoutes } from './api/routes/reminders.ts';
@@ -70,8 +70,8 @@ export function createWebServer(opts: WebServerOptions): http.Server {
       apiExtra(createServiceCallRoutes(opts.pool, opts.joinKey, { directory, endRoom, ...ttl, ...(opts.recordings ? { recordings: opts.recordings } : {}) })),
       apiExtra(createMeetingRoutes(opts.pool, opts.joinKey, { endRoom, directory, ...ttl, ...(films ? { films } : {}) })),
       apiExtra(createReminderRoutes(opts.pool)),
-      { path: '/api', router: createCompletionRouter({ pool: opts.pool }) },
-      { path: '/api', router: createLiveCamerasRouter({ pool: opts.pool, joinKey: opts.joinKey, provider: live }) },
+      apiExtra(createCompletionRoutes({ pool: opts.pool })),
+      apiExtra(createLiveCameraRoutes({ pool: opts.pool, joinKey: opts.joinKey, provider: live })),
       ...(opts.storage ? [{ path: '/api', router: createRecordingsRouter({ pool: opts.pool, storage: opts.storage }) }] : []),
       ...(opts.extraRouters ?? []),
     ],

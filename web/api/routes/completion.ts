@@ -1,7 +1,9 @@
-import { Router, type Request } from 'express';
+import type { Router } from 'express';
 import { z } from 'zod';
 import type { Pool } from '../../../infra/db/pool.ts';
-import { currentUser, HttpError, inSubtree } from '../auth-context.ts';
+import { HttpError, inSubtree, type AuthUser } from '../auth-context.ts';
+import { ApiRoutes } from '../route-registry.ts';
+import { idQuery } from '../schemas.ts';
 import { obligationStatusSql } from '../../../scheduler/obligations/evaluate.ts';
 import { ObligationCode } from '../../../scheduler/obligations/types.ts';
 
@@ -74,25 +76,24 @@ function aggregateSql(groupJoin: string): string {
      GROUP BY GROUPING SETS ((g.id, o.obligation), (g.id))`;
 }
 
+/** The completion routes as an express router (mounted under /api). */
 export function createCompletionRouter(deps: { pool: Pool; atRiskDays?: number; now?: () => Date }): Router {
-  const router = Router();
+  return createCompletionRoutes(deps).router;
+}
+
+const unitParams = z.object({ unitId: idQuery });
+
+/** The completion routes, declared with their schemas (validated, and listed in /api/openapi.json). */
+export function createCompletionRoutes(deps: { pool: Pool; atRiskDays?: number; now?: () => Date }): ApiRoutes {
+  const routes = new ApiRoutes();
   const { pool } = deps;
   const now = deps.now ?? (() => new Date());
 
-  async function visibleUnit(req: Request, idParam: string | undefined): Promise<UnitRow> {
-    const user = currentUser(req);
-    const id = Number(idParam);
-    if (!Number.isSafeInteger(id) || id <= 0) throw new HttpError(400, 'bad_request', '单位编号无效 / invalid unit id');
+  async function visibleUnit(user: AuthUser, id: number): Promise<UnitRow> {
     const { rows } = await pool.query<UnitRow>(`SELECT id, name, level, path, depth FROM units WHERE id = $1`, [id]);
     const unit = rows[0];
     if (!unit || !inSubtree(user, unit.path)) throw new HttpError(404, 'not_found', '单位不存在 / unit not found');
     return unit;
-  }
-
-  function parse<T extends z.ZodType>(schema: T, req: Request): z.infer<T> {
-    const r = schema.safeParse(req.query);
-    if (!r.success) throw new HttpError(400, 'bad_request', '参数无效 / invalid query', r.error.issues);
-    return r.data;
   }
 
   function shape(rows: AggRow[], names: Map<number, UnitRow>) {
@@ -111,46 +112,48 @@ export function createCompletionRouter(deps: { pool: Pool; atRiskDays?: number; 
     return [...byGroup.values()];
   }
 
-  // Completion of one unit's subtree, overall and per obligation.
-  router.get('/completion/units/:unitId', async (req, res) => {
-    const unit = await visibleUnit(req, req.params.unitId);
-    const q = parse(Query, req);
-    const at = q.at ? new Date(q.at) : now();
-    const { rows } = await pool.query<AggRow>(aggregateSql(`JOIN units g ON g.id = $5::bigint`), [
-      at, unit.path, `${deps.atRiskDays ?? 7} days`, q.obligation ?? null, unit.id,
-    ]);
-    res.json({ at: at.toISOString(), ...shape(rows, new Map([[unit.id, unit]]))[0] });
-  });
+  routes.add(
+    { method: 'get', path: '/completion/units/:unitId', summary: "Completion of one unit's subtree, overall and per obligation", tag: 'completion', params: unitParams, query: Query },
+    async ({ params, query, user }) => {
+      const unit = await visibleUnit(user, params.unitId);
+      const at = query.at ? new Date(query.at) : now();
+      const { rows } = await pool.query<AggRow>(aggregateSql(`JOIN units g ON g.id = $5::bigint`), [
+        at, unit.path, `${deps.atRiskDays ?? 7} days`, query.obligation ?? null, unit.id,
+      ]);
+      return { at: at.toISOString(), ...shape(rows, new Map([[unit.id, unit]]))[0] };
+    },
+  );
 
-  // Direct children of a unit compared side by side (histogram of one level).
-  router.get('/completion/units/:unitId/children', async (req, res) => {
-    const unit = await visibleUnit(req, req.params.unitId);
-    const q = parse(Query, req);
-    const at = q.at ? new Date(q.at) : now();
-    const children = await pool.query<UnitRow>(`SELECT id, name, level, path, depth FROM units WHERE parent_id = $1 ORDER BY id`, [unit.id]);
-    const { rows } = await pool.query<AggRow>(
-      aggregateSql(`JOIN units g ON g.id = (string_to_array(rtrim(st.unit_path, '.'), '.'))[$5::int + 2]::bigint`),
-      [at, unit.path, `${deps.atRiskDays ?? 7} days`, q.obligation ?? null, unit.depth],
-    );
-    res.json({ at: at.toISOString(), parent: { id: unit.id, name: unit.name, level: unit.level }, units: shape(rows, new Map(children.rows.map((c) => [c.id, c]))) });
-  });
+  routes.add(
+    { method: 'get', path: '/completion/units/:unitId/children', summary: 'Direct children of a unit compared side by side (histogram of one level)', tag: 'completion', params: unitParams, query: Query },
+    async ({ params, query, user }) => {
+      const unit = await visibleUnit(user, params.unitId);
+      const at = query.at ? new Date(query.at) : now();
+      const children = await pool.query<UnitRow>(`SELECT id, name, level, path, depth FROM units WHERE parent_id = $1 ORDER BY id`, [unit.id]);
+      const { rows } = await pool.query<AggRow>(
+        aggregateSql(`JOIN units g ON g.id = (string_to_array(rtrim(st.unit_path, '.'), '.'))[$5::int + 2]::bigint`),
+        [at, unit.path, `${deps.atRiskDays ?? 7} days`, query.obligation ?? null, unit.depth],
+      );
+      return { at: at.toISOString(), parent: { id: unit.id, name: unit.name, level: unit.level }, units: shape(rows, new Map(children.rows.map((c) => [c.id, c]))) };
+    },
+  );
 
-  // All units of one level inside the caller's subtree, compared.
-  router.get('/completion/compare', async (req, res) => {
-    const user = currentUser(req);
-    const q = parse(CompareQuery, req);
-    const at = q.at ? new Date(q.at) : now();
-    const units = await pool.query<UnitRow>(
-      `SELECT id, name, level, path, depth FROM units WHERE level = $1 AND path LIKE $2 || '%'
-        ORDER BY string_to_array(rtrim(path, '.'), '.')::bigint[]`,
-      [q.level, user.unitPath],
-    );
-    const { rows } = await pool.query<AggRow>(
-      aggregateSql(`JOIN units g ON g.level = $5 AND g.id = ANY (string_to_array(rtrim(st.unit_path, '.'), '.')::bigint[])`),
-      [at, user.unitPath, `${deps.atRiskDays ?? 7} days`, q.obligation ?? null, q.level],
-    );
-    res.json({ at: at.toISOString(), level: q.level, units: shape(rows, new Map(units.rows.map((u) => [u.id, u]))) });
-  });
+  routes.add(
+    { method: 'get', path: '/completion/compare', summary: "All units of one level inside the caller's subtree, compared", tag: 'completion', query: CompareQuery },
+    async ({ query, user }) => {
+      const at = query.at ? new Date(query.at) : now();
+      const units = await pool.query<UnitRow>(
+        `SELECT id, name, level, path, depth FROM units WHERE level = $1 AND path LIKE $2 || '%'
+          ORDER BY string_to_array(rtrim(path, '.'), '.')::bigint[]`,
+        [query.level, user.unitPath],
+      );
+      const { rows } = await pool.query<AggRow>(
+        aggregateSql(`JOIN units g ON g.level = $5 AND g.id = ANY (string_to_array(rtrim(st.unit_path, '.'), '.')::bigint[])`),
+        [at, user.unitPath, `${deps.atRiskDays ?? 7} days`, query.obligation ?? null, query.level],
+      );
+      return { at: at.toISOString(), level: query.level, units: shape(rows, new Map(units.rows.map((u) => [u.id, u]))) };
+    },
+  );
 
-  return router;
+  return routes;
 }

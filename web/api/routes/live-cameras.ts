@@ -1,13 +1,12 @@
 import type { KeyObject } from 'node:crypto';
-import express from 'express';
-import { z } from 'zod';
+import type express from 'express';
 import type { Pool } from '../../../infra/db/pool.ts';
 import { signJoinToken } from '../../../infra/tokens.ts';
 import { JOIN_TOKEN_TTL_SECONDS } from '../join-token-ttl.ts';
 import { cameraPullUrl } from '../../../recorder/Recorder.ts';
 import { audit } from '../audit.ts';
-import { currentUser, HttpError } from '../auth-context.ts';
-import { validationError } from '../errors.ts';
+import { HttpError } from '../auth-context.ts';
+import { ApiRoutes, idParam } from '../route-registry.ts';
 import { requireCameraInScope } from './recordings.ts';
 
 // Live inspection (在线巡查): a supervisor asks to watch a camera; if the camera lies in their subtree
@@ -43,50 +42,62 @@ export interface LiveCamerasRouterOptions {
   tokenTtlSeconds?: number;
 }
 
-const idParam = z.object({ id: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER) });
-
 export function liveRoomFor(cameraId: number): string {
   return `camera-${cameraId}`;
 }
 
+/** The live-camera route as an express router (mounted under /api). */
 export function createLiveCamerasRouter(opts: LiveCamerasRouterOptions): express.Router {
+  return createLiveCameraRoutes(opts).router;
+}
+
+/** The live-camera route, declared with its schema (validated, and listed in /api/openapi.json). */
+export function createLiveCameraRoutes(opts: LiveCamerasRouterOptions): ApiRoutes {
   const { pool } = opts;
   const ttl = opts.tokenTtlSeconds ?? JOIN_TOKEN_TTL_SECONDS;
-  const router = express.Router();
+  const routes = new ApiRoutes();
 
-  router.post('/cameras/:id/live', async (req, res) => {
-    const user = currentUser(req);
-    const p = idParam.safeParse(req.params);
-    if (!p.success) throw validationError(p.error, 'path');
-    const cam = await requireCameraInScope(pool, user, p.data.id);
-    const { rows } = await pool.query<{ rtsp_url: string; username: string | null; password: string | null; enabled: boolean }>(
-      'SELECT rtsp_url, username, password, enabled FROM cameras WHERE id = $1',
-      [cam.id],
-    );
-    const row = rows[0]!;
-    if (!row.enabled) throw new HttpError(409, 'camera_disabled', '摄像机已停用 / camera is disabled');
-    let session: LiveCameraSession;
-    try {
-      session = await opts.provider.ensure({ id: cam.id, unitId: cam.unit_id, name: cam.name, pullUrl: cameraPullUrl(row) });
-    } catch {
-      // The provider's error may echo the pull URL; say only that the camera is unreachable.
-      throw new HttpError(502, 'camera_unreachable', '摄像机暂时无法连接 / camera cannot be reached right now');
-    }
-    const token = await signJoinToken(
-      opts.joinKey,
-      { userId: user.id, displayName: user.displayName.slice(0, 64), unitId: user.unitId, room: session.room, role: 'viewer' },
-      ttl,
-    );
-    await audit(pool, { action: 'camera.live.view', user, objectType: 'camera', objectId: cam.id, unitId: cam.unit_id, ip: req.ip ?? null, detail: { room: session.room } });
-    res.status(201).json({
-      camera: { id: cam.id, name: cam.name, unit_id: cam.unit_id },
-      room: session.room,
-      producers: session.producers,
-      signalling_url: session.signallingUrl ?? null,
-      token,
-      expires_in: ttl,
-    });
-  });
+  routes.add(
+    {
+      method: 'post',
+      path: '/cameras/:id/live',
+      summary: 'Watch a camera of your subtree live: the SFU brings it in and you get a viewer-only join token for its room',
+      tag: 'cameras',
+      params: idParam,
+      status: 201,
+      responses: { '404': 'no such camera in your subtree', '409': 'camera disabled', '502': 'camera unreachable' },
+    },
+    async ({ params, user, req }) => {
+      const cam = await requireCameraInScope(pool, user, params.id);
+      const { rows } = await pool.query<{ rtsp_url: string; username: string | null; password: string | null; enabled: boolean }>(
+        'SELECT rtsp_url, username, password, enabled FROM cameras WHERE id = $1',
+        [cam.id],
+      );
+      const row = rows[0]!;
+      if (!row.enabled) throw new HttpError(409, 'camera_disabled', '摄像机已停用 / camera is disabled');
+      let session: LiveCameraSession;
+      try {
+        session = await opts.provider.ensure({ id: cam.id, unitId: cam.unit_id, name: cam.name, pullUrl: cameraPullUrl(row) });
+      } catch {
+        // The provider's error may echo the pull URL; say only that the camera is unreachable.
+        throw new HttpError(502, 'camera_unreachable', '摄像机暂时无法连接 / camera cannot be reached right now');
+      }
+      const token = await signJoinToken(
+        opts.joinKey,
+        { userId: user.id, displayName: user.displayName.slice(0, 64), unitId: user.unitId, room: session.room, role: 'viewer' },
+        ttl,
+      );
+      await audit(pool, { action: 'camera.live.view', user, objectType: 'camera', objectId: cam.id, unitId: cam.unit_id, ip: req.ip ?? null, detail: { room: session.room } });
+      return {
+        camera: { id: cam.id, name: cam.name, unit_id: cam.unit_id },
+        room: session.room,
+        producers: session.producers,
+        signalling_url: session.signallingUrl ?? null,
+        token,
+        expires_in: ttl,
+      };
+    },
+  );
 
-  return router;
+  return routes;
 }
