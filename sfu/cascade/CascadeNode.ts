@@ -5,6 +5,7 @@ import type { Logger } from '../../infra/logger.ts';
 import { signNodeToken, verifyJoinToken, verifyNodeToken, type JoinClaims } from '../../infra/tokens.ts';
 import type { Room } from '../Room.ts';
 import { TypedEmitter } from '../TypedEmitter.ts';
+import { LogThrottle } from '../LogThrottle.ts';
 import { UpgradeDispatcher, refuseUpgrade } from '../UpgradeDispatcher.ts';
 import { CascadeRoom, type PipeRoute } from './CascadeRoom.ts';
 import { ControlChannel, type ChannelHandler } from './ControlChannel.ts';
@@ -94,6 +95,8 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
   #parent: Link | undefined;
   #wss: WebSocketServer | undefined;
   #closed = false;
+  /** Refused link attempts: anyone can make them, so their log lines are bounded. */
+  readonly #refusals: LogThrottle;
 
   constructor(host: CascadeHost, options: CascadeOptions, logger: Logger) {
     super();
@@ -108,6 +111,7 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
       ...options,
     };
     this.#log = logger.child({ cascade: options.nodeId });
+    this.#refusals = new LogThrottle(this.#log);
     host.on('roomcreated', (room) => this.#onRoomCreated(room));
     for (const room of host.rooms.values()) this.#onRoomCreated(room);
     if (options.parentUrl) {
@@ -165,7 +169,7 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
           // link is dead (it restarted, its old socket is half-open) replaces it.
           const previous = this.#children.get(claims.nodeId);
           if (previous && !previous.channel.closed && (await previous.channel.probe(this.#options.probeTimeoutMs ?? Math.min(2000, this.#options.pingIntervalMs)))) {
-            this.#log.warn({ child: claims.nodeId, remote: req.socket.remoteAddress }, 'child refused: a live link with this node id is attached');
+            this.#refusals.warn({ child: claims.nodeId, remote: req.socket.remoteAddress }, 'child refused: a live link with this node id is attached');
             return refuse(409, 'Conflict');
           }
           if (socket.destroyed || this.#closed) return;
@@ -176,7 +180,7 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
           })));
         },
         () => {
-          this.#log.warn({ remote: req.socket.remoteAddress }, 'child refused: bad node token');
+          this.#refusals.warn({ remote: req.socket.remoteAddress }, 'child refused: bad node token');
           refuse(401, 'Unauthorized');
         },
       ).catch((err: unknown) => {
@@ -203,6 +207,7 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
       pipeAnnouncedAddress: this.#options.pipeAnnouncedAddress,
       unsubscribeLingerMs: this.#options.unsubscribeLingerMs,
       logger: this.#log,
+      distrust: this.#refusals,
     });
     this.#rooms.set(room.id, cr);
     room.on('close', () => {
@@ -321,7 +326,7 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
         }
       }
       if (!ok) {
-        this.#log.warn({ child: link.nodeId, room: roomId, peer: peer.peerId }, 'a child listed a chair without proof; listed as a participant');
+        this.#refusals.warn({ child: link.nodeId, room: roomId, peer: peer.peerId }, 'a child listed a chair without proof; listed as a participant');
         peer.role = 'participant';
         if (proofs) delete proofs[peer.peerId];
       }

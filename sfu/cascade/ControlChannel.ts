@@ -1,5 +1,6 @@
 import type { RawData, WebSocket } from 'ws';
 import type { Logger } from '../../infra/logger.ts';
+import { LogThrottle } from '../LogThrottle.ts';
 import { TypedEmitter } from '../TypedEmitter.ts';
 import {
   CascadeError,
@@ -59,6 +60,8 @@ interface Outstanding {
 export class ControlChannel extends TypedEmitter<ControlChannelEvents> {
   readonly #ws: WebSocket;
   readonly #logger: Logger;
+  /** Malformed input from the neighbour: logged, but not without bound. */
+  readonly #badInput: LogThrottle;
   readonly #options: ControlChannelOptions;
   #handler: ChannelHandler | undefined;
   #handlerSet: () => void = () => undefined;
@@ -77,6 +80,7 @@ export class ControlChannel extends TypedEmitter<ControlChannelEvents> {
     super();
     this.#ws = ws;
     this.#logger = options.logger;
+    this.#badInput = new LogThrottle(options.logger);
     this.#options = options;
     this.#ready = new Promise<void>((r) => (this.#handlerSet = r));
     ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
@@ -187,7 +191,7 @@ export class ControlChannel extends TypedEmitter<ControlChannelEvents> {
       const issue = parsed.error.issues[0];
       const message = `${issue?.message ?? 'invalid message'}${issue?.path.length ? ` at ${issue.path.join('.')}` : ''}`;
       if (typeof id === 'number' && Number.isInteger(id) && id >= 0) this.#answerError(id, 'bad_request', message);
-      this.#logger.warn({ err: message }, 'invalid control message dropped');
+      this.#badInput.warn({ err: message }, 'invalid control message dropped');
       return;
     }
     const msg = parsed.data;
@@ -253,7 +257,7 @@ export class ControlChannel extends TypedEmitter<ControlChannelEvents> {
   }
 
   #protocolError(what: string): void {
-    this.#logger.warn({ what }, 'control protocol violation dropped');
+    this.#badInput.warn({ what }, 'control protocol violation dropped');
   }
 
   #send(message: unknown): void {
