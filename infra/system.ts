@@ -58,7 +58,7 @@ const recorder = await Recorder.start({
 });
 stops.push(() => recorder.close({ drain: true, drainTimeoutMs: 10_000 }));
 
-const scheduler = await startScheduler(schedulerSettingsSchema.parse(process.env), pool, db.url, createLogger('scheduler'));
+const scheduler = await startScheduler(schedulerSettingsSchema.parse(process.env), pool, db.url, createLogger('scheduler'), { storage });
 stops.push(() => scheduler.stop());
 
 // Face-to-face calls with the record flag are recorded on this node: alone, or as the cascade's

@@ -7,6 +7,8 @@ import { BeidouTerminal } from './channels/BeidouTerminal.ts';
 import type { Channel } from './channels/types.ts';
 import { defaultReminderPolicy } from './reminders/policy.ts';
 import { SchedulerService } from './service.ts';
+import { CompletionChecker } from './checks/completionCheck.ts';
+import { ObjectStorageSegmentSource, type BucketPresigner } from './checks/segmentSource.ts';
 
 // Builds and starts the scheduler with its channels from settings; shared by the scheduler's own
 // process (scheduler/main.ts) and the all-in-one `npm start` (infra/system.ts).
@@ -30,6 +32,14 @@ export const schedulerSettingsSchema = z.object({
   SEND_RECOVERY_GRACE_MS: z.coerce.number().int().min(0).default(10 * 60_000),
   /** An SMS part sent without an answer is resent no sooner than this (a receipt may confirm it). */
   SEND_UNCERTAIN_GRACE_MS: z.coerce.number().int().min(0).default(2 * 60_000),
+  // Completion checks (when the recordings' store is given): a check that cannot run is retried with
+  // backoff from CHECK_RETRY_BASE_MS to CHECK_RETRY_MAX_MS; a window not fully indexed is not judged
+  // before CHECK_UPLOAD_WAIT_MS after the session (recorder spool backlog).
+  CHECK_FFMPEG_PATH: z.string().min(1).default('ffmpeg'),
+  CHECK_RETRY_BASE_MS: z.coerce.number().int().min(1000).default(5 * 60_000),
+  CHECK_RETRY_MAX_MS: z.coerce.number().int().min(1000).default(6 * 3_600_000),
+  CHECK_UPLOAD_WAIT_MS: z.coerce.number().int().min(0).default(48 * 3_600_000),
+  CHECK_MAX_PROBE_FAILURES: z.coerce.number().int().min(1).max(100).default(8),
 });
 export type SchedulerSettings = z.infer<typeof schedulerSettingsSchema>;
 
@@ -38,7 +48,11 @@ export interface RunningScheduler {
   stop(): Promise<void>;
 }
 
-export async function startScheduler(settings: SchedulerSettings, pool: Pool, databaseUrl: string, log: Logger): Promise<RunningScheduler> {
+export async function startScheduler(
+  settings: SchedulerSettings, pool: Pool, databaseUrl: string, log: Logger,
+  /** The recordings' store; with it, sessions are judged from their recordings (completion checks). */
+  deps: { storage?: BucketPresigner } = {},
+): Promise<RunningScheduler> {
   const clock: Clock =
     settings.CLOCK_SIM_START && settings.CLOCK_REAL_EPOCH !== undefined
       ? new ScaledClock(new Date(settings.CLOCK_SIM_START), settings.CLOCK_REAL_EPOCH, settings.CLOCK_SCALE)
@@ -61,6 +75,12 @@ export async function startScheduler(settings: SchedulerSettings, pool: Pool, da
     clock,
     policy: defaultReminderPolicy,
     channels,
+    ...(deps.storage ? {
+      checker: new CompletionChecker(pool, new ObjectStorageSegmentSource(deps.storage), {}, {
+        ffmpegPath: settings.CHECK_FFMPEG_PATH, retryBaseMs: settings.CHECK_RETRY_BASE_MS, retryMaxMs: settings.CHECK_RETRY_MAX_MS,
+        uploadWaitMs: settings.CHECK_UPLOAD_WAIT_MS, maxProbeFailures: settings.CHECK_MAX_PROBE_FAILURES,
+      }),
+    } : {}),
     tickMs: settings.TICK_MS,
     dispatcher: { maxAttempts: 5, retryBaseMs: settings.SEND_RETRY_BASE_MS, retryMaxMs: 30 * 60_000, recoveryGraceMs: settings.SEND_RECOVERY_GRACE_MS, uncertainGraceMs: settings.SEND_UNCERTAIN_GRACE_MS },
     ...(settings.PERIODS_FROM ? { periodsFrom: new Date(settings.PERIODS_FROM) } : {}),
@@ -68,7 +88,7 @@ export async function startScheduler(settings: SchedulerSettings, pool: Pool, da
   await service.start();
   // Bind only after recovery has re-queued interrupted sends, so their receipts find them.
   sms?.start();
-  log.info({ tickMs: settings.TICK_MS, sms: Boolean(sms), beidou: Boolean(beidou) }, 'scheduler started');
+  log.info({ tickMs: settings.TICK_MS, sms: Boolean(sms), beidou: Boolean(beidou), checks: Boolean(deps.storage) }, 'scheduler started');
   const running = service;
   return {
     service: running,
