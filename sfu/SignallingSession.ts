@@ -58,15 +58,7 @@ export class SignallingSession {
     ws.on('close', () => this.#onClose());
     ws.on('error', (err) => this.#logger.debug({ err: err.message }, 'socket error'));
     ws.on('pong', () => (this.#alive = true));
-    this.#joinTimer = setTimeout(() => {
-      if (this.#peer) return;
-      this.#host.countTimeout('join');
-      this.#logger.debug('no join in time; closing');
-      this.#ws.close(4008, 'join deadline');
-      // A client that does not complete the close handshake is cut.
-      setTimeout(() => this.#ws.terminate(), 2000).unref();
-    }, limits.joinDeadlineMs);
-    this.#joinTimer.unref();
+    this.#armJoinDeadline();
     this.#pinger = setInterval(() => {
       if (!this.#alive) {
         this.#host.countTimeout('ping');
@@ -82,6 +74,20 @@ export class SignallingSession {
       }
     }, limits.pingIntervalMs);
     this.#pinger.unref();
+  }
+
+  /** A connection outside a room (new, or after `leave`) must join within the deadline. */
+  #armJoinDeadline(): void {
+    clearTimeout(this.#joinTimer);
+    this.#joinTimer = setTimeout(() => {
+      if (this.#peer) return;
+      this.#host.countTimeout('join');
+      this.#logger.debug('no join in time; closing');
+      this.#ws.close(4008, 'join deadline');
+      // A client that does not complete the close handshake is cut.
+      setTimeout(() => this.#ws.terminate(), 2000).unref();
+    }, this.#limits.joinDeadlineMs);
+    this.#joinTimer.unref();
   }
 
   #onClose(): void {
@@ -132,7 +138,11 @@ export class SignallingSession {
   }
 
   async #dispatch(request: Request): Promise<unknown> {
-    if (this.#peer?.closed) this.#peer = undefined; // the room was abandoned (worker died)
+    if (this.#peer?.closed) {
+      // Removed from its room (worker died, meeting ended, replaced): it must join again in time.
+      this.#peer = undefined;
+      this.#armJoinDeadline();
+    }
     if (request.method === 'join') return this.#join(request.data);
     const peer = this.#peer;
     if (!peer) throw new SignallingError('not_joined', 'join a room first');
@@ -165,6 +175,7 @@ export class SignallingSession {
         return peer.raiseHand(request.data);
       case 'leave':
         this.#leave();
+        this.#armJoinDeadline();
         return {};
     }
   }

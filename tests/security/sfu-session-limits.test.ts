@@ -40,7 +40,9 @@ describe('signalling session limits', { timeout: 60_000 }, () => {
     await new Promise((r) => setTimeout(r, LIMITS.joinDeadlineMs + 300));
     assert.equal(site.ws.readyState, WebSocket.OPEN, 'a joined site stays');
     assert.equal((await site.request('raiseHand', { raised: true })).ok, true);
-    site.close();
+    // Leaving does not buy an idle connection: the deadline starts again.
+    assert.equal((await site.request('leave')).ok, true);
+    assert.equal(await site.closed(), 4008, 'closed by the join deadline after leaving');
     await waitFor('count back to 0', () => n.node.connections === 0, 5000);
   });
 
