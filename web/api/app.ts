@@ -1,6 +1,7 @@
 import express from 'express';
 import type { Pool } from '../../infra/db/pool.ts';
 import { authenticate } from './authenticate.ts';
+import { declaredSizeAtMost, JSON_BODY_LIMIT, PUBLIC_BODY_LIMIT } from './body-limits.ts';
 import { errorHandler, notFoundHandler } from './errors.ts';
 import { buildOpenApi } from './openapi.ts';
 import { ApiRoutes } from './route-registry.ts';
@@ -19,11 +20,6 @@ import { registerUserRoutes } from './routes/users.ts';
 // The express API. Order: authentication (sets req.user from a Bearer token) -> body parsing ->
 // this module's routes -> routes other areas plug in (`extraRouters`, mounted after auth) ->
 // JSON 404 and error answers.
-
-/** Bodies of public routes (sign-in): a name and a password. */
-export const PUBLIC_BODY_LIMIT = '4kb';
-/** JSON bodies of signed-in users (the largest, a meeting's hand-picked sites, is ~10 kB). */
-export const JSON_BODY_LIMIT = '256kb';
 
 export interface ExtraRouter {
   /** Mount path, e.g. '/api/recordings'. */
@@ -81,10 +77,10 @@ export function createApiApp(deps: ApiDeps): express.Express {
   // without signing in. The org import reads its own body (raw text, larger) after its role check.
   app.use(authenticate(deps.pool, deps.tokenSecret));
   const publicPaths = new Set(routes.specs.filter((s) => s.public && s.method !== 'get').map((s) => `/api${s.path}`));
-  const smallJson = express.json({ limit: PUBLIC_BODY_LIMIT });
-  const json = express.json({ limit: JSON_BODY_LIMIT });
+  const publicJson = express.Router().use(declaredSizeAtMost(PUBLIC_BODY_LIMIT), express.json({ limit: PUBLIC_BODY_LIMIT }));
+  const json = express.Router().use(declaredSizeAtMost(JSON_BODY_LIMIT), express.json({ limit: JSON_BODY_LIMIT }));
   app.use((req, res, next) => {
-    if (!req.user) return publicPaths.has(req.path) ? smallJson(req, res, next) : next();
+    if (!req.user) return publicPaths.has(req.path) ? publicJson(req, res, next) : next();
     return req.path === '/api/org/import' ? next() : json(req, res, next);
   });
   app.use('/api', routes.router);

@@ -56,7 +56,8 @@ function fromPostgres(err: PgError): HttpError | undefined {
   }
 }
 
-export const notFoundHandler: RequestHandler = (_req, res) => {
+export const notFoundHandler: RequestHandler = (req, res) => {
+  if (!req.complete) res.setHeader('Connection', 'close');
   res.status(404).json({ error: { code: 'no_route', message: '接口不存在 / no such route' } } satisfies ErrorBody);
 };
 
@@ -77,6 +78,8 @@ export const errorHandler: ErrorRequestHandler = (err: unknown, req, res, _next)
     e = new HttpError(500, 'internal', '服务器内部错误 / internal error');
   }
   if (res.headersSent) return;
+  // Refused before its body was read (401, 403, 413…): close rather than drain what is still coming.
+  if (!req.complete) res.setHeader('Connection', 'close');
   const body: ErrorBody = { error: { code: e.code, message: e.message } };
   if (e.details !== undefined) body.error.details = e.details;
   res.status(e.status).json(body);

@@ -4,6 +4,7 @@ import { withTransaction, type Pool } from '../../../infra/db/pool.ts';
 import { importOrgRows } from '../../../infra/org/import-tree.ts';
 import { parseOrgCsv, parseOrgJson, type OrgIssue } from '../../../infra/org/org-file.ts';
 import { currentUser, HttpError } from '../auth-context.ts';
+import { declaredSizeAtMost, ORG_IMPORT_BODY_LIMIT } from '../body-limits.ts';
 import { forbidden } from '../errors.ts';
 import { audit } from '../audit.ts';
 import { permissions } from '../permissions.ts';
@@ -15,8 +16,6 @@ import { boolQuery } from '../schemas.ts';
 // any problem answers 422 with every problem's line number, and nothing is written.
 
 const MAX_ISSUES = 200;
-/** The largest org file accepted (a whole city's tree as CSV is ~2 MB). */
-export const ORG_IMPORT_BODY_LIMIT = '20mb';
 
 class ImportRejected extends HttpError {
   constructor(issues: OrgIssue[]) {
@@ -30,11 +29,16 @@ class ImportRejected extends HttpError {
 export function registerOrgImportRoutes(routes: ApiRoutes, pool: Pool): void {
   // The file arrives as text whatever its type, so it can be parsed with line numbers; it is read only
   // once the caller is known to be allowed to import (an anonymous 20 MB upload is refused unread).
-  routes.router.post('/org/import', (req, _res, next) => {
-    const user = currentUser(req);
-    if (!permissions.importOrg.some((r) => r === user.role)) throw forbidden();
-    next();
-  }, express.text({ type: () => true, limit: ORG_IMPORT_BODY_LIMIT }));
+  routes.router.post(
+    '/org/import',
+    (req, _res, next) => {
+      const user = currentUser(req);
+      if (!permissions.importOrg.some((r) => r === user.role)) throw forbidden();
+      next();
+    },
+    declaredSizeAtMost(ORG_IMPORT_BODY_LIMIT),
+    express.text({ type: () => true, limit: ORG_IMPORT_BODY_LIMIT }),
+  );
   routes.add(
     {
       method: 'post',
