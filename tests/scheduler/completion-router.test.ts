@@ -7,6 +7,7 @@ import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { createCompletionRouter } from '../../web/api/routes/completion.ts';
 import { HttpError, type AuthUser } from '../../web/api/auth-context.ts';
 import { setUnitRule } from '../../scheduler/obligations/rules.ts';
+import { evaluateObligations } from '../../scheduler/obligations/evaluate.ts';
 import { buildTown, type Town } from './fixtures.ts';
 
 let db: TestDatabase;
@@ -32,6 +33,14 @@ before(async () => {
   };
   for (let i = 0; i < 4; i++) await passed(town.branches[i]!.id, true);
   await passed(town.branches[4]!.id, false);
+  // Branch 5's meeting could not be checked yet (storage down): neither done nor at risk, "checking".
+  const held = await db.pool.query<{ id: number }>(
+    `INSERT INTO meeting_sessions (branch_id, obligation, starts_at, ends_at) VALUES ($1, 'member_meeting', '2026-03-20T02:00Z', '2026-03-20T03:00Z') RETURNING id`,
+    [town.branches[5]!.id],
+  );
+  await db.pool.query(
+    `INSERT INTO completion_checks (session_id, passed, pending, covered_s, required_s, reasons) VALUES ($1, false, true, 0, 8, '[{"code":"storage_unavailable","message":"录像存储暂时无法访问"}]')`,
+    [held.rows[0]!.id]);
 
   const paths = await db.pool.query<{ id: number; path: string }>(`SELECT id, path FROM units`);
   const pathOf = (id: number) => paths.rows.find((p) => p.id === id)!.path;
@@ -68,7 +77,7 @@ async function get(path: string, user: string): Promise<{ status: number; body: 
 test('completion rate of a unit for the period containing `at`', async () => {
   const r = await get(`/completion/units/${town.townId}?at=2026-03-28T00:00:00Z`, 'town');
   assert.equal(r.status, 200);
-  assert.deepEqual(r.body.overall, { branches: 6, done: 4, atRisk: 2, overdue: 0, pending: 0, rate: 0.6667 });
+  assert.deepEqual(r.body.overall, { branches: 6, done: 4, atRisk: 1, overdue: 0, pending: 0, checking: 1, rate: 0.6667 });
   assert.deepEqual(r.body.obligations.map((o: { obligation: string; periodKeys: string[] }) => [o.obligation, o.periodKeys]), [['member_meeting', ['2026-Q1']]]);
   const later = await get(`/completion/units/${town.townId}?at=2026-04-10T00:00:00Z`, 'town');
   assert.equal(later.body.overall.done, 0, 'a new quarter starts from zero');
@@ -78,8 +87,12 @@ test('comparison of child units and of all units of one level within the caller\
   const c = await get(`/completion/units/${town.countyId}/children?at=2026-03-28T00:00:00Z`, 'county');
   assert.equal(c.status, 200);
   const byName = new Map(c.body.units.map((u: { unit: { name: string }; overall: unknown }) => [u.unit.name, u.overall]));
-  assert.deepEqual(byName.get('宝城街道'), { branches: 6, done: 4, atRisk: 2, overdue: 0, pending: 0, rate: 0.6667 });
-  assert.deepEqual(byName.get('朱刘街道'), { branches: 1, done: 0, atRisk: 1, overdue: 0, pending: 0, rate: 0 });
+  assert.deepEqual(byName.get('宝城街道'), { branches: 6, done: 4, atRisk: 1, overdue: 0, pending: 0, checking: 1, rate: 0.6667 });
+  assert.deepEqual(byName.get('朱刘街道'), { branches: 1, done: 0, atRisk: 1, overdue: 0, pending: 0, checking: 0, rate: 0 });
+  // After the quarter, the unchecked meeting is still not reported overdue; the failed one is.
+  const q1 = (await evaluateObligations(db.pool, { at: new Date('2026-04-02T00:00:00Z') })).filter((x) => x.period_key === '2026-Q1');
+  assert.equal(q1.find((x) => x.branch_id === town.branches[5]!.id)!.status, 'checking');
+  assert.equal(q1.find((x) => x.branch_id === town.branches[4]!.id)!.status, 'overdue');
 
   const v = await get(`/completion/compare?level=village&at=2026-03-28T00:00:00Z`, 'town');
   assert.equal(v.status, 200);

@@ -33,6 +33,8 @@ export interface CompletionFigures {
   atRisk: number;
   overdue: number;
   pending: number;
+  /** Sessions held but not judged yet (recording check pending): neither done nor overdue. */
+  checking: number;
   /** done / branches, 0..1; null when no branch owes anything. */
   rate: number | null;
 }
@@ -46,10 +48,11 @@ interface AggRow {
   at_risk: number;
   overdue: number;
   pending: number;
+  checking: number;
 }
 
 const figures = (r: AggRow): CompletionFigures => ({
-  branches: r.branches, done: r.done, atRisk: r.at_risk, overdue: r.overdue, pending: r.pending,
+  branches: r.branches, done: r.done, atRisk: r.at_risk, overdue: r.overdue, pending: r.pending, checking: r.checking,
   rate: r.branches > 0 ? Math.round((r.done / r.branches) * 10_000) / 10_000 : null,
 });
 
@@ -67,7 +70,8 @@ function aggregateSql(groupJoin: string): string {
            count(*) FILTER (WHERE st.status = 'done')::int AS done,
            count(*) FILTER (WHERE st.status = 'at_risk')::int AS at_risk,
            count(*) FILTER (WHERE st.status = 'overdue')::int AS overdue,
-           count(*) FILTER (WHERE st.status = 'pending')::int AS pending
+           count(*) FILTER (WHERE st.status = 'pending')::int AS pending,
+           count(*) FILTER (WHERE st.status = 'checking')::int AS checking
       FROM st
       ${groupJoin}
       CROSS JOIN LATERAL (SELECT st.obligation) o
@@ -106,7 +110,7 @@ export function createCompletionRoutes(deps: { pool: Pool; atRiskDays?: number; 
       else g.obligations.push({ obligation: r.obligation, periodKeys: r.period_keys, ...figures(r) });
     }
     for (const g of byGroup.values()) {
-      g.overall ??= { branches: 0, done: 0, atRisk: 0, overdue: 0, pending: 0, rate: null };
+      g.overall ??= { branches: 0, done: 0, atRisk: 0, overdue: 0, pending: 0, checking: 0, rate: null };
       g.obligations.sort((a, b) => a.obligation.localeCompare(b.obligation));
     }
     return [...byGroup.values()];
