@@ -394,6 +394,8 @@ export class CascadeRoom implements RemoteDirectory {
 
   #addProducer(linkId: string, producer: ProducerInfo): void {
     if (this.#producers.has(producer.producerId) || this.room.localProducer(producer.producerId)) return;
+    // A neighbour speaks only for sites it announced: no producer passed off as another node's site.
+    if (this.#peers.get(producer.peerId)?.via !== linkId) return void this.#options.distrust.warn({ link: linkId, peer: producer.peerId }, 'producer of a site not beyond that link dropped');
     if (this.#producers.size >= MAX_REMOTE_PRODUCERS) return void this.#log.warn('remote producer limit reached; ignoring more');
     this.#producers.set(producer.producerId, { info: producer, via: linkId });
     this.room.remoteProducerAdded(producer);

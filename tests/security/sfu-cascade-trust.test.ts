@@ -126,6 +126,18 @@ describe('cascade neighbours are trusted no further than they can prove', { time
     assert.equal((await chair.request('chairCommand', { action: 'unmuteAll' })).ok, true);
   });
 
+  test('a child announces producers only for its own sites', async () => {
+    const rogue = rogues[0]!;
+    const producer = (producerId: string, peerId: string) => ({ room: ROOM, producer: { producerId, peerId, kind: 'video', source: 'camera', paused: false } });
+    rogue.notify('producerAdded', producer('passed-off-as-the-site', site.peerId));
+    rogue.notify('producerAdded', producer('passed-off-as-the-chair', chair.peerId));
+    rogue.notify('producerAdded', producer('its-own', 'fake-chair'));
+    await rogue.request('subscribe', { room: ROOM, producerId: 'none' });
+    const listed = city.node.cascade!.rooms.get(ROOM)!.producers().map((p) => p.producerId);
+    assert.deepEqual(listed, ['its-own']);
+    assert.equal(site.notes.some((x) => x.method === 'newProducer' && (x.data as { producerId: string }).producerId.startsWith('passed-off')), false, 'no page was shown a forged stream of a city site');
+  });
+
   test('a child raises only its own sites\' hands', async () => {
     const rogue = rogues[0]!;
     const hand = (peerId: string, clock: number) => ({ peerId, displayName: 'x', unitId: 1, raised: true, at: Date.now(), stamp: { clock, node: 'rogue' } });
