@@ -9,6 +9,7 @@ import { DEFAULT_LOGIN_LIMITS, registerAuthRoutes, type LoginLimits } from './ro
 import { registerAuditRoutes } from './routes/audit-log.ts';
 import { registerBranchRoutes } from './routes/branches.ts';
 import { registerCameraRoutes } from './routes/cameras.ts';
+import { registerCameraTestRoutes } from './routes/camera-test.ts';
 import { registerMemberRoutes } from './routes/members.ts';
 import { registerOrgImportRoutes } from './routes/org-import.ts';
 import { registerServicePointRoutes } from './routes/service-points.ts';
@@ -58,6 +59,7 @@ export function createApiApp(deps: ApiDeps): express.Express {
   registerMemberRoutes(routes, deps.pool);
   registerServicePointRoutes(routes, deps.pool);
   registerCameraRoutes(routes, deps.pool);
+  registerCameraTestRoutes(routes, deps.pool);
   registerSfuNodeRoutes(routes, deps.pool);
   registerSfuEndpointRoutes(routes, deps.pool);
   registerUserRoutes(routes, deps.pool);

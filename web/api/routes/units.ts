@@ -43,7 +43,7 @@ export function registerUnitRoutes(routes: ApiRoutes, pool: Pool): void {
     {
       method: 'get',
       path: '/units',
-      summary: "List units in the caller's subtree (optionally below `under`, only children of `parent_id`, one `level`, name search `q`)",
+      summary: "List units in the caller's subtree (optionally below `under`, only children of `parent_id`, one `level`, search `q` in name or code)",
       tag: 'units',
       query: z.strictObject({
         ...pageQuery,
@@ -66,7 +66,10 @@ export function registerUnitRoutes(routes: ApiRoutes, pool: Pool): void {
       }
       if (query.level !== undefined) where.push(`u.level = $${values.push(query.level)}`);
       if (query.after_id !== undefined) where.push(`u.id > $${values.push(query.after_id)}`);
-      if (query.q !== undefined) where.push(`u.name LIKE $${values.push(`%${likeLiteral(query.q)}%`)}`);
+      if (query.q !== undefined) {
+        const n = values.push(`%${likeLiteral(query.q)}%`);
+        where.push(`(u.name LIKE $${n} OR u.code LIKE $${n})`);
+      }
       const limit = `$${values.push(query.limit + 1)}`;
       const offset = `$${values.push(query.offset)}`;
       const { rows } = await pool.query<UnitRow>(

@@ -14,6 +14,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The API's `error.details`: field paths of a 400, the field of a 404 reference, an import's line issues. */
+    readonly details?: unknown,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -43,10 +45,10 @@ export async function api<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: 
   } catch {
     throw new ApiError(0, 'network', '网络连接失败,请检查网络 / network unreachable');
   }
-  const data = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+  const data = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string; details?: unknown } };
   if (!res.ok) {
     if (res.status === 401 && s) signOut();
-    throw new ApiError(res.status, data.error?.code ?? 'http', data.error?.message ?? `HTTP ${res.status}`);
+    throw new ApiError(res.status, data.error?.code ?? 'http', data.error?.message ?? `HTTP ${res.status}`, data.error?.details);
   }
   return data as T;
 }
