@@ -1,7 +1,7 @@
 import type { types } from 'mediasoup';
 import type { Logger } from '../../infra/logger.ts';
 import type { PeerInfo, ProducerInfo } from '../protocol.ts';
-import type { ConferenceDelta } from '../ConferenceControl.ts';
+import { newer, type ConferenceDelta } from '../ConferenceControl.ts';
 import type { LogThrottle } from '../LogThrottle.ts';
 import type { RemoteDirectory, Room } from '../Room.ts';
 import type { Link } from './Link.ts';
@@ -353,7 +353,8 @@ export class CascadeRoom implements RemoteDirectory {
     for (const e of this.#peers.values()) if (e.via === linkId && e.info.role === 'chair') chairBeyond = true;
     const control = chairBeyond ? delta.control : undefined;
     const hands = delta.hands?.filter((h) => chairBeyond || this.#peers.get(h.peerId)?.via === linkId);
-    if (delta.control && !control) this.#options.distrust.warn({ link: linkId }, 'chair state from a child without the chair dropped');
+    // Only a write that would have won is worth a line (every attach carries the child's, usually older, state).
+    if (delta.control && !control && newer(delta.control.stamp, this.room.control.state.stamp)) this.#options.distrust.warn({ link: linkId }, 'chair state from a child without the chair dropped');
     if (hands && delta.hands && hands.length < delta.hands.length) this.#options.distrust.warn({ link: linkId, dropped: delta.hands.length - hands.length }, 'hands of sites not beyond the child dropped');
     if (!control && !hands?.length) return;
     this.room.control.merge({ ...(control ? { control } : {}), ...(hands?.length ? { hands } : {}) }, linkId);
