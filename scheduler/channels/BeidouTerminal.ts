@@ -172,9 +172,9 @@ export class BeidouTerminal extends EventEmitter implements Channel {
 
   send(address: string, body: string, _ref?: number, tracker?: SendTracker): Promise<ChannelResult> {
     const info = this.cardInfo;
-    if (this.closed || !info) return Promise.resolve({ ok: false, retryable: true, reason: 'beidou terminal not ready' });
+    if (this.closed || !info) return Promise.resolve({ ok: false, retryable: true, unavailable: true, reason: 'beidou terminal not ready' });
     if (!/^\d{6,7}$/.test(address)) return Promise.resolve({ ok: false, retryable: false, reason: `invalid card number ${address}` });
-    if (this.outbox.length >= this.cfg.outboxMax) return Promise.resolve({ ok: false, retryable: true, reason: 'beidou outbox full' });
+    if (this.outbox.length >= this.cfg.outboxMax) return Promise.resolve({ ok: false, retryable: true, unavailable: true, reason: 'beidou outbox full' });
     let frames: Buffer[];
     try {
       frames = splitForCapacity(body, info.capacityBytes);
@@ -271,7 +271,7 @@ export class BeidouTerminal extends EventEmitter implements Channel {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const item of this.outbox.splice(0)) item.resolve({ ok: false, retryable: true, reason: 'terminal closed' });
+    for (const item of this.outbox.splice(0)) item.resolve({ ok: false, retryable: true, unavailable: true, reason: 'terminal closed' });
     const port = this.port;
     this.port = null;
     if (port?.isOpen) await new Promise<void>((r) => port.close(() => r()));

@@ -280,10 +280,14 @@ export class SmppChannel implements Channel {
    * crash) is resumed by the next one at the first unacknowledged part, in the same concatenated message.
    */
   async send(address: string, body: string, ref?: number, tracker?: SendTracker): Promise<ChannelResult> {
-    if (this.closed) return { ok: false, retryable: true, reason: 'channel closed' };
-    if (!(await this.acquire())) return { ok: false, retryable: true, reason: 'sms queue full' };
+    if (this.closed) return { ok: false, retryable: true, unavailable: true, reason: 'channel closed' };
+    if (!(await this.acquire())) return { ok: false, retryable: true, unavailable: true, reason: 'sms queue full' };
     try {
-      await this.connect();
+      try {
+        await this.connect();
+      } catch (err) {
+        return { ok: false, retryable: true, unavailable: true, reason: `smpp: ${(err as Error).message}` };
+      }
       let concatRef = tracker?.concatRef ?? null;
       if (concatRef === null) {
         this.ref = (this.ref + 1) & 0xff;
@@ -320,7 +324,7 @@ export class SmppChannel implements Channel {
             const uncertain = err instanceof SubmitError && err.uncertain;
             if (!uncertain) await tracker?.refused(partNo);
             const reason = `smpp: ${(err as Error).message} at part ${partNo}/${parts.length}`;
-            return { ok: false, retryable: true, uncertain, reason };
+            return { ok: false, retryable: true, uncertain, unavailable: !uncertain, reason };
           }
           if (resp.command_status === ESME_ROK) {
             const id = typeof resp.message_id === 'string' ? resp.message_id : null;

@@ -8,6 +8,8 @@ export type ChannelResult =
       retryAfterMs?: number;
       /** A part was handed over without an answer (timeout, disconnect): the channel may have taken it. */
       uncertain?: boolean;
+      /** The channel itself is down (no link, not bound, queue full): says nothing about this message. */
+      unavailable?: boolean;
     };
 
 /**

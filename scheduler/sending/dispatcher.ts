@@ -24,10 +24,16 @@ export interface DispatcherOptions {
    * submit_sm_resp or a receipt tagged with the send id may still confirm it.
    */
   uncertainGraceMs?: number;
+  /**
+   * While the channel itself is down (SMSC unreachable, terminal not ready) a send waits without
+   * using up its attempts, retried at a delay growing with the outage (capped at retryMaxMs), for
+   * at most this long after it was queued; then it fails (and falls back to the other channel).
+   */
+  outageGiveUpMs?: number;
 }
 
 export const defaultDispatcherOptions: DispatcherOptions = {
-  maxAttempts: 5, retryBaseMs: 30_000, retryMaxMs: 30 * 60_000, recoveryGraceMs: 10 * 60_000, uncertainGraceMs: 2 * 60_000,
+  maxAttempts: 5, retryBaseMs: 30_000, retryMaxMs: 30 * 60_000, recoveryGraceMs: 10 * 60_000, uncertainGraceMs: 2 * 60_000, outageGiveUpMs: 3 * 86_400_000,
 };
 
 interface SendRow {
@@ -121,6 +127,15 @@ export class Dispatcher {
       });
       return;
     }
+    if (result.retryable && result.unavailable) {
+      const age = (await this.pool.query<{ ms: number }>(
+        `SELECT extract(epoch FROM now() - created_at)::float8 * 1000 AS ms FROM message_sends WHERE id = $1`, [row.id])).rows[0]?.ms ?? 0;
+      if (age < (this.opts.outageGiveUpMs ?? defaultDispatcherOptions.outageGiveUpMs!)) {
+        const delay = Math.max(result.retryAfterMs ?? 0, Math.min(this.opts.retryMaxMs, Math.max(this.opts.retryBaseMs, age / 4)));
+        await this.requeue(row, `channel unavailable, retry in ${Math.round(delay)} ms: ${result.reason}`, delay, true);
+        return;
+      }
+    }
     if (result.retryable && row.attempts < this.opts.maxAttempts) {
       const backoff = Math.min(this.opts.retryMaxMs, this.opts.retryBaseMs * 2 ** (row.attempts - 1));
       const delay = Math.max(result.retryAfterMs ?? 0, backoff, result.uncertain ? (this.opts.uncertainGraceMs ?? 0) : 0);
@@ -137,10 +152,12 @@ export class Dispatcher {
     await this.fail(row, result.reason);
   }
 
-  private async requeue(row: SendRow, reason: string, delay: number): Promise<void> {
+  /** Back to the queue; `refund` gives the attempt back (the channel was down, the message never tried). */
+  private async requeue(row: SendRow, reason: string, delay: number, refund = false): Promise<void> {
     await withTransaction(this.pool, async (c) => {
       const q = await c.query(`UPDATE message_sends SET state = 'queued', failure_reason = $2, updated_at = now(),
-                       next_attempt_at = now() + make_interval(secs => $3::float8 / 1000) WHERE id = $1 AND state = 'sending'`, [row.id, reason, delay]);
+                       attempts = attempts - $4::int,
+                       next_attempt_at = now() + make_interval(secs => $3::float8 / 1000) WHERE id = $1 AND state = 'sending'`, [row.id, reason, delay, refund ? 1 : 0]);
       if (!q.rowCount) return;
       await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'queued', $2)`, [row.id, reason]);
       await this.boss.insert([{ name: sendQueueFor(row.channel), data: { sendId: row.id }, startAfter: new Date(Date.now() + delay) }], inTransaction(c));

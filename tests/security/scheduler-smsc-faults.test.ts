@@ -32,7 +32,7 @@ interface Run {
 const responseTimeoutMs = 400;
 const uncertainGraceMs = 1500;
 
-async function setUp(smscOpts: (target: string) => SmscOptions): Promise<Run> {
+async function setUp(smscOpts: (target: string) => SmscOptions, opts: { smscDown?: boolean } = {}): Promise<Run> {
   const db = await createTestDatabase();
   cleanups.push(() => db.drop());
   const town = await buildTown(db.pool, 2);
@@ -49,6 +49,7 @@ async function setUp(smscOpts: (target: string) => SmscOptions): Promise<Run> {
   const smsc = new SmscSimulator(smscOpts(target));
   await smsc.start();
   cleanups.push(() => smsc.stop());
+  if (opts.smscDown) await smsc.stop();
   let service: SchedulerService | undefined;
   const sms = new SmppChannel(
     { port: smsc.port, systemId: 'sched', password: 'secret', responseTimeoutMs, reconnectMs: 100 },
@@ -58,7 +59,7 @@ async function setUp(smscOpts: (target: string) => SmscOptions): Promise<Run> {
   service = new SchedulerService({
     pool: db.pool, databaseUrl: db.url, clock: new ManualClock(new Date('2026-03-25T00:00:00Z')),
     policy: defaultReminderPolicy, channels: { sms }, periodsFrom: new Date('2025-12-31T16:00:00Z'),
-    dispatcher: { maxAttempts: 5, retryBaseMs: 100, retryMaxMs: 2000, recoveryGraceMs: 1000, uncertainGraceMs },
+    dispatcher: { maxAttempts: 3, retryBaseMs: 100, retryMaxMs: 1000, recoveryGraceMs: 1000, uncertainGraceMs },
   });
   await service.start();
   sms.start();
@@ -172,5 +173,23 @@ test('interim receipts (ENROUTE) are not delivery: the send stays "sent" until t
   assert.equal((await sendStates(run)).get(run.target), 'sent', 'ENROUTE does not make a send delivered');
   run.smsc.releaseFinalReceipts();
   await waitDelivered(run);
+  assertEachPartOnce(run);
+});
+
+test('the SMSC is down far longer than the retry budget: reminders wait for it instead of failing, then go out once', async () => {
+  const run = await setUp(() => ({}), { smscDown: true });
+  await run.service.tick();
+  // Three attempts at 100 ms backoff would be spent in well under a second; wait through several.
+  await waitUntil(async () => {
+    const q = await run.db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM message_send_events WHERE detail LIKE 'channel unavailable%'`);
+    return q.rows[0]!.n >= 8;
+  }, 15_000, 'retries during the outage');
+  const during = await sendStates(run);
+  assert.deepEqual([...during.values()], ['queued', 'queued'], 'an outage of the channel does not fail the send');
+  const attempts = await run.db.pool.query<{ attempts: number }>(`SELECT attempts FROM message_sends`);
+  assert.ok(attempts.rows.every((r) => r.attempts === 0), 'no attempt used up while the channel was down');
+  await run.smsc.start(run.smsc.port);
+  await waitDelivered(run, 20_000);
   assertEachPartOnce(run);
 });

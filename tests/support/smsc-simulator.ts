@@ -77,10 +77,14 @@ export class SmscSimulator {
 
   constructor(private readonly opts: SmscOptions = {}) {}
 
-  async start(): Promise<number> {
+  /** Listens on `port` (0: any; a stopped simulator can be started again on its old port). */
+  async start(port = 0): Promise<number> {
     const server = smpp.createServer({}, (session: Session) => this.onSession(session));
     this.server = server;
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
     this.port = (server.address() as AddressInfo).port;
     return this.port;
   }
