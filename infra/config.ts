@@ -74,6 +74,14 @@ const schema = z.object({
   // Which node the API sends a browser to: `local` (this process's /sfu, the single-machine default)
   // or `nearest` (the registered node of the person's unit or its nearest ancestor, from sfu_nodes).
   SFU_ROUTING: z.enum(['local', 'nearest']).default('local'),
+  // Bounds on browsers' signalling per node (defaults in sfu/SignallingLimits.ts). Behind a reverse
+  // proxy every browser has the proxy's address: set SFU_MAX_CONNECTIONS_PER_ADDRESS = SFU_MAX_CONNECTIONS.
+  SFU_MAX_CONNECTIONS: z.coerce.number().int().positive().optional(),
+  SFU_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().positive().optional(),
+  SFU_JOIN_DEADLINE_MS: z.coerce.number().int().min(1000).optional(),
+  SFU_PING_INTERVAL_MS: z.coerce.number().int().min(1000).optional(),
+  // Bearer token Prometheus shows for /metrics; without it /metrics answers only this host's un-proxied requests.
+  METRICS_TOKEN: z.string().min(16).optional(),
   // Films a chair can broadcast to a meeting (default DATA_DIR/films; the demo puts one there).
   FILMS_DIR: z.string().optional(),
   S3_ENDPOINT: z.string().optional(),

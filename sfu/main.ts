@@ -22,7 +22,7 @@ await node.start();
 
 const server = http.createServer((req, res) => {
   if (req.url === '/metrics') {
-    const access = metricsAccess(req, process.env.METRICS_TOKEN || undefined);
+    const access = metricsAccess(req, config.METRICS_TOKEN);
     if (access !== 200) return void res.writeHead(access, access === 401 ? { 'www-authenticate': 'Bearer' } : {}).end();
     node.metrics.registry.metrics().then(
       (body) => res.writeHead(200, { 'content-type': node.metrics.registry.contentType }).end(body),

@@ -34,8 +34,15 @@ export function nodeOptionsFromConfig(
           ...(pipeAnnounced ? { pipeAnnouncedAddress: pipeAnnounced } : {}),
         }
       : undefined;
+  const signalling = {
+    ...(config.SFU_MAX_CONNECTIONS ? { maxConnections: config.SFU_MAX_CONNECTIONS } : {}),
+    ...(config.SFU_MAX_CONNECTIONS_PER_ADDRESS ? { maxConnectionsPerAddress: config.SFU_MAX_CONNECTIONS_PER_ADDRESS } : {}),
+    ...(config.SFU_JOIN_DEADLINE_MS ? { joinDeadlineMs: config.SFU_JOIN_DEADLINE_MS } : {}),
+    ...(config.SFU_PING_INTERVAL_MS ? { pingIntervalMs: config.SFU_PING_INTERVAL_MS } : {}),
+  };
   return {
     joinKey: keys.joinKey,
+    signalling,
     ...(cascade ? { cascade } : {}),
     numWorkers: config.SFU_NUM_WORKERS,
     listenIp: config.SFU_LISTEN_IP,
