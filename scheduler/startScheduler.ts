@@ -32,6 +32,8 @@ export const schedulerSettingsSchema = z.object({
   SEND_RECOVERY_GRACE_MS: z.coerce.number().int().min(0).default(10 * 60_000),
   /** An SMS part sent without an answer is resent no sooner than this (a receipt may confirm it). */
   SEND_UNCERTAIN_GRACE_MS: z.coerce.number().int().min(0).default(2 * 60_000),
+  /** While the SMSC / terminal is down a send waits (attempts not used) at most this long after it was queued. */
+  SEND_OUTAGE_GIVE_UP_MS: z.coerce.number().int().min(0).default(3 * 86_400_000),
   // Completion checks (when the recordings' store is given): a check that cannot run is retried with
   // backoff from CHECK_RETRY_BASE_MS to CHECK_RETRY_MAX_MS; a window not fully indexed is not judged
   // before CHECK_UPLOAD_WAIT_MS after the session (recorder spool backlog).
@@ -82,7 +84,7 @@ export async function startScheduler(
       }),
     } : {}),
     tickMs: settings.TICK_MS,
-    dispatcher: { maxAttempts: 5, retryBaseMs: settings.SEND_RETRY_BASE_MS, retryMaxMs: 30 * 60_000, recoveryGraceMs: settings.SEND_RECOVERY_GRACE_MS, uncertainGraceMs: settings.SEND_UNCERTAIN_GRACE_MS },
+    dispatcher: { maxAttempts: 5, retryBaseMs: settings.SEND_RETRY_BASE_MS, retryMaxMs: 30 * 60_000, recoveryGraceMs: settings.SEND_RECOVERY_GRACE_MS, uncertainGraceMs: settings.SEND_UNCERTAIN_GRACE_MS, outageGiveUpMs: settings.SEND_OUTAGE_GIVE_UP_MS },
     ...(settings.PERIODS_FROM ? { periodsFrom: new Date(settings.PERIODS_FROM) } : {}),
   });
   await service.start();
