@@ -149,7 +149,9 @@ const RAW_PATH_SEGMENTS = new Set(['%', '%E0%A4%A', '%2e%2e%2f', '%00', '..%2F..
 
 function encodePathValue(v: unknown): string {
   if (typeof v === 'string' && RAW_PATH_SEGMENTS.has(v)) return v;
-  return encodeURIComponent((typeof v === 'string' ? v : JSON.stringify(v) ?? 'undefined').toWellFormed());
+  const text = typeof v === 'string' ? v : (JSON.stringify(v) ?? 'undefined');
+  // Lone surrogates cannot be percent-encoded: they become U+FFFD, as a browser would send them.
+  return encodeURIComponent(text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD'));
 }
 
 function queryString(entries: Array<[string, unknown]>): string {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { generateKeyPair, signJoinToken, verifyJoinToken } from '../../infra/tokens.ts';
+import { MAX_LIVE_MEETINGS_PER_CHAIR } from '../../web/api/routes/meetings.ts';
 import { startSystemHarness, type SystemHarness } from '../support/system-harness.ts';
 import { TEST_SECRET } from '../support/sfu-harness.ts';
 import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
@@ -211,5 +212,17 @@ describe('join tokens come only from the object’s own access check', { timeout
     assert.equal(closed.body.state, 'closed');
     assert.equal(closed.body.join, null, 'a closed call gives no token');
     assert.equal((await tryJoin(h, before.body.join!.token)).ok, false, 'nor does its old token admit');
+  });
+
+  test('nobody opens rooms without end: one chair holds at most MAX_LIVE_MEETINGS_PER_CHAIR live meetings', async () => {
+    const chair = await h.login(townLeader);
+    const statuses: number[] = [];
+    for (let i = 0; i <= MAX_LIVE_MEETINGS_PER_CHAIR + 1; i++) statuses.push((await h.call(chair, 'POST', '/api/meetings', { title: `会议${i}`, levels: ['village'] })).status);
+    const live = await q<{ n: number }>(`SELECT count(*)::int AS n FROM meetings m JOIN users x ON x.id = m.chair_user_id WHERE x.username = $1 AND m.state = 'live'`, [townLeader]);
+    assert.equal(live[0]!.n, MAX_LIVE_MEETINGS_PER_CHAIR);
+    assert.deepEqual(statuses.slice(-2), [409, 409]);
+    const { rows } = await h.db.pool.query<{ id: number }>(`SELECT m.id FROM meetings m JOIN users x ON x.id = m.chair_user_id WHERE x.username = $1 AND m.state = 'live' LIMIT 1`, [townLeader]);
+    assert.equal((await h.call(chair, 'POST', `/api/meetings/${rows[0]!.id}/end`)).status, 200);
+    assert.equal((await h.call(chair, 'POST', '/api/meetings', { title: '结束一个后', levels: ['village'] })).status, 201, 'ending one makes room for another');
   });
 });

@@ -19,6 +19,8 @@ import { id, idQuery } from '../schemas.ts';
 
 /** Upper bound on sites per meeting (a city has ~10,000 units). */
 export const MAX_SITES = 20_000;
+/** Live meetings one chair may hold at once: each is an SFU room on every node of its sites. */
+export const MAX_LIVE_MEETINGS_PER_CHAIR = 20;
 
 const createBody = z
   .strictObject({
@@ -113,10 +115,16 @@ export function createMeetingRoutes(pool: Pool, joinKey: KeyObject, options: Mee
       roles: ['leader'],
       body: createBody,
       status: 201,
-      responses: { '404': 'a chosen unit is not in your subtree', '422': 'no sites, or too many' },
+      responses: { '404': 'a chosen unit is not in your subtree', '409': 'you already chair the most live meetings allowed', '422': 'no sites, or too many' },
     },
     async ({ body, user, req }) => {
       const meeting = await withTransaction(pool, async (db) => {
+        // One chair's creations are serialised so the bound on live meetings holds under concurrency.
+        await db.query(`SELECT pg_advisory_xact_lock(hashtext('meetings.chair:' || $1::text))`, [user.id]);
+        const { rows: live } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM meetings WHERE chair_user_id = $1 AND state = 'live'`, [user.id]);
+        if ((live[0]?.n ?? 0) >= MAX_LIVE_MEETINGS_PER_CHAIR) {
+          throw new HttpError(409, 'too_many_meetings', `您已有 ${MAX_LIVE_MEETINGS_PER_CHAIR} 个进行中的会议，请先结束其中一些 / you already chair ${MAX_LIVE_MEETINGS_PER_CHAIR} live meetings: end some first`);
+        }
         let siteIds: number[];
         if (body.unitIds) {
           const unique = [...new Set(body.unitIds)];
