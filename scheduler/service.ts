@@ -33,6 +33,8 @@ export interface SchedulerOptions {
   lateRecheckDays?: number;
   /** At most this many check jobs are queued per tick (a backlog drains over ticks, not at once). */
   checkBatchMax?: number;
+  /** A queued send whose job should have run this long ago is given a new job (default 15 min). */
+  orphanSendMs?: number;
   /** Real-time interval of the planning tick; 0 = the caller ticks. */
   tickMs?: number;
   dispatcher?: DispatcherOptions;
@@ -126,6 +128,7 @@ export class SchedulerService {
     const now = this.o.clock.now();
     const captures = await this.requestCaptures(now);
     const checks = await this.queueChecks(boss, now);
+    await this.dispatcher?.resubmitOrphans(this.o.orphanSendMs);
     const plan = await planReminders(this.o.pool, boss, this.o.policy, now, { atRiskDays: this.o.atRiskDays ?? 7, ...(this.o.periodsFrom ? { periodsFrom: this.o.periodsFrom } : {}) });
     // Wake the workers instead of waiting for their next poll.
     if (checks > 0 || plan.sends > 0) for (const id of this.workerIds) boss.notifyWorker(id);

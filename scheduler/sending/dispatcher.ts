@@ -93,6 +93,30 @@ export class Dispatcher {
     });
   }
 
+  /**
+   * Queued sends whose job should have run long ago get a new one: a job lost after the queue's own
+   * retries (database outage while processing) would otherwise leave its send queued for ever.
+   * Harmless if the old job still runs: the claim lets one of them send.
+   */
+  async resubmitOrphans(staleMs = 15 * 60_000, limit = 500): Promise<number> {
+    return withTransaction(this.pool, async (c) => {
+      const { rows } = await c.query<{ id: number; channel: 'sms' | 'beidou' }>(
+        `UPDATE message_sends SET updated_at = now()
+          WHERE id IN (SELECT id FROM message_sends
+                        WHERE state = 'queued' AND updated_at < now() - make_interval(secs => $1::float8 / 1000)
+                          AND coalesce(next_attempt_at, created_at) < now() - make_interval(secs => $1::float8 / 1000)
+                        ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+          RETURNING id, channel`,
+        [staleMs, limit],
+      );
+      if (rows.length === 0) return 0;
+      await c.query(`INSERT INTO message_send_events (send_id, state, detail) SELECT unnest($1::bigint[]), 'queued', 'job lost; queued again'`, [rows.map((r) => r.id)]);
+      await this.boss.insert(rows.map((r) => ({ name: sendQueueFor(r.channel), data: { sendId: r.id } })), inTransaction(c));
+      log.warn({ count: rows.length }, 'queued sends without a job re-submitted');
+      return rows.length;
+    });
+  }
+
   async process(sendId: number): Promise<void> {
     const claimed = await this.pool.query<SendRow>(
       `UPDATE message_sends SET state = 'sending', attempts = attempts + 1, updated_at = now()

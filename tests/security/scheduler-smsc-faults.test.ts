@@ -193,3 +193,21 @@ test('the SMSC is down far longer than the retry budget: reminders wait for it i
   await waitDelivered(run, 20_000);
   assertEachPartOnce(run);
 });
+
+test('a queued send whose job was lost (queue retries exhausted during a database outage) is picked up by the tick', async () => {
+  const run = await setUp(() => ({}));
+  const { rows } = await run.db.pool.query<{ id: number }>(
+    `INSERT INTO message_sends (recipient_kind, recipient_id, channel, address, body, created_at, updated_at)
+     VALUES ('member', $1, 'sms', '13900009999', '【三会一课提醒】测试：任务丢失后重新提交。', now() - interval '1 hour', now() - interval '1 hour')
+     RETURNING id`, [run.town.branches[0]!.secretaryId]);
+  await run.service.tick();
+  await waitUntil(async () => {
+    const q = await run.db.pool.query<{ state: string }>(`SELECT state FROM message_sends WHERE id = $1`, [rows[0]!.id]);
+    return q.rows[0]?.state === 'delivered';
+  }, 10_000, 'the orphaned send delivered');
+  assert.equal(run.smsc.messages.filter((m) => m.to === '13900009999').length, 1);
+  // A second tick does not send it again.
+  await run.service.tick();
+  await waitDelivered(run);
+  assert.equal(run.smsc.messages.filter((m) => m.to === '13900009999').length, 1);
+});
