@@ -102,6 +102,9 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   readonly #cameras = new Map<number, ActiveCamera>();
   readonly #finishing = new Set<number>();
   #timer: NodeJS.Timeout | undefined;
+  #diskTimer: NodeJS.Timeout | undefined;
+  #diskFault: string | undefined;
+  #reportedFault: string | undefined;
   #retentionTimer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #tickAgain = false;
@@ -120,20 +123,38 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     this.#spool.on('rejected', (s, r) => this.emit('rejected', s, r));
     this.#spool.on('dropped', (s) => this.emit('dropped', s));
     this.#spool.on('quarantined', (s, r) => this.emit('quarantined', s, r));
-    journal.on('fault', (code) => {
-      this.#log.error({ code }, 'spool disk refuses writes: not starting new captures until it recovers');
-      this.emit('storageFault', code);
-    });
-    journal.on('recovered', () => {
-      this.#log.warn('spool disk takes writes again');
-      this.emit('storageRecovered');
-      this.wake();
-    });
+    journal.on('fault', () => this.#updateFault());
+    journal.on('recovered', () => this.#updateFault());
   }
 
-  /** The errno code while the spool disk refuses writes. */
+  /** Set while the spool disk refuses writes or is nearly full (ENOSPC, EIO, ...). */
   get storageFault(): string | undefined {
-    return this.#journal.fault;
+    return this.#journal.fault ?? this.#diskFault;
+  }
+
+  /** Emits the transitions of the storage fault state (the alert) and resumes when it clears. */
+  #updateFault(): void {
+    const now = this.storageFault;
+    if (now === this.#reportedFault) return;
+    this.#reportedFault = now;
+    if (now) {
+      this.#log.error({ code: now, spoolDir: this.config.spoolDir }, 'spool disk full or failing: not starting new captures until it recovers');
+      this.emit('storageFault', now);
+    } else {
+      this.#log.warn('spool disk usable again');
+      this.emit('storageRecovered');
+      this.wake();
+    }
+  }
+
+  async #checkDisk(): Promise<void> {
+    try {
+      const s = await fs.promises.statfs(this.config.spoolDir);
+      this.#diskFault = s.bavail * s.bsize < this.config.spoolMinFreeBytes ? 'ENOSPC' : undefined;
+    } catch (err) {
+      this.#diskFault = (err as NodeJS.ErrnoException).code ?? 'EIO';
+    }
+    this.#updateFault();
   }
 
   static async start(opts: RecorderOptions): Promise<Recorder> {
@@ -153,6 +174,8 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     }
     for (const seg of state.pending) rec.#spool.enqueue(seg, true);
     rec.#timer = setInterval(() => rec.wake(), config.jobPollMs);
+    await rec.#checkDisk();
+    rec.#diskTimer = setInterval(() => void rec.#checkDisk(), config.diskCheckMs);
     if (config.retentionMaxAgeDays > 0 || config.retentionDiskPath) {
       const retention = new Retention({
         pool: opts.pool,
@@ -253,7 +276,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     for (const [cameraId, jobs] of wanted) {
       let cam = this.#cameras.get(cameraId);
       // A full spool disk: leave the jobs scheduled; they start when the disk takes writes again.
-      if (!cam && this.#journal.fault) continue;
+      if (!cam && this.storageFault) continue;
       if (!cam) cam = await this.#startCamera(cameraId);
       if (!cam) {
         for (const j of jobs) await this.#setJobState(j.id, 'failed', 'camera not found or disabled');
@@ -386,6 +409,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   async close(opts: { drain?: boolean; drainTimeoutMs?: number } = {}): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
+    clearInterval(this.#diskTimer);
     clearInterval(this.#retentionTimer);
     await this.#ticking;
     await Promise.all([...this.#cameras.values()].map((c) => c.capture.stop()));

@@ -20,6 +20,10 @@ export const recorderConfigSchema = z.object({
   audio: z.enum(['auto', 'drop']).default('auto'),
   spoolMaxBytes: z.number().int().positive().default(2 * 1024 ** 3),
   spoolMaxSegments: z.number().int().positive().default(10_000),
+  /** Below this much free space on the spool disk the recorder is in a storage fault: no new capture starts. */
+  spoolMinFreeBytes: z.number().int().min(0).default(100 * 1024 ** 2),
+  /** How often the spool disk's free space is measured. */
+  diskCheckMs: z.number().int().positive().default(2_000),
   uploadConcurrency: z.number().int().min(1).max(64).default(4),
   uploadRetryMinMs: z.number().int().positive().default(500),
   uploadRetryMaxMs: z.number().int().positive().default(15_000),
