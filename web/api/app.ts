@@ -10,6 +10,7 @@ import { registerAuditRoutes } from './routes/audit-log.ts';
 import { registerBranchRoutes } from './routes/branches.ts';
 import { registerCameraRoutes } from './routes/cameras.ts';
 import { registerCameraTestRoutes } from './routes/camera-test.ts';
+import { registerPasswordRoutes } from './routes/password.ts';
 import { registerMemberRoutes } from './routes/members.ts';
 import { registerOrgImportRoutes } from './routes/org-import.ts';
 import { registerServicePointRoutes } from './routes/service-points.ts';
@@ -60,6 +61,7 @@ export function createApiApp(deps: ApiDeps): express.Express {
   registerServicePointRoutes(routes, deps.pool);
   registerCameraRoutes(routes, deps.pool);
   registerCameraTestRoutes(routes, deps.pool);
+  registerPasswordRoutes(routes, deps.pool);
   registerSfuNodeRoutes(routes, deps.pool);
   registerSfuEndpointRoutes(routes, deps.pool);
   registerUserRoutes(routes, deps.pool);

@@ -22,7 +22,11 @@ export function registerAuditRoutes(routes: ApiRoutes, pool: Pool): void {
         object_type: z.string().regex(/^[a-z_]{1,64}$/).optional(),
         object_id: z.string().max(64).optional(),
         user_id: idQuery.optional(),
+        username: z.string().min(1).max(64).optional(),
+        /** Entries about this unit and everything below it (within the caller's subtree). */
+        under: idQuery.optional(),
         since: z.iso.datetime({ offset: true }).optional(),
+        until: z.iso.datetime({ offset: true }).optional(),
       }),
     },
     async ({ query, user }) => {
@@ -33,7 +37,10 @@ export function registerAuditRoutes(routes: ApiRoutes, pool: Pool): void {
       if (query.object_type) where.push(`a.object_type = $${values.push(query.object_type)}`);
       if (query.object_id) where.push(`a.object_id = $${values.push(query.object_id)}`);
       if (query.user_id) where.push(`a.user_id = $${values.push(query.user_id)}`);
+      if (query.username) where.push(`a.username = $${values.push(query.username)}`);
+      if (query.under) where.push(`u.path LIKE (SELECT path FROM units WHERE id = $${values.push(query.under)}) || '%'`);
       if (query.since) where.push(`a.at >= $${values.push(query.since)}`);
+      if (query.until) where.push(`a.at < $${values.push(query.until)}`);
       // newest first, so the keyset walks downwards
       if (query.after_id !== undefined) where.push(`a.id < $${values.push(query.after_id)}`);
       const { rows } = await pool.query<{ id: number } & Record<string, unknown>>(

@@ -31,8 +31,8 @@ export function registerAuthRoutes(routes: ApiRoutes, pool: Pool, opts: { tokenS
         res.setHeader('Retry-After', String(Math.max(1, Math.ceil(refused.retryAfterMs / 1000))));
         throw new HttpError(429, 'too_many_attempts', '登录失败次数过多，请稍后再试 / too many failed sign-in attempts, try again later', { retry_after_ms: refused.retryAfterMs });
       }
-      const { rows } = await pool.query<{ id: number; username: string; display_name: string; role: Role; unit_id: number; password_hash: string; disabled: boolean }>(
-        'SELECT id, username, display_name, role, unit_id, password_hash, disabled FROM users WHERE username = $1',
+      const { rows } = await pool.query<{ id: number; username: string; display_name: string; role: Role; unit_id: number; password_hash: string; disabled: boolean; must_change_password: boolean }>(
+        'SELECT id, username, display_name, role, unit_id, password_hash, disabled, must_change_password FROM users WHERE username = $1',
         [body.username],
       );
       const row = rows[0];
@@ -58,7 +58,8 @@ export function registerAuthRoutes(routes: ApiRoutes, pool: Pool, opts: { tokenS
         token,
         token_type: 'Bearer',
         expires_in: opts.accessTtlSeconds,
-        user: { id: row.id, username: row.username, display_name: row.display_name, role: row.role, unit_id: row.unit_id },
+        // Present only when an admin set the password and its owner must choose a new one first.
+        user: { id: row.id, username: row.username, display_name: row.display_name, role: row.role, unit_id: row.unit_id, ...(row.must_change_password ? { must_change_password: true } : {}) },
       };
     },
   );

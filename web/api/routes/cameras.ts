@@ -37,6 +37,8 @@ export function registerCameraRoutes(routes: ApiRoutes, pool: Pool): void {
       unit_id: { schema: idQuery, sql: 'c.unit_id = ?' },
       service_point_id: { schema: idQuery, sql: 'c.service_point_id = ?' },
       enabled: { schema: boolQuery, sql: 'c.enabled = ?' },
+      // Name search (strpos: the typed text is never a pattern).
+      q: { schema: z.string().trim().min(1).max(100), sql: 'strpos(c.name, ?) > 0' },
     },
     create: z.strictObject({ unit_id: id, ...fields }),
     update: z.strictObject({ ...fields, unit_id: id.optional(), name: name.optional(), rtsp_url: rtspUrl.optional() }),

@@ -25,6 +25,8 @@ export function registerUserRoutes(routes: ApiRoutes, pool: Pool): void {
       unit_id: { schema: idQuery, sql: 'x.unit_id = ?' },
       role: { schema: roleSchema, sql: 'x.role = ?' },
       disabled: { schema: boolQuery, sql: 'x.disabled = ?' },
+      // Search in username or name (strpos: the typed text is never a pattern).
+      q: { schema: z.string().trim().min(1).max(64), sql: "strpos(lower(x.username || ' ' || x.display_name), lower(?)) > 0" },
     },
     create: z.strictObject({ username, display_name: displayName, unit_id: id, role: roleSchema, password }),
     update: z.strictObject({
@@ -44,7 +46,8 @@ export function registerUserRoutes(routes: ApiRoutes, pool: Pool): void {
     },
     toColumns: async (body) => {
       const { password: pw, ...rest } = body;
-      return typeof pw === 'string' ? { ...rest, password_hash: await hashPassword(pw) } : rest;
+      // A password an admin sets is temporary: its owner must replace it at the next sign-in.
+      return typeof pw === 'string' ? { ...rest, password_hash: await hashPassword(pw), must_change_password: true } : rest;
     },
   });
 }

@@ -7,6 +7,8 @@ export interface SessionUser {
   display_name: string;
   role: 'leader' | 'clerk' | 'supervisor' | 'secretary' | 'operator' | 'admin';
   unit_id: number;
+  /** An admin set this password: the account must choose its own before anything else. */
+  must_change_password?: boolean;
 }
 
 export class ApiError extends Error {
@@ -27,6 +29,12 @@ const KEY = 'session';
 export function session(): { token: string; user: SessionUser } | null {
   const raw = sessionStorage.getItem(KEY);
   return raw ? (JSON.parse(raw) as { token: string; user: SessionUser }) : null;
+}
+
+/** Replaces the signed-in user kept for the tab (after they changed their password). */
+export function saveSessionUser(user: SessionUser): void {
+  const s = session();
+  if (s) sessionStorage.setItem(KEY, JSON.stringify({ token: s.token, user }));
 }
 
 export function signOut(): void {
