@@ -25,26 +25,21 @@ export const obligationStatusSql = `
     SELECT rules.branch_id, rules.unit_id, rules.unit_path, rules.obligation, rules.period, rules.required_count,
            periods.period_start, periods.period_end, periods.period_key
       FROM rules JOIN periods ON periods.period = rules.period
-  ), passed AS (
-    -- Sessions whose recording passed its check, near the instant (a previous period is at most a year long).
-    SELECT s.branch_id, s.obligation, s.starts_at
-      FROM meeting_sessions s JOIN completion_checks c ON c.session_id = s.id AND c.passed
-     WHERE NOT s.cancelled AND s.starts_at >= $1::timestamptz - interval '2 years' AND s.starts_at < $1::timestamptz + interval '1 year'
-  ), unjudged AS (
-    -- Sessions that have ended but have no verdict yet (check queued, retried after a storage or
-    -- ffmpeg fault, upload not complete): neither done nor missed until judged.
-    SELECT s.branch_id, s.obligation, s.starts_at
+  ), sessions AS (
+    -- Sessions near the instant (a previous period is at most a year long) that count: passed their
+    -- check, or ended without a verdict yet (check queued, retried after a storage or ffmpeg fault,
+    -- upload not complete), which are neither done nor missed until judged.
+    SELECT s.branch_id, s.obligation, s.starts_at, coalesce(c.passed, false) AS passed
       FROM meeting_sessions s LEFT JOIN completion_checks c ON c.session_id = s.id
-     WHERE NOT s.cancelled AND s.ends_at <= $1::timestamptz AND (c.session_id IS NULL OR c.pending)
-       AND s.starts_at >= $1::timestamptz - interval '2 years'
+     WHERE NOT s.cancelled AND s.starts_at >= $1::timestamptz - interval '2 years' AND s.starts_at < $1::timestamptz + interval '1 year'
+       AND (c.passed OR (s.ends_at <= $1::timestamptz AND (c.session_id IS NULL OR c.pending)))
   ), counted AS (
     SELECT b.branch_id, b.unit_id, b.unit_path, b.obligation, b.period, b.required_count, b.period_start,
-           b.period_end, b.period_key, count(p.starts_at)::int AS done_count,
-           (SELECT count(*) FROM unjudged u WHERE u.branch_id = b.branch_id AND u.obligation = b.obligation
-               AND u.starts_at >= b.period_start AND u.starts_at < b.period_end)::int AS checking_count
+           b.period_end, b.period_key, count(p.starts_at) FILTER (WHERE p.passed)::int AS done_count,
+           count(p.starts_at) FILTER (WHERE NOT p.passed)::int AS checking_count
       FROM bounded b
-      LEFT JOIN passed p ON p.branch_id = b.branch_id AND p.obligation = b.obligation
-                        AND p.starts_at >= b.period_start AND p.starts_at < b.period_end
+      LEFT JOIN sessions p ON p.branch_id = b.branch_id AND p.obligation = b.obligation
+                          AND p.starts_at >= b.period_start AND p.starts_at < b.period_end
      GROUP BY b.branch_id, b.unit_id, b.unit_path, b.obligation, b.period, b.required_count, b.period_start,
               b.period_end, b.period_key
   )
