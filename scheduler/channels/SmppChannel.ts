@@ -346,7 +346,9 @@ export class SmppChannel implements Channel {
       }
       return { ok: true, parts: ids, total: parts.length };
     } catch (err) {
-      return { ok: false, retryable: true, reason: `smpp: ${(err as Error).message}` };
+      // Recording a part's progress failed (database): the part may be at the SMSC unrecorded, so a
+      // retry waits for its receipt like after a missing answer.
+      return { ok: false, retryable: true, uncertain: true, reason: `smpp: ${(err as Error).message}` };
     } finally {
       this.release();
     }
