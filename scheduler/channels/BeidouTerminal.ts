@@ -193,7 +193,8 @@ export class BeidouTerminal extends EventEmitter implements Channel {
     try {
       while (this.outbox.length > 0 && !this.closed) {
         const item = this.outbox[0]!;
-        item.resolve(await this.transmit(item));
+        // Recording progress can fail (database): the send is retried later, the terminal goes on.
+        item.resolve(await this.transmit(item).catch((err: unknown) => ({ ok: false as const, retryable: true, reason: `beidou: ${String(err)}` })));
         this.outbox.shift();
       }
     } finally {
