@@ -417,9 +417,10 @@ export class SfuClient {
       for (let attempt = 0; !this.#closed; attempt++) {
         await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 5000)));
         try {
+          // The token first: the node closes a connection that has not joined within its deadline.
+          if (this.#refreshToken) this.#token = await this.#refreshToken();
           if (this.#ws?.readyState !== WebSocket.OPEN) await this.#openSocket();
           else await this.request('leave', {}).catch(() => undefined);
-          if (this.#refreshToken) this.#token = await this.#refreshToken();
           await this.#joinRoom();
           this.reconnects++;
           return;
