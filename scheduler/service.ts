@@ -169,7 +169,9 @@ export class SchedulerService {
       const first = await c.query<{ id: number }>(
         `UPDATE meeting_sessions SET check_queued_at = $1
           WHERE id IN (SELECT s.id FROM meeting_sessions s
-                        WHERE NOT s.cancelled AND (
+                        WHERE NOT s.cancelled AND EXISTS (SELECT 1 FROM branch_obligation_rules bor
+                                                           WHERE bor.branch_id = s.branch_id AND bor.obligation = s.obligation)
+                          AND (
                           (s.check_queued_at IS NULL AND s.ends_at + make_interval(secs => $2::float8 / 1000) <= $1)
                           OR (s.check_queued_at + make_interval(secs => $3::float8 / 1000) <= $1
                               AND NOT EXISTS (SELECT 1 FROM completion_checks c WHERE c.session_id = s.id)))
@@ -183,6 +185,8 @@ export class SchedulerService {
           WHERE session_id IN (
             SELECT c.session_id FROM completion_checks c JOIN meeting_sessions s ON s.id = c.session_id
              WHERE NOT s.cancelled
+               -- A session without an applicable rule (its branch retired) cannot be judged: not retried.
+               AND EXISTS (SELECT 1 FROM branch_obligation_rules bor WHERE bor.branch_id = s.branch_id AND bor.obligation = s.obligation)
                AND (c.requeued_at IS NULL OR c.requeued_at <= now() - make_interval(secs => $2::float8 / 1000))
                AND ((c.pending AND c.next_check_at <= $1)
                     OR (NOT c.pending AND NOT c.passed AND c.checked_at > now() - make_interval(days => $3::int)
