@@ -20,7 +20,9 @@ const keys = { joinKey: loadJoinPublicKey(config.DATA_DIR, config.JOIN_PUBLIC_KE
 const node = new SfuNode(nodeOptionsFromConfig(config, keys, logger));
 await node.start();
 
-const server = http.createServer((req, res) => {
+// This port serves only upgrades, /healthz and /metrics: a request's headers must arrive within 10 s
+// (checked every 2 s), and the sockets a slow-headers attacker could hold are capped with the node.
+const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 15_000, connectionsCheckingInterval: 2_000 }, (req, res) => {
   if (req.url === '/metrics') {
     const access = metricsAccess(req, config.METRICS_TOKEN);
     if (access !== 200) return void res.writeHead(access, access === 401 ? { 'www-authenticate': 'Bearer' } : {}).end();
@@ -37,6 +39,7 @@ const server = http.createServer((req, res) => {
   }
 });
 node.attach(server, '/sfu');
+server.maxConnections = node.limits.maxConnections + 200;
 server.listen(config.SFU_HTTP_PORT, config.HTTP_HOST, () => logger.info({ port: config.SFU_HTTP_PORT }, 'SFU node listening'));
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

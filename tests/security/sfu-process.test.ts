@@ -54,6 +54,23 @@ describe('a standalone SFU node process survives hostile upgrades', { timeout: 9
     assert.equal((await answer).ok, true, 'a site still joins');
     ws.close();
   });
+
+  test('a request whose headers never finish (slowloris, a half-sent upgrade) is closed by the node', async () => {
+    const t0 = performance.now();
+    const got = await new Promise<string>((resolve) => {
+      let text = '';
+      const s = net.connect(node.port, '127.0.0.1', () => s.write('GET /sfu HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n'));
+      s.setEncoding('latin1');
+      s.on('data', (d) => (text += d));
+      s.on('error', () => undefined);
+      s.on('close', () => resolve(text));
+    });
+    const tookS = (performance.now() - t0) / 1000;
+    console.log(`# half-sent request closed by the node after ${tookS.toFixed(1)} s (headers deadline 10 s, checked every 2 s)`);
+    assert.ok(tookS < 14, `closed after ${tookS} s`);
+    assert.match(got, /^(HTTP\/1\.1 408|$)/);
+    assert.equal(node.proc!.exitCode, null);
+  });
 });
 
 describe('the process policy for unhandled errors', { timeout: 60_000 }, () => {
