@@ -4,6 +4,7 @@ import type { types } from 'mediasoup';
 import { createLogger, type Logger } from '../infra/logger.ts';
 import { probe } from './probe.ts';
 import { ffmpegCommandPath, redact } from './SegmentCapture.ts';
+import { pullSource, type PullSource } from './RtspAuthRelay.ts';
 
 export interface LiveCameraIngestOptions {
   router: types.Router;
@@ -67,6 +68,8 @@ export class LiveCameraIngest extends EventEmitter<LiveCameraIngestEvents> {
   readonly #audioTransport: types.PlainTransport | undefined;
   #cmd: ffmpeg.FfmpegCommand | undefined;
   #closed = false;
+  /** The loopback relay ffmpeg pulls through, so the camera's password is never in its argv. */
+  #source: PullSource | undefined;
   #backoff: number;
   #timer: NodeJS.Timeout | undefined;
   #watch: NodeJS.Timeout | undefined;
@@ -102,10 +105,16 @@ export class LiveCameraIngest extends EventEmitter<LiveCameraIngestEvents> {
       film: opts.film,
       log: opts.log ?? createLogger('live-ingest', { camera: opts.label }),
     };
-    const info = await probe(o.pullUrl, { rtspTimeoutMs: o.rtspTimeoutMs, timeoutMs: o.rtspTimeoutMs * 2, ffprobePath: o.ffprobePath }).catch((err: Error) => {
+    const source = await pullSource(o.pullUrl);
+    o.pullUrl = source.url;
+    const info = await probe(o.pullUrl, { rtspTimeoutMs: o.rtspTimeoutMs, timeoutMs: o.rtspTimeoutMs * 2, ffprobePath: o.ffprobePath }).catch(async (err: Error) => {
+      await source.close();
       throw new Error(`${o.label}: ${redact(err.message)}`);
     });
-    if (!info.videoCodec) throw new Error(`${o.label}: no video stream`);
+    if (!info.videoCodec) {
+      await source.close();
+      throw new Error(`${o.label}: no video stream`);
+    }
     const appData = opts.appData ?? {};
     const transport = (): Promise<types.PlainTransport> =>
       // RTCP on its own port: ffmpeg sends RTP and RTCP from different local ports, and with a muxed
@@ -148,10 +157,12 @@ export class LiveCameraIngest extends EventEmitter<LiveCameraIngestEvents> {
         });
       }
       const ingest = new LiveCameraIngest(o, vt, vp, at, ap, passthrough);
+      ingest.#source = source;
       ingest.#start(videoSsrc, ap?.rtpParameters.encodings?.[0]?.ssrc);
       return ingest;
     } catch (err) {
       for (const c of created.reverse()) c.close();
+      await source.close();
       throw err;
     }
   }
@@ -235,6 +246,7 @@ export class LiveCameraIngest extends EventEmitter<LiveCameraIngestEvents> {
     this.#cmd?.kill('SIGKILL');
     this.#videoTransport.close();
     this.#audioTransport?.close();
+    void this.#source?.close();
     this.emit('closed');
   }
 }

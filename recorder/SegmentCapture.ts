@@ -7,6 +7,7 @@ import ffmpeg from 'fluent-ffmpeg';
 import type { Logger } from '../infra/logger.ts';
 import type { RecorderConfig } from './config.ts';
 import { probe, ProbeError, probeWithRetry } from './probe.ts';
+import { pullSource, type PullSource } from './RtspAuthRelay.ts';
 import type { SegmentFile } from './types.ts';
 
 /** What one ffmpeg run reads. `url` may hold credentials: it is never logged; `label` is. */
@@ -141,9 +142,13 @@ export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
       const started = Date.now();
       let produced = 0;
       let reason: string;
+      let source: PullSource | undefined;
       try {
         this.#setState('connecting');
-        const input = await this.#opts.input();
+        const given = await this.#opts.input();
+        // Credentials stay in this process: ffmpeg and ffprobe get a loopback relay URL.
+        source = await pullSource(given.url);
+        const input = { ...given, url: source.url };
         if (!this.#wantRunning) break;
         const audio = await this.#resolveAudio(input);
         if (!this.#wantRunning) break;
@@ -152,6 +157,8 @@ export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
         reason = r.reason;
       } catch (err) {
         reason = redact((err as Error).message);
+      } finally {
+        await source?.close();
       }
       if (!this.#wantRunning) break;
       // A run that produced media or lived long proves the input works: start the backoff afresh.

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
 
@@ -38,6 +39,13 @@ export interface RtspServerEvents {
 
 const MAX_READER_BACKLOG = 4 * 1024 * 1024;
 
+/** Credentials readers must present, as a camera demands them (publishers are not asked). */
+export interface RtspAuth {
+  scheme: 'basic' | 'digest';
+  username: string;
+  password: string;
+}
+
 export class RtspServer extends EventEmitter<RtspServerEvents> {
   readonly #server: net.Server;
   readonly #streams = new Map<string, Stream>();
@@ -45,14 +53,19 @@ export class RtspServer extends EventEmitter<RtspServerEvents> {
   #port = 0;
   #nextSession = 1;
   readonly #frozen = new Set<string>();
+  #auth: RtspAuth | undefined;
+  readonly #nonce = crypto.randomBytes(8).toString('hex');
+  /** Reader requests refused for want of valid credentials. */
+  unauthorised = 0;
 
   private constructor() {
     super();
     this.#server = net.createServer((s) => this.#onConnection(s));
   }
 
-  static async start(port = 0, host = '127.0.0.1'): Promise<RtspServer> {
+  static async start(port = 0, host = '127.0.0.1', opts: { auth?: RtspAuth } = {}): Promise<RtspServer> {
     const srv = new RtspServer();
+    srv.#auth = opts.auth;
     await new Promise<void>((resolve, reject) => {
       srv.#server.once('error', reject);
       srv.#server.listen(port, host, () => resolve());
@@ -190,6 +203,11 @@ export class RtspServer extends EventEmitter<RtspServerEvents> {
     } catch {
       pathname = '';
     }
+    if (this.#auth && conn.role !== 'publisher' && ['DESCRIBE', 'SETUP', 'PLAY'].includes(method) && !this.#authorised(method, headers.get('authorization'))) {
+      this.unauthorised++;
+      const challenge = this.#auth.scheme === 'basic' ? 'Basic realm="camera"' : `Digest realm="camera", nonce="${this.#nonce}", qop="auth"`;
+      return this.#reply(conn, cseq, '401 Unauthorized', { 'WWW-Authenticate': challenge });
+    }
     switch (method) {
       case 'OPTIONS':
         return this.#reply(conn, cseq, '200 OK', {
@@ -259,6 +277,21 @@ export class RtspServer extends EventEmitter<RtspServerEvents> {
       default:
         return this.#reply(conn, cseq, '501 Not Implemented');
     }
+  }
+
+  #authorised(method: string, header: string | undefined): boolean {
+    const a = this.#auth!;
+    if (!header) return false;
+    if (a.scheme === 'basic') return header === `Basic ${Buffer.from(`${a.username}:${a.password}`).toString('base64')}`;
+    if (!/^Digest /i.test(header)) return false;
+    const p: Record<string, string> = {};
+    for (const m of header.slice(7).matchAll(/(\w+)=(?:"([^"]*)"|([^,\s]*))/g)) p[m[1]!.toLowerCase()] = m[2] ?? m[3] ?? '';
+    if (p.username !== a.username || p.nonce !== this.#nonce || !p.uri) return false;
+    const md5 = (x: string): string => crypto.createHash('md5').update(x).digest('hex');
+    const ha1 = md5(`${a.username}:camera:${a.password}`);
+    const ha2 = md5(`${method}:${p.uri}`);
+    const expected = p.qop === 'auth' ? md5(`${ha1}:${this.#nonce}:${p.nc}:${p.cnonce}:auth:${ha2}`) : md5(`${ha1}:${this.#nonce}:${ha2}`);
+    return p.response === expected;
   }
 
   #relay(pub: Conn, channel: number, frame: Buffer): void {
