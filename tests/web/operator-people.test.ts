@@ -226,3 +226,67 @@ test('the audit log filters by person, unit and time on the server and exports w
   assert.ok(csv.some((l) => l.includes('user.password_change')));
   await page.context().close();
 });
+
+test('cameras and accounts import from CSV: bad lines are named and nothing is written; a good file previews, then writes', { timeout: 60_000 }, async () => {
+  const { rows: codes } = await h.db.pool.query<{ code: string; inside: boolean }>(
+    `SELECT code, path LIKE (SELECT path FROM units WHERE id = $1) || '%' AS inside FROM units WHERE level = 'village' ORDER BY id`,
+    [adminUnit],
+  );
+  const mine = codes.filter((c) => c.inside).map((c) => c.code);
+  const elsewhere = codes.find((c) => !c.inside)!.code;
+  const count = async (table: string) => (await h.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]!.n;
+  const page = await signIn(browser, h.baseUrl, admin, h.demo.password);
+
+  await tab(page, '摄像机');
+  const cams = page.getByRole('region', { name: '从表格批量导入摄像机' });
+  const camerasBefore = await count('cameras');
+  const badCams = [
+    'unit_code,name,rtsp_url,username,password,location',
+    `${elsewhere},别县摄像机,rtsp://10.2.0.1/ch1,,,`,
+    `${mine[0]},带密码地址,rtsp://u:p@10.2.0.2/ch1,,,`,
+    `${mine[1]},村口摄像机,rtsp://10.2.0.3/ch1,admin,cam-import-pw-1,村口`,
+  ].join('\n');
+  await cams.locator('textarea').fill(badCams);
+  await cams.getByRole('button', { name: '预览' }).click();
+  await cams.getByTestId('import-issues').waitFor();
+  const camLines = await cams.locator('tr[data-line]').evaluateAll((rs) => rs.map((r) => `${r.getAttribute('data-line')}:${r.children[1]!.textContent}`));
+  assert.deepEqual(camLines.sort(), ['2:unit_code', '3:rtsp_url'], 'another county\'s code reads as unknown; an address with credentials is refused');
+  assert.equal(await count('cameras'), camerasBefore);
+  const goodCams = [badCams.split('\n')[0], `${mine[0]},村委会摄像机,rtsp://10.2.0.2/ch1,,,`, badCams.split('\n')[3]].join('\n');
+  await cams.locator('textarea').fill(goodCams);
+  await cams.getByRole('button', { name: '预览' }).click();
+  await cams.getByTestId('import-preview').waitFor();
+  assert.equal(await count('cameras'), camerasBefore, 'a preview writes nothing');
+  await cams.getByRole('button', { name: '确认导入' }).click();
+  await cams.getByTestId('import-done').waitFor();
+  const made = await h.db.pool.query<{ name: string; code: string; password: string | null }>(
+    `SELECT c.name, u.code, c.password FROM cameras c JOIN units u ON u.id = c.unit_id WHERE c.rtsp_url LIKE 'rtsp://10.2.0.%' ORDER BY c.name`,
+  );
+  assert.deepEqual(made.rows, [
+    { name: '村口摄像机', code: mine[1], password: 'cam-import-pw-1' },
+    { name: '村委会摄像机', code: mine[0], password: null },
+  ]);
+
+  await tab(page, '人员账号');
+  const users = page.getByRole('region', { name: '从表格批量导入账号' });
+  const usersBefore = await count('users');
+  const header = 'unit_code,username,display_name,role,password';
+  await users.locator('textarea').fill([header, `${mine[0]},${secretary.username},重名,secretary,Initial@2026`, `${mine[0]},imp.king,国王,king,Initial@2026`, `${mine[1]},imp.clerk,张三,clerk,Initial@2026`].join('\n'));
+  await users.getByRole('button', { name: '预览' }).click();
+  await users.getByTestId('import-issues').waitFor();
+  const userLines = await users.locator('tr[data-line]').evaluateAll((rs) => rs.map((r) => `${r.getAttribute('data-line')}:${r.children[1]!.textContent}`));
+  assert.deepEqual(userLines.sort(), ['2:username', '3:role']);
+  assert.match((await users.locator('tr[data-line="2"]').textContent())!, /用户名已被使用/);
+  assert.equal(await count('users'), usersBefore);
+  await users.locator('textarea').fill([header, `${mine[0]},imp.secretary,李四,secretary,Initial@2026`, `${mine[1]},imp.clerk,张三,clerk,Initial@2026`].join('\n'));
+  await users.getByRole('button', { name: '预览' }).click();
+  await users.getByTestId('import-preview').waitFor();
+  await users.getByRole('button', { name: '确认导入' }).click();
+  await users.getByTestId('import-done').waitFor();
+  assert.equal(await count('users'), usersBefore + 2);
+  const first = await login('imp.clerk', 'Initial@2026');
+  assert.equal(first.status, 200);
+  assert.equal(first.body.user.must_change_password, true, 'imported accounts change their password at first sign-in');
+  await checkedScreenshot(page, 'operator-users-import');
+  await page.context().close();
+});

@@ -11,6 +11,7 @@ import { registerBranchRoutes } from './routes/branches.ts';
 import { registerCameraRoutes } from './routes/cameras.ts';
 import { registerCameraTestRoutes } from './routes/camera-test.ts';
 import { registerPasswordRoutes } from './routes/password.ts';
+import { registerBulkImportRoutes } from './routes/bulk-import.ts';
 import { registerMemberRoutes } from './routes/members.ts';
 import { registerOrgImportRoutes } from './routes/org-import.ts';
 import { registerServicePointRoutes } from './routes/service-points.ts';
@@ -62,6 +63,7 @@ export function createApiApp(deps: ApiDeps): express.Express {
   registerCameraRoutes(routes, deps.pool);
   registerCameraTestRoutes(routes, deps.pool);
   registerPasswordRoutes(routes, deps.pool);
+  registerBulkImportRoutes(routes, deps.pool);
   registerSfuNodeRoutes(routes, deps.pool);
   registerSfuEndpointRoutes(routes, deps.pool);
   registerUserRoutes(routes, deps.pool);

@@ -131,6 +131,10 @@ const zh = {
   beidouCard: '北斗卡号',
   channel: '提醒渠道',
   channels: { sms: '短信', beidou: '北斗' } as Record<string, string>,
+  importCameras: '从表格批量导入摄像机',
+  importCamerasHint: 'CSV 表头：unit_code,name,rtsp_url,username,password,location（单位编码须在本辖区；RTSP 地址不含账号密码）。',
+  importUsers: '从表格批量导入账号',
+  importUsersHint: 'CSV 表头：unit_code,username,display_name,role,password（角色：secretary、clerk、leader、supervisor、operator、admin）。导入的账号首次登录须修改密码。',
 };
 
 export type OpDict = typeof zh;
@@ -264,6 +268,10 @@ const en: OpDict = {
   beidouCard: 'Beidou card',
   channel: 'Reminder channel',
   channels: { sms: 'SMS', beidou: 'Beidou' },
+  importCameras: 'Import cameras from a spreadsheet',
+  importCamerasHint: 'CSV header: unit_code,name,rtsp_url,username,password,location (unit codes of your area; RTSP address without user:password).',
+  importUsers: 'Import accounts from a spreadsheet',
+  importUsersHint: 'CSV header: unit_code,username,display_name,role,password (role: secretary, clerk, leader, supervisor, operator, admin). Imported accounts must change their password at first sign-in.',
 };
 
 export function opDict(lang: Lang): OpDict {
