@@ -49,7 +49,7 @@ test('a good login returns a working token and is audited', async () => {
   const body = r.body as { token: string; expires_in: number; user: { username: string; role: string } };
   assert.equal(body.user.role, 'admin');
   assert.equal(body.expires_in, 7200);
-  assert.ok(!r.text.includes('password'));
+  assert.ok(!r.text.includes('password'), r.text);
   const me = await h.call('GET', '/api/auth/me', { token: body.token });
   assert.equal(me.status, 200);
   assert.equal((me.body as { username: string }).username, 'alice');

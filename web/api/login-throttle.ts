@@ -2,9 +2,10 @@
 // all sign in at 19:25). Two counters, both in memory (a restart forgets them; one API process):
 // - per account, across addresses: after `accountFreeFailures` failures each further failure doubles
 //   a delay (from `accountBaseDelayMs`, capped at `accountMaxDelayMs`) during which the account's
-//   sign-ins are refused without checking the password. Addresses this account signed in from
-//   successfully before are exempt, so a guesser elsewhere cannot lock the real user out at their desk;
+//   sign-ins are refused without checking the password;
 // - per client address: `perIpFailures` failed sign-ins per `windowMs` for any accounts (spraying).
+// An account signing in from an address it signed in from successfully before (30 days, 16 addresses
+// per account) passes both, so a guesser cannot lock the real user out at their desk or kiosk.
 
 export interface LoginLimits {
   /** How long failures are remembered (after the last one, or after the delay ends). */
@@ -61,12 +62,15 @@ export class LoginThrottle {
   /** Whether a sign-in may be tried now; a refusal says which limit and for how long. */
   check(account: string, address: string): Refusal | undefined {
     const now = this.#now();
+    // An account that signed in from this address before passes both limits here: a guesser behind
+    // the same NAT, or elsewhere, cannot lock the county's kiosks out.
+    if (this.#isKnown(account, address, now)) return undefined;
     const ip = this.#addresses.get(address);
     if (ip && ip.resetAt <= now) this.#addresses.delete(address);
     else if (ip && ip.failures >= this.#limits.perIpFailures) return { limit: 'ip', retryAfterMs: ip.resetAt - now };
     const acc = this.#accounts.get(account);
     if (acc && acc.forgetAt <= now) this.#accounts.delete(account);
-    else if (acc && acc.lockedUntil > now && !this.#isKnown(account, address, now)) return { limit: 'account', retryAfterMs: acc.lockedUntil - now };
+    else if (acc && acc.lockedUntil > now) return { limit: 'account', retryAfterMs: acc.lockedUntil - now };
     return undefined;
   }
 
