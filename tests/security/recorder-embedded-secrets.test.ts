@@ -66,3 +66,54 @@ test('the embedded PostgreSQL password is generated per installation, kept 0600,
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the embedded S3 server answers only requests signed with the installation key (generated, 0600, kept across restarts)', async () => {
+  const { startEmbeddedS3 } = await import('../../infra/storage/embedded-s3.ts');
+  const { ObjectStorage } = await import('../../infra/storage/ObjectStorage.ts');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grassroots-s3key-'));
+  try {
+    const s3 = await startEmbeddedS3(dir);
+    const port = s3.port;
+    const credFile = path.join(dir, '.credentials.json');
+    try {
+      assert.equal(fs.statSync(credFile).mode & 0o777, 0o600);
+      assert.notEqual(s3.accessKey, 'S3RVER');
+      assert.ok(s3.secretKey.length >= 32);
+      const good = new ObjectStorage({ endPoint: s3.endpoint, port, useSSL: false, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket: 'recordings' });
+      await good.ensureBucket();
+      await good.putBuffer('unit/1/evidence.mp4', Buffer.from('evidence'), 'video/mp4');
+      const base = `http://127.0.0.1:${port}/recordings/unit/1/evidence.mp4`;
+      // Anonymous reads, writes and deletes, the s3rver default key, and a wrong secret: all refused.
+      assert.equal((await fetch(base)).status, 403);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/recordings/unit/1/forged.mp4`, { method: 'PUT', body: 'x' })).status, 403);
+      assert.equal((await fetch(base, { method: 'DELETE' })).status, 403);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/recordings?list-type=2`)).status, 403);
+      for (const [accessKey, secretKey] of [['S3RVER', 'S3RVER'], [s3.accessKey, 'x'.repeat(40)]] as const) {
+        const bad = new ObjectStorage({ endPoint: s3.endpoint, port, useSSL: false, accessKey, secretKey, bucket: 'recordings' });
+        await assert.rejects(bad.putBuffer('unit/1/forged.mp4', Buffer.from('x'), 'video/mp4'));
+        await bad.remove(['unit/1/evidence.mp4']).catch(() => undefined);
+        assert.ok(await good.stat('unit/1/evidence.mp4'), `a delete signed with ${accessKey === 'S3RVER' ? 'the default key' : 'a wrong secret'} removed nothing`);
+      }
+      // A presigned URL works as issued, not once tampered with.
+      const url = await good.presignGet('unit/1/evidence.mp4', 60);
+      const ok = await fetch(url);
+      assert.equal(ok.status, 200);
+      assert.equal(await ok.text(), 'evidence');
+      assert.equal((await fetch(url.replace('evidence.mp4', 'evidencf.mp4'))).status, 403);
+      assert.equal((await fetch(url.replace(/X-Amz-Expires=\d+/, 'X-Amz-Expires=999999'))).status, 403);
+      assert.ok(await good.stat('unit/1/evidence.mp4'), 'nothing an unsigned or forged request did removed the object');
+    } finally {
+      await s3.close();
+    }
+    const again = await startEmbeddedS3(dir, port);
+    try {
+      assert.equal(again.accessKey, s3.accessKey, 'the installation keeps its key');
+      const good = new ObjectStorage({ endPoint: again.endpoint, port, useSSL: false, accessKey: again.accessKey, secretKey: again.secretKey, bucket: 'recordings' });
+      assert.ok(await good.stat('unit/1/evidence.mp4'));
+    } finally {
+      await again.close();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
