@@ -214,6 +214,19 @@ describe('join tokens come only from the object’s own access check', { timeout
     assert.equal((await tryJoin(h, before.body.join!.token)).ok, false, 'nor does its old token admit');
   });
 
+  test('a disabled or retired camera in the caller’s own subtree gives no live token', async () => {
+    const a = await h.login(attacker);
+    const unit = h.demo.users.find((u) => u.username === attacker)!.unitId;
+    const [cam] = await q<{ id: number }>(`SELECT c.id FROM cameras c JOIN units u ON u.id = c.unit_id WHERE u.path LIKE (SELECT path FROM units WHERE id = $1) || '%' LIMIT 1`, [unit]);
+    await h.db.pool.query('UPDATE cameras SET retired_at = now() WHERE id = $1', [cam!.id]);
+    const retired = await h.call<{ error: { code: string }; token?: string }>(a, 'POST', `/api/cameras/${cam!.id}/live`);
+    assert.equal(retired.status, 409);
+    assert.equal(retired.body.token, undefined);
+    await h.db.pool.query('UPDATE cameras SET retired_at = NULL, enabled = false WHERE id = $1', [cam!.id]);
+    assert.equal((await h.call(a, 'POST', `/api/cameras/${cam!.id}/live`)).status, 409);
+    assert.equal(h.sfu.rooms.has(`camera-${cam!.id}`), false, 'no room was opened for it');
+  });
+
   test('nobody opens rooms without end: one chair holds at most MAX_LIVE_MEETINGS_PER_CHAIR live meetings', async () => {
     const chair = await h.login(townLeader);
     const statuses: number[] = [];

@@ -69,12 +69,13 @@ export function createLiveCameraRoutes(opts: LiveCamerasRouterOptions): ApiRoute
     },
     async ({ params, user, req }) => {
       const cam = await requireCameraInScope(pool, user, params.id);
-      const { rows } = await pool.query<{ rtsp_url: string; username: string | null; password: string | null; enabled: boolean }>(
-        'SELECT rtsp_url, username, password, enabled FROM cameras WHERE id = $1',
+      const { rows } = await pool.query<{ rtsp_url: string; username: string | null; password: string | null; enabled: boolean; retired: boolean }>(
+        'SELECT rtsp_url, username, password, enabled, retired_at IS NOT NULL AS retired FROM cameras WHERE id = $1',
         [cam.id],
       );
       const row = rows[0]!;
-      if (!row.enabled) throw new HttpError(409, 'camera_disabled', '摄像机已停用 / camera is disabled');
+      // A disabled or retired camera gives no join token (its room would otherwise be opened again).
+      if (!row.enabled || row.retired) throw new HttpError(409, 'camera_disabled', '摄像机已停用 / camera is disabled');
       let session: LiveCameraSession;
       try {
         session = await opts.provider.ensure({ id: cam.id, unitId: cam.unit_id, name: cam.name, pullUrl: cameraPullUrl(row) });
