@@ -215,7 +215,7 @@ test('a county admin adds a village and its secretary; the county operator adds 
   await page.context().close();
 });
 
-test('a broken import shows its line errors and writes nothing; a good one previews, then writes', { timeout: 90_000 }, async () => {
+test('a broken import shows its line errors and writes nothing; a good one previews, then writes; a unit moves with its subtree and nodes', { timeout: 90_000 }, async () => {
   const page = await signIn(browser, h.baseUrl, admin, h.demo.password);
   await page.getByTestId('current-unit').waitFor();
   const importer = page.getByRole('region', { name: '从表格导入组织机构' });
@@ -251,6 +251,43 @@ test('a broken import shows its line errors and writes nothing; a good one previ
     { code: 'IMP-T1', parent: county.code },
     { code: 'IMP-V1', parent: 'IMP-C1' },
   ]);
+
+  // Move the imported community (with its village) under a town that was there before.
+  const [town] = (await h.db.pool.query<{ id: number; name: string; path: string }>('SELECT id, name, path FROM units WHERE id = $1', [h.demo.unitIds.town[0]])).rows;
+  const token = await h.login(admin);
+  const impC1 = (await h.db.pool.query<{ id: number }>("SELECT id FROM units WHERE code = 'IMP-C1'")).rows[0]!.id;
+  const node = await h.call<{ id: number; parent_node_id: number }>(token, 'POST', '/api/sfu-nodes', { unit_id: impC1, name: '导入社区节点', signalling_url: 'wss://imp-c1.example/sfu' });
+  const nodeOf = async (unitId: number) => (await h.db.pool.query<{ id: number }>('SELECT id FROM sfu_nodes WHERE unit_id = $1', [unitId])).rows[0]!.id;
+  assert.equal(node.body.parent_node_id, await nodeOf(county.id), 'before: the community\'s node hangs off the county\'s');
+  await page.locator('tr[data-unit]', { hasText: '导入镇' }).getByRole('button', { name: '进入' }).click();
+  await page.locator('tr[data-unit]', { hasText: '导入社区' }).getByRole('button', { name: '移动' }).click();
+  const dialog = page.getByRole('dialog', { name: '移动' });
+  await dialog.getByPlaceholder('按名称或编码查找单位').fill(town!.name);
+  await dialog.getByRole('button', { name: '查找' }).click();
+  await dialog.locator('option', { hasText: town!.name }).first().waitFor({ state: 'attached' });
+  await dialog.locator('select').selectOption({ label: (await dialog.locator('option', { hasText: town!.name }).first().textContent())! });
+  await dialog.getByRole('button', { name: '确认' }).click();
+  await page.getByRole('status').filter({ hasText: '已移动' }).waitFor();
+  await page.locator('tr[data-unit]', { hasText: '导入社区' }).waitFor({ state: 'detached' });
+  const moved = await h.db.pool.query<{ code: string; parent_id: number; path: string; depth: number }>(
+    `SELECT code, parent_id, path, depth FROM units WHERE code IN ('IMP-C1', 'IMP-V1') ORDER BY code`,
+  );
+  assert.equal(moved.rows[0]!.parent_id, town!.id);
+  for (const r of moved.rows) assert.ok(r.path.startsWith(town!.path), `${r.code} now lies under the town (${r.path})`);
+  assert.deepEqual(moved.rows.map((r) => r.depth), [3, 4], 'depths follow the new place');
+  const relinked = await h.db.pool.query<{ parent_node_id: number }>('SELECT parent_node_id FROM sfu_nodes WHERE id = $1', [node.body.id]);
+  assert.equal(relinked.rows[0]!.parent_node_id, await nodeOf(town!.id), 'after: it follows the cascade to the new town\'s node');
+  // Under its own subtree or at its own level: refused with the reason, nothing moved.
+  const [c1, v1] = moved.rows.map((r) => Number(r.path.split('.').at(-2)));
+  const cycle = await h.call<{ error: { code: string } }>(token, 'POST', `/api/units/${c1}/move`, { parent_id: v1 });
+  assert.deepEqual([cycle.status, cycle.body.error.code], [422, 'cycle']);
+  const impTown = (await h.db.pool.query<{ id: number }>("SELECT id FROM units WHERE code = 'IMP-T1'")).rows[0]!.id;
+  const level = await h.call<{ error: { code: string } }>(token, 'POST', `/api/units/${impTown}/move`, { parent_id: town!.id });
+  assert.deepEqual([level.status, level.body.error.code], [422, 'bad_level']);
+  const still = await h.db.pool.query<{ parent_id: number }>("SELECT parent_id FROM units WHERE code IN ('IMP-T1', 'IMP-C1') ORDER BY code");
+  assert.deepEqual(still.rows.map((r) => r.parent_id), [town!.id, county.id], 'refused moves changed nothing');
+  // Outside units_move() the database still refuses a move.
+  await assert.rejects(h.db.pool.query('UPDATE units SET parent_id = $1 WHERE id = $2', [county.id, c1]), /cannot be moved/);
   await page.context().close();
 });
 
@@ -268,6 +305,7 @@ test('an admin of another county sees none of it: 404 from the API, absent from 
     ['PATCH', `/api/cameras/${cameraId}`, { rtsp_url: 'rtsp://10.0.0.1/x' }],
     ['POST', `/api/cameras/${cameraId}/test`],
     ['GET', `/api/cameras/${cameraId}/state`],
+    ['POST', `/api/units/${village.id}/move`, { parent_id: county.id }],
     ['POST', `/api/cameras/${cameraId}/capture-jobs`, { startsAt: new Date().toISOString(), endsAt: new Date(Date.now() + 60_000).toISOString() }],
   ];
   for (const [method, path, body] of probes) {

@@ -12,6 +12,7 @@ import { registerCameraRoutes } from './routes/cameras.ts';
 import { registerCameraTestRoutes } from './routes/camera-test.ts';
 import { registerPasswordRoutes } from './routes/password.ts';
 import { registerBulkImportRoutes } from './routes/bulk-import.ts';
+import { registerUnitMoveRoutes } from './routes/unit-move.ts';
 import { registerMemberRoutes } from './routes/members.ts';
 import { registerOrgImportRoutes } from './routes/org-import.ts';
 import { registerServicePointRoutes } from './routes/service-points.ts';
@@ -64,6 +65,7 @@ export function createApiApp(deps: ApiDeps): express.Express {
   registerCameraTestRoutes(routes, deps.pool);
   registerPasswordRoutes(routes, deps.pool);
   registerBulkImportRoutes(routes, deps.pool);
+  registerUnitMoveRoutes(routes, deps.pool);
   registerSfuNodeRoutes(routes, deps.pool);
   registerSfuEndpointRoutes(routes, deps.pool);
   registerUserRoutes(routes, deps.pool);

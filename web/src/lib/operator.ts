@@ -38,7 +38,8 @@ export function fieldErrors(err: unknown): Record<string, string> {
   } else if (d && typeof d === 'object' && 'field' in d && typeof (d as { field: unknown }).field === 'string') {
     out[(d as { field: string }).field] = err.message;
   }
-  if (Object.keys(out).length === 0 || err.status !== 400) out[''] = err.message;
+  // A 400's own message is the general "invalid request": shown above the form with the fields' details.
+  if (Object.keys(out).length === 0 || err.status === 400) out[''] = err.message;
   return out;
 }
 
