@@ -36,6 +36,9 @@ const schema = z.object({
   DATABASE_URL: z.string().url().optional(),
   HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HTTP_HOST: z.string().default('127.0.0.1'),
+  // Beyond loopback, the API refuses to start while accounts still have the published demo password
+  // (infra/auth/demo-guard.ts); `true` allows it on a closed test network.
+  ALLOW_DEMO_PASSWORDS: z.enum(['true', 'false']).default('false'),
   // The API's master secret (only the API holds it): its access-token key is derived from it (HKDF,
   // label grassroots-av/api-access/v1). Generated and kept in DATA_DIR/token-secret if unset.
   TOKEN_SECRET: z.string().min(32).optional(),

@@ -6,6 +6,7 @@ import { loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { installProcessPolicy } from './process-policy.ts';
 import { loadSystemKeys } from './secret.ts';
+import { refuseDemoPasswordsBeyondLoopback } from './auth/demo-guard.ts';
 import { openDatabase } from './db/open-database.ts';
 import { DEMO_PASSWORD } from './demo/generate.ts';
 import { ensureDemoFilm } from './demo/demo-film.ts';
@@ -26,6 +27,10 @@ const stops: Array<() => Promise<void> | void> = [];
 const db = await openDatabase(config);
 stops.push(() => db.close());
 const pool = db.pool;
+await refuseDemoPasswordsBeyondLoopback(pool, config.HTTP_HOST, config.ALLOW_DEMO_PASSWORDS === 'true').catch(async (err: unknown) => {
+  await db.close();
+  throw err;
+});
 if (db.seeded) log.info(`demo organisation generated; sign in as e.g. wf.leader, t370702001.clerk or v37070200100101.secretary with password ${DEMO_PASSWORD}`);
 
 // One key per purpose (see infra/secret.ts): the access-token key never leaves this process; the

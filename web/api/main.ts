@@ -4,12 +4,17 @@ import { installProcessPolicy } from '../../infra/process-policy.ts';
 import { createApiApp } from './app.ts';
 import { loadAccessSecret } from '../../infra/secret.ts';
 import { openDatabase } from '../../infra/db/open-database.ts';
+import { refuseDemoPasswordsBeyondLoopback } from '../../infra/auth/demo-guard.ts';
 
 // Runs the API alone, without SFU or pages: `node --import tsx web/api/main.ts` (npm start runs infra/system.ts).
 const log = createLogger('api-main');
 installProcessPolicy(log);
 const config = loadConfig();
 const db = await openDatabase(config);
+await refuseDemoPasswordsBeyondLoopback(db.pool, config.HTTP_HOST, config.ALLOW_DEMO_PASSWORDS === 'true').catch(async (err: unknown) => {
+  await db.close();
+  throw err;
+});
 const app = createApiApp({
   pool: db.pool,
   tokenSecret: loadAccessSecret(config.DATA_DIR, config.TOKEN_SECRET),
