@@ -290,3 +290,47 @@ test('cameras and accounts import from CSV: bad lines are named and nothing is w
   await checkedScreenshot(page, 'operator-users-import');
   await page.context().close();
 });
+
+test('a station\'s services are edited with the API\'s errors by the field; a station with calls is retired and keeps them; the console reads in English', { timeout: 60_000 }, async () => {
+  const { rows: points } = await h.db.pool.query<{ id: number }>("SELECT id FROM service_points WHERE unit_id = $1 AND kind = 'station'", [village.id]);
+  const station = points[0]!.id;
+  const { rows: centres } = await h.db.pool.query<{ id: number }>("SELECT id FROM service_points WHERE unit_id = $1 AND kind = 'centre'", [adminUnit]);
+  await h.db.pool.query(`INSERT INTO service_calls (station_id, centre_id, service, state, ended_at) VALUES ($1, $2, 'legal_aid', 'closed', now())`, [station, centres[0]!.id]);
+
+  const page = await signIn(browser, h.baseUrl, admin, h.demo.password);
+  await tab(page, '服务站点');
+  const filter = page.locator('form.row').first();
+  await filter.getByPlaceholder('按名称或编码查找单位').fill(village.name);
+  await filter.getByRole('button', { name: '查找' }).click();
+  await filter.locator('select option', { hasText: village.name }).first().waitFor({ state: 'attached' });
+  await filter.locator('#point-filter-unit').selectOption({ index: 1 });
+  await filter.getByRole('button', { name: '筛选' }).click();
+  const row = page.locator(`tr[data-point="${station}"]`);
+  await row.getByRole('button', { name: '编辑' }).click();
+  const edit = page.locator('form', { has: page.locator('input[name="point-services"]') });
+  await edit.locator('input[name="point-services"]').fill('legal_aid, Bad-Key');
+  await edit.getByRole('button', { name: '保存' }).click();
+  await edit.locator('.field-error', { hasText: 'service key' }).waitFor();
+  await edit.locator('input[name="point-services"]').fill('legal_aid, pension');
+  await edit.getByRole('button', { name: '保存' }).click();
+  await row.getByText('legal_aid, pension').waitFor();
+  const s = await h.db.pool.query<{ services: string[] }>('SELECT services FROM service_points WHERE id = $1', [station]);
+  assert.deepEqual(s.rows[0]!.services, ['legal_aid', 'pension']);
+
+  await row.getByRole('button', { name: '删除' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: '确认' }).click();
+  await page.getByRole('status').filter({ hasText: 'service_calls 1' }).waitFor();
+  await row.waitFor({ state: 'detached' });
+  const kept = await h.db.pool.query<{ retired: boolean; calls: number }>(
+    'SELECT retired_at IS NOT NULL AS retired, (SELECT count(*)::int FROM service_calls WHERE station_id = $1) AS calls FROM service_points WHERE id = $1',
+    [station],
+  );
+  assert.deepEqual(kept.rows[0], { retired: true, calls: 1 }, 'retired, with its call history');
+
+  await page.getByRole('button', { name: 'English' }).click();
+  await page.getByRole('tab', { name: 'Service points', selected: true }).waitFor();
+  for (const name of ['Organisation', 'People', 'Party branches', 'Cameras', 'SFU nodes', 'Audit log']) await page.getByRole('tab', { name }).waitFor();
+  await page.getByRole('link', { name: 'Administration' }).waitFor();
+  await checkedScreenshot(page, 'operator-service-points-en');
+  await page.context().close();
+});
