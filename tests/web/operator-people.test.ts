@@ -287,6 +287,14 @@ test('cameras and accounts import from CSV: bad lines are named and nothing is w
   const first = await login('imp.clerk', 'Initial@2026');
   assert.equal(first.status, 200);
   assert.equal(first.body.user.must_change_password, true, 'imported accounts change their password at first sign-in');
+  // A role is changed in the list.
+  await page.getByPlaceholder('按用户名或姓名查找').fill('imp.clerk');
+  await page.getByRole('button', { name: '筛选' }).click();
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-user]').length === 1);
+  await page.getByLabel('角色 imp.clerk').selectOption('secretary');
+  await page.getByRole('status').filter({ hasText: 'imp.clerk → 支部书记' }).waitFor();
+  const role = await h.db.pool.query<{ role: string }>("SELECT role FROM users WHERE username = 'imp.clerk'");
+  assert.equal(role.rows[0]!.role, 'secretary');
   await checkedScreenshot(page, 'operator-users-import');
   await page.context().close();
 });
