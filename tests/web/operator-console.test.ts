@@ -230,6 +230,7 @@ test('a broken import shows its line errors and writes nothing; a good one previ
   assert.deepEqual([...new Set(lines)].sort(), [3, 4], `the bad lines are named (${lines.join(',')})`);
   assert.ok(await importer.getByRole('button', { name: '确认导入' }).isDisabled(), 'nothing can be imported from a rejected file');
   assert.equal(await count(), before, 'a rejected preview wrote nothing');
+  await importer.getByTestId('import-issues').scrollIntoViewIfNeeded();
   await checkedScreenshot(page, 'operator-import-errors');
 
   const good = ['code,parent_code,level,name', `IMP-T1,${county.code},town,导入镇`, 'IMP-C1,IMP-T1,community,导入社区', 'IMP-V1,IMP-C1,village,导入村'].join('\n');
@@ -238,6 +239,7 @@ test('a broken import shows its line errors and writes nothing; a good one previ
   await importer.getByTestId('import-preview').waitFor();
   assert.match((await importer.getByTestId('import-preview').textContent())!, /新建：\s*3/);
   assert.equal(await count(), before, 'a preview writes nothing');
+  await importer.getByTestId('import-preview').scrollIntoViewIfNeeded();
   await checkedScreenshot(page, 'operator-import-preview');
 
   await importer.getByRole('button', { name: '确认导入' }).click();
