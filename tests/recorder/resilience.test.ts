@@ -114,6 +114,9 @@ describe('recorder: nothing is lost when S3 or the recorder itself goes away', (
           DATABASE_URL: db.url,
           S3_ENDPOINT: '127.0.0.1',
           S3_PORT: String(s3.port),
+          // The embedded S3 answers only its installation's key.
+          S3_ACCESS_KEY: s3.server!.accessKey,
+          S3_SECRET_KEY: s3.server!.secretKey,
           RECORDER_CONFIG: JSON.stringify(cfg),
           LOG_LEVEL: 'warn',
         },

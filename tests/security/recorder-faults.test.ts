@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Registry } from 'prom-client';
 import { Recorder } from '../../recorder/Recorder.ts';
+import { registerRecorderMetrics } from '../../recorder/RecorderMetrics.ts';
 import { SegmentJournal } from '../../recorder/SegmentJournal.ts';
 import type { ClosedSegment, IndexedSegment } from '../../recorder/types.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
@@ -99,6 +101,9 @@ describe('recorder fault suite: disk full, S3 errors, ffprobe failures', () => {
     const cameraId = await camera('disk-full');
     const rec = await Recorder.start({ pool: db.pool, storage: s3.storage, config: fastRecorderConfig(spoolDir, SEGMENT_S, { thumbnails: false, spoolMinFreeBytes: 1024 ** 2, diskCheckMs: 250 }) });
     const t = tally(rec);
+    const metrics = new Registry();
+    registerRecorderMetrics(metrics, rec);
+    assert.match(await metrics.metrics(), /^recorder_storage_fault 0$/m);
     const faults: string[] = [];
     let recovered = 0;
     rec.on('storageFault', (code) => faults.push(code));
@@ -123,10 +128,12 @@ describe('recorder fault suite: disk full, S3 errors, ffprobe failures', () => {
     fs.closeSync(fd);
     await waitFor('the recorder to report the full disk', () => faults.length > 0 || rec.storageFault !== undefined, 20_000, 100);
     assert.match(faults[0] ?? rec.storageFault ?? '', /ENOSPC|EIO|EDQUOT/);
+    assert.match(await metrics.metrics(), /^recorder_storage_fault 1$/m, 'the alert metric is raised');
     // Let it run against the full disk a little: it must keep running.
     await new Promise((r) => setTimeout(r, 3_000));
     fs.rmSync(filler);
     await waitFor('the recorder to recover', () => recovered > 0 && rec.storageFault === undefined, 20_000, 100);
+    assert.match(await metrics.metrics(), /^recorder_storage_fault 0$/m, 'and lowered again');
     const after = t.indexed.length;
     await waitFor('the job to finish', async () => {
       const r = await db.pool.query<{ state: string }>('SELECT state FROM capture_jobs WHERE id = $1', [job.id]);
