@@ -16,6 +16,7 @@ import { nodeOptionsFromConfig } from '../sfu/nodeOptionsFromConfig.ts';
 import { schedulerSettingsSchema, startScheduler } from '../scheduler/startScheduler.ts';
 import { recorderConfigSchema } from '../recorder/config.ts';
 import { Recorder } from '../recorder/Recorder.ts';
+import { registerRecorderMetrics } from '../recorder/RecorderMetrics.ts';
 import { RoomRecordings } from '../recorder/RoomRecordings.ts';
 import { ObjectStorage } from './storage/ObjectStorage.ts';
 import { startEmbeddedS3 } from './storage/embedded-s3.ts';
@@ -62,6 +63,7 @@ const recorder = await Recorder.start({
   log: createLogger('recorder'),
 });
 stops.push(() => recorder.close({ drain: true, drainTimeoutMs: 10_000 }));
+registerRecorderMetrics(sfu.metrics.registry, recorder);
 
 const scheduler = await startScheduler(schedulerSettingsSchema.parse(process.env), pool, db.url, createLogger('scheduler'), { storage });
 stops.push(() => scheduler.stop());

@@ -158,14 +158,14 @@ export function createServiceCallRoutes(pool: Pool, joinKey: KeyObject, options:
     },
     async ({ body, user, req }) => {
       const { rows: st } = await pool.query<{ id: number; path: string }>(
-        `SELECT s.id, u.path FROM service_points s JOIN units u ON u.id = s.unit_id WHERE s.id = $1 AND s.kind = 'station' AND u.path LIKE $2`,
+        `SELECT s.id, u.path FROM service_points s JOIN units u ON u.id = s.unit_id WHERE s.id = $1 AND s.kind = 'station' AND s.retired_at IS NULL AND u.path LIKE $2`,
         [body.stationId, `${user.unitPath}%`],
       );
       const station = st[0];
       if (!station) throw notFound('服务站', 'service station');
       const { rows: ce } = await pool.query<{ id: number }>(
         `SELECT sp.id FROM service_points sp JOIN units u ON u.id = sp.unit_id
-          WHERE sp.kind = 'centre' AND $1 LIKE u.path || '%' AND (cardinality(sp.services) = 0 OR $2 = ANY(sp.services))
+          WHERE sp.kind = 'centre' AND sp.retired_at IS NULL AND $1 LIKE u.path || '%' AND (cardinality(sp.services) = 0 OR $2 = ANY(sp.services))
           ORDER BY u.depth DESC LIMIT 1`,
         [station.path, body.service],
       );
