@@ -160,6 +160,10 @@ test('a county admin adds a village and its secretary; the county operator adds 
   let result = await runTest();
   assert.equal(await result.getAttribute('data-reason'), 'unauthorized');
   assert.match((await result.textContent())!, /用户名或密码错误/);
+  const connection = op.locator(`tr[data-camera="${cameraId}"] [data-testid="connection"]`);
+  await connection.filter({ hasText: /离线 自 .*密码错误/ }).waitFor();
+  const statusOf = async () => (await h.db.pool.query<{ online: boolean; since: Date }>('SELECT online, since FROM camera_status WHERE camera_id = $1', [cameraId])).rows[0]!;
+  const offlineSince = (await statusOf()).since.getTime();
 
   // Fix the password, break the path: 404, said as such.
   await op.locator(`tr[data-camera="${cameraId}"]`).getByRole('button', { name: '编辑' }).click();
@@ -170,6 +174,8 @@ test('a county admin adds a village and its secretary; the county operator adds 
   result = await runTest();
   assert.equal(await result.getAttribute('data-reason'), 'not_found');
   assert.match((await result.textContent())!, /路径不存在/);
+  await connection.filter({ hasText: '路径不存在' }).waitFor();
+  assert.equal((await statusOf()).since.getTime(), offlineSince, 'still offline: "since" stays where it went offline');
 
   // Fix the address: a snapshot with codec and resolution.
   await op.locator(`tr[data-camera="${cameraId}"]`).getByRole('button', { name: '编辑' }).click();
@@ -181,6 +187,9 @@ test('a county admin adds a village and its secretary; the county operator adds 
   assert.match((await result.textContent())!, /连接成功.*h264.*640×360/s);
   const img = await result.getByTestId('snapshot').evaluate((el: HTMLImageElement) => ({ w: el.naturalWidth, h: el.naturalHeight, src: el.src.slice(0, 23) }));
   assert.deepEqual(img, { w: 640, h: 360, src: 'data:image/jpeg;base64,' }, 'the snapshot is a decoded 640x360 JPEG');
+  await connection.filter({ hasText: /^在线 自/ }).waitFor();
+  const online = await statusOf();
+  assert.ok(online.online && online.since.getTime() > offlineSince, 'online since the good test');
   await checkedScreenshot(op, 'operator-camera-test');
   for (const secret of [CAM_PASS, WRONG_PASS]) assert.ok(!(await op.content()).includes(secret), 'camera credentials never reach the page');
 
@@ -314,6 +323,11 @@ test('an admin of another county sees none of it: 404 from the API, absent from 
     const r = await h.call(token, method, path, body);
     assert.equal(r.status, 404, `${method} ${path} from the other county: ${r.status}`);
   }
+  // The batch of connection states leaves the camera out for the other county, not for its own.
+  const theirs = await h.call<{ items: unknown[] }>(token, 'GET', `/api/camera-statuses?ids=${cameraId}`);
+  assert.deepEqual([theirs.status, theirs.body.items], [200, []]);
+  const ours = await h.call<{ items: Array<{ camera_id: number; status: { online: boolean } }> }>(own, 'GET', `/api/camera-statuses?ids=${cameraId}`);
+  assert.deepEqual(ours.body.items.map((i) => [i.camera_id, i.status.online]), [[cameraId, true]]);
   // The same calls from the owning county succeed (the 404s are about the subtree, not the route).
   assert.equal((await h.call(own, 'GET', `/api/cameras/${cameraId}/state`)).status, 200);
   assert.equal((await h.call(own, 'GET', `/api/units/${village.id}`)).status, 200);

@@ -7,13 +7,15 @@ import { HttpError } from '../auth-context.ts';
 import { audit } from '../audit.ts';
 import { notFound } from '../errors.ts';
 import { permissions } from '../permissions.ts';
+import { z } from 'zod';
 import { idParam, type ApiRoutes } from '../route-registry.ts';
 import { scopePattern } from '../scope.ts';
 
 // "Test now" for the operator's console: the server connects to the camera with its stored
 // credentials (they never leave the server), answers codec and resolution with one JPEG frame, or
 // the reason it failed in words an operator can act on (wrong password, wrong path, unreachable).
-// Also the camera's state: its newest segment and capture job.
+// Each test is remembered (camera_status: online or not, since when, why not), and the camera's state
+// joins it with its newest segment and capture job.
 
 /** Tests running at once, server-wide: each is an ffprobe and an ffmpeg on a camera link. */
 export const MAX_CONCURRENT_CAMERA_TESTS = 4;
@@ -128,6 +130,14 @@ export function registerCameraTestRoutes(routes: ApiRoutes, pool: Pool): void {
       } finally {
         running--;
       }
+      // `since` moves only when the state flips, so the page can say "offline since 08:12".
+      await pool.query(
+        `INSERT INTO camera_status (camera_id, online, since, reason, checked_at) VALUES ($1, $2, now(), $3, now())
+         ON CONFLICT (camera_id) DO UPDATE SET
+           since = CASE WHEN camera_status.online = EXCLUDED.online THEN camera_status.since ELSE now() END,
+           online = EXCLUDED.online, reason = EXCLUDED.reason, checked_at = now()`,
+        [row.id, result.ok, result.ok ? null : result.reason],
+      );
       await audit(pool, {
         action: 'camera.test',
         user,
@@ -164,14 +174,50 @@ export function registerCameraTestRoutes(routes: ApiRoutes, pool: Pool): void {
         [params.id],
       );
       const j = job.rows[0];
+      const status = (await readStatuses([params.id])).get(params.id) ?? null;
       return {
         camera_id: params.id,
         enabled: rows[0].enabled,
+        status,
         last_segment: seg.rows[0] ? { started_at: seg.rows[0].started_at.toISOString(), ended_at: seg.rows[0].ended_at.toISOString() } : null,
         last_job: j ? { id: Number(j.id), state: j.state, starts_at: j.starts_at.toISOString(), ends_at: j.ends_at.toISOString(), error: j.error ? redactText(j.error) : null } : null,
       };
     },
   );
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/camera-statuses',
+      summary: 'What the last test of each listed camera found (online, since, reason) and its newest segment; cameras outside the subtree are left out',
+      tag: 'cameras',
+      query: z.strictObject({ ids: z.string().regex(/^\d{1,15}(,\d{1,15}){0,99}$/, 'ids: up to 100 comma-separated camera ids') }),
+    },
+    async ({ query, user }) => {
+      const ids = [...new Set(query.ids.split(',').map(Number))];
+      const { rows } = await pool.query<{ id: number; last_segment_at: Date | null }>(
+        `SELECT c.id, (SELECT max(ended_at) FROM recording_segments s WHERE s.camera_id = c.id) AS last_segment_at
+           FROM cameras c JOIN units u ON u.id = c.unit_id WHERE u.path LIKE $1 AND c.id = ANY($2::bigint[]) AND c.retired_at IS NULL`,
+        [scopePattern(user), ids],
+      );
+      const statuses = await readStatuses(rows.map((r) => Number(r.id)));
+      return {
+        items: rows.map((r) => ({
+          camera_id: Number(r.id),
+          status: statuses.get(Number(r.id)) ?? null,
+          last_segment_at: r.last_segment_at ? r.last_segment_at.toISOString() : null,
+        })),
+      };
+    },
+  );
+
+  async function readStatuses(ids: number[]): Promise<Map<number, { online: boolean; since: string; reason: string | null; checked_at: string }>> {
+    const { rows } = await pool.query<{ camera_id: string; online: boolean; since: Date; reason: string | null; checked_at: Date }>(
+      'SELECT camera_id, online, since, reason, checked_at FROM camera_status WHERE camera_id = ANY($1::bigint[])',
+      [ids],
+    );
+    return new Map(rows.map((r) => [Number(r.camera_id), { online: r.online, since: r.since.toISOString(), reason: r.reason, checked_at: r.checked_at.toISOString() }]));
+  }
 }
 
 function redactText(s: string): string {
