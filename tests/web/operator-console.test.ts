@@ -1,5 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../support/browser.ts';
 import { checkedScreenshot, signIn, waitUntil } from '../support/pages.ts';
@@ -262,6 +263,15 @@ test('a broken import shows its line errors and writes nothing; a good one previ
     { code: 'IMP-T1', parent: county.code },
     { code: 'IMP-V1', parent: 'IMP-C1' },
   ]);
+
+  // Export: the county's tree in the import's own format, new units included.
+  const download = page.waitForEvent('download');
+  await page.getByRole('button', { name: '导出 CSV' }).click();
+  const exported = fs.readFileSync(await (await download).path(), 'utf8').replace(/^\ufeff/, '').split(/\r\n/);
+  assert.equal(exported[0], 'code,parent_code,level,name');
+  for (const line of [`IMP-T1,${county.code},town,导入镇`, 'IMP-C1,IMP-T1,community,导入社区', 'IMP-V1,IMP-C1,village,导入村']) assert.ok(exported.includes(line), `export has ${line}`);
+  const unitsInCounty = (await h.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM units WHERE path LIKE $1', [`${county.path}%`])).rows[0]!.n;
+  assert.equal(exported.length - 1, unitsInCounty, 'every unit of the county, once');
 
   // Move the imported community (with its village) under a town that was there before.
   const [town] = (await h.db.pool.query<{ id: number; name: string; path: string }>('SELECT id, name, path FROM units WHERE id = $1', [h.demo.unitIds.town[0]])).rows;
