@@ -75,6 +75,8 @@ export async function startEmbeddedPostgres(dataDir: string, database: string, p
   // would let any local user who knows this code into every installation's database.
   const pwFile = path.join(path.dirname(dbDir), 'password');
   const nextFile = `${pwFile}.next`;
+  // To rotate: stop, rename `password` to `password.old`, start: a new one is generated and set.
+  const oldFile = `${pwFile}.old`;
   const fresh = !fs.existsSync(path.join(dbDir, 'PG_VERSION'));
   let password = readSecret(pwFile);
   if (fresh && !password) {
@@ -95,7 +97,7 @@ export async function startEmbeddedPostgres(dataDir: string, database: string, p
   await embedded.start();
   // An older installation (fixed password) or a rotation cut short: find what works, then move to a
   // generated password (written aside first, renamed into place once the server has it).
-  const candidates = [password, readSecret(nextFile), LEGACY_PASSWORD].filter((p): p is string => !!p);
+  const candidates = [password, readSecret(nextFile), readSecret(oldFile), LEGACY_PASSWORD].filter((p): p is string => !!p);
   let current: string | undefined;
   for (const c of candidates) {
     if (await canConnect(pgPort, c)) {
@@ -118,6 +120,7 @@ export async function startEmbeddedPostgres(dataDir: string, database: string, p
       await c.end();
     }
     fs.renameSync(nextFile, pwFile);
+    fs.rmSync(oldFile, { force: true });
     password = next;
     log.warn({ file: pwFile }, 'embedded PostgreSQL password replaced by one generated for this installation');
   }

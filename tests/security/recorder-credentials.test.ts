@@ -20,7 +20,23 @@ import { addCamera, fastRecorderConfig, seedOrg, startS3Fixture, tempDir, waitFo
 
 const PASSWORD = 'cam-secret-pw'; // what addCamera stores
 
-/** Command lines of every ffmpeg/ffprobe running now. */
+function parentOf(pid: number): number {
+  try {
+    // Field 4 of /proc/<pid>/stat, after the parenthesised command name.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
+/** Whether `pid` was started (directly or not) by this test process: other tests run alongside. */
+function ours(pid: number): boolean {
+  for (let p = pid, hops = 0; p > 1 && hops < 20; p = parentOf(p), hops++) if (p === process.pid) return true;
+  return false;
+}
+
+/** Command lines of every ffmpeg/ffprobe this process runs now. */
 function mediaToolArgv(): string[] {
   const out: string[] = [];
   for (const pid of fs.readdirSync('/proc')) {
@@ -31,7 +47,7 @@ function mediaToolArgv(): string[] {
     } catch {
       continue;
     }
-    if (/ffmpeg|ffprobe/.test(cmd)) out.push(cmd);
+    if (/ffmpeg|ffprobe/.test(cmd) && !cmd.includes('testsrc2') && ours(Number(pid))) out.push(cmd);
   }
   return out;
 }

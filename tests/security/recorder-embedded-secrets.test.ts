@@ -59,8 +59,21 @@ test('the embedded PostgreSQL password is generated per installation, kept 0600,
       await db.connect();
       assert.equal((await db.query('SELECT current_database() AS d')).rows[0].d, 'grassroots');
       await db.end();
+      generated = rotated;
     } finally {
       await second.stop();
+    }
+    // Rotation by the operator: password -> password.old, start.
+    fs.renameSync(pwFile, `${pwFile}.old`);
+    const third = await startEmbeddedPostgres(dataDir, 'grassroots', port);
+    try {
+      const fresh = fs.readFileSync(pwFile, 'utf8').trim();
+      assert.notEqual(fresh, generated, 'a new password');
+      assert.equal(fs.existsSync(`${pwFile}.old`), false);
+      assert.equal(await signIn(port, generated), false, 'the rotated-out password no longer works');
+      assert.equal(await signIn(port, fresh), true);
+    } finally {
+      await third.stop();
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
