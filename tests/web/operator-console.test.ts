@@ -370,7 +370,7 @@ test('an admin of another county sees none of it: 404 from the API, absent from 
   await page.context().close();
 });
 
-test('"test now" answers unreachable for a dead address and never says a password', { timeout: 30_000 }, async () => {
+test('"test now" answers unreachable for a dead address, never says the password nor puts it on a command line; only camera writers may test', { timeout: 30_000 }, async () => {
   const token = await h.login(operator);
   const c = await h.call<{ id: number }>(token, 'POST', '/api/cameras', { unit_id: county.id, name: '不通的摄像机', rtsp_url: 'rtsp://127.0.0.1:1/none', username: 'u', password: 'dead-pass-1' });
   assert.equal(c.status, 201);
@@ -380,6 +380,36 @@ test('"test now" answers unreachable for a dead address and never says a passwor
   assert.equal(r.body.reason, 'unreachable');
   assert.match(r.body.message, /^无法连接摄像机.* \/ cannot connect to the camera/);
   assert.ok(!JSON.stringify(r.body).includes('dead-pass-1'), 'ffmpeg\'s echo of the URL is redacted');
+
+  // ffmpeg's command line (readable by any local user) never holds the camera's password: the test
+  // pulls through the recorder's loopback relay.
+  const good = await h.call<{ id: number }>(token, 'POST', '/api/cameras', { unit_id: county.id, name: '命令行检查', rtsp_url: camera.url, username: CAM_USER, password: CAM_PASS });
+  let tools = 0;
+  let leaked = false;
+  let done = false;
+  const scan = (async () => {
+    while (!done) {
+      for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+        let cmd: string;
+        try {
+          cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        } catch {
+          continue;
+        }
+        if (!/ffprobe|-frames:v/.test(cmd)) continue;
+        tools++;
+        if (cmd.includes(CAM_PASS)) leaked = true;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  const tested = await h.call<{ ok: boolean }>(token, 'POST', `/api/cameras/${good.body.id}/test`);
+  done = true;
+  await scan;
+  assert.equal(tested.body.ok, true);
+  assert.ok(tools > 0, 'the scan saw the test\'s ffprobe/ffmpeg');
+  assert.equal(leaked, false, 'no command line held the camera password');
+
   // A secretary may not run tests (the API's role rule, as for editing cameras).
   const sec = await h.call<{ token: string }>(undefined, 'POST', '/api/auth/login', { username: SECRETARY, password: 'Secretary@2026' });
   assert.equal(sec.status, 200);

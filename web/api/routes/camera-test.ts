@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import type { Pool } from '../../../infra/db/pool.ts';
 import { cameraPullUrl } from '../../../recorder/Recorder.ts';
 import { probe } from '../../../recorder/probe.ts';
+import { pullSource } from '../../../recorder/RtspAuthRelay.ts';
 import { redact } from '../../../recorder/SegmentCapture.ts';
 import { HttpError } from '../auth-context.ts';
 import { audit } from '../audit.ts';
@@ -12,8 +14,9 @@ import { idParam, type ApiRoutes } from '../route-registry.ts';
 import { scopePattern } from '../scope.ts';
 
 // "Test now" for the operator's console: the server connects to the camera with its stored
-// credentials (they never leave the server), answers codec and resolution with one JPEG frame, or
-// the reason it failed in words an operator can act on (wrong password, wrong path, unreachable).
+// credentials (they never leave the server, and reach ffmpeg only through the recorder's loopback
+// relay, never its command line), answers codec and resolution with one JPEG frame, or the reason it
+// failed in words an operator can act on (wrong password, wrong path, unreachable, no answer).
 // Each test is remembered (camera_status: online or not, since when, why not), and the camera's state
 // joins it with its newest segment and capture job.
 
@@ -58,18 +61,58 @@ function grabJpeg(url: string): Promise<Buffer> {
   });
 }
 
+/** Whether the camera's host accepts a TCP connection: the relay in between would hide why not. */
+function reach(target: URL): Promise<{ reason: CameraTestFailure; detail: string } | null> {
+  const port = Number(target.port || (target.protocol === 'rtsps:' ? 322 : 554));
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: target.hostname, port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ reason: 'timeout', detail: `no TCP answer from ${target.hostname}:${port} in ${RTSP_TIMEOUT_MS} ms` });
+    }, RTSP_TIMEOUT_MS);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(null);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve({ reason: 'unreachable', detail: `${err.code ?? 'error'} ${target.hostname}:${port}` });
+    });
+  });
+}
+
 export async function testCamera(row: { id: number; rtsp_url: string; username: string | null; password: string | null }): Promise<CameraTestResult> {
-  const url = cameraPullUrl(row);
   const testedAt = new Date().toISOString();
+  let relayUrl = '';
   const fail = (reason: CameraTestFailure, detail: string): CameraTestResult => ({
     ok: false,
     camera_id: row.id,
     reason,
     message: FAILURE_TEXT[reason],
-    // ffmpeg echoes the URL: credentials are cut out before anything is answered.
-    detail: redact(detail).slice(0, 300),
+    // ffmpeg echoes the URL it was given (the relay's, with its token): the camera's own address is shown.
+    detail: redact(relayUrl ? detail.split(relayUrl).join(row.rtsp_url) : detail)
+      .replace(/rtsp:\/\/127\.0\.0\.1:\d+\/[A-Za-z0-9_-]{24}/g, 'rtsp://relay')
+      .slice(0, 300),
     tested_at: testedAt,
   });
+  const unreachable = await reach(new URL(row.rtsp_url));
+  if (unreachable) return fail(unreachable.reason, unreachable.detail);
+  const source = await pullSource(cameraPullUrl(row));
+  relayUrl = source.url;
+  try {
+    return await probeAndGrab(row.id, source.url, testedAt, fail);
+  } finally {
+    await source.close();
+  }
+}
+
+async function probeAndGrab(
+  cameraId: number,
+  url: string,
+  testedAt: string,
+  fail: (reason: CameraTestFailure, detail: string) => CameraTestResult,
+): Promise<CameraTestResult> {
   const started = Date.now();
   let info;
   try {
@@ -91,7 +134,7 @@ export async function testCamera(row: { id: number; rtsp_url: string; username: 
   }
   return {
     ok: true,
-    camera_id: row.id,
+    camera_id: cameraId,
     video_codec: info.videoCodec,
     audio_codec: info.audioCodec ?? null,
     width: info.width ?? null,
