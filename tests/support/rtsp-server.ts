@@ -83,13 +83,6 @@ export class RtspServer extends EventEmitter<RtspServerEvents> {
     return `rtsp://127.0.0.1:${this.#port}/${path.replace(/^\//, '')}`;
   }
 
-  #readerAuth: string | undefined;
-
-  /** Readers must then send these credentials (HTTP Basic), or get 401; publishers need none. */
-  requireReaderAuth(username: string, password: string): void {
-    this.#readerAuth = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
-  }
-
   /** Stops (or resumes) relaying a path to its readers while keeping every connection open: a hung camera. */
   freeze(path: string, frozen = true): void {
     if (frozen) this.#frozen.add(normalise(path));
@@ -224,10 +217,6 @@ export class RtspServer extends EventEmitter<RtspServerEvents> {
         return this.#reply(conn, cseq, '200 OK');
       }
       case 'DESCRIBE': {
-        // Like a camera with a password: Basic credentials are checked before the path.
-        if (this.#readerAuth && headers.get('authorization') !== this.#readerAuth) {
-          return this.#reply(conn, cseq, '401 Unauthorized', { 'WWW-Authenticate': 'Basic realm="test-camera"' });
-        }
         const s = this.#streams.get(pathname);
         if (!s) return this.#reply(conn, cseq, '404 Not Found');
         const base = url.endsWith('/') ? url : `${url}/`;

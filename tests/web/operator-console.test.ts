@@ -36,8 +36,8 @@ let cameraId: number | undefined;
 
 before(async () => {
   h = await startSystemHarness({ towns: 2, communities: 4, villages: 8, recorder: true });
-  rtsp = await RtspServer.start();
-  rtsp.requireReaderAuth(CAM_USER, CAM_PASS);
+  // A camera with a password, checked by Digest as most IP cameras do.
+  rtsp = await RtspServer.start(0, '127.0.0.1', { auth: { scheme: 'digest', username: CAM_USER, password: CAM_PASS } });
   camera = new TestCamera({ server: rtsp, path: 'demo/gate', audio: 'none' });
   await camera.start();
   const countyAdmins = h.demo.users.filter((u) => u.role === 'admin' && u.level === 'county');
