@@ -176,7 +176,7 @@ test('deleting asks first and says what was kept; a unit with data shows what de
   assert.equal((await h.db.pool.query('SELECT retired_at FROM cameras WHERE id = $1 AND retired_at IS NULL', [cam.id])).rowCount, 1, 'cancel changes nothing');
   await row.getByRole('button', { name: '删除' }).click();
   await page.getByRole('dialog').getByRole('button', { name: '确认' }).click();
-  await page.getByRole('status').filter({ hasText: '已撤销，保留的数据' }).filter({ hasText: 'recording_segments 1' }).waitFor();
+  await page.getByRole('status').filter({ hasText: '已撤销，保留的数据' }).filter({ hasText: '录像片段 1' }).waitFor();
   await row.waitFor({ state: 'detached' });
   const kept = await h.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM recording_segments WHERE camera_id = $1', [cam.id]);
   assert.equal(kept.rows[0]!.n, 1, 'the recording is kept');
@@ -188,7 +188,7 @@ test('deleting asks first and says what was kept; a unit with data shows what de
   await page.locator(`tr[data-unit="${village.id}"]`).getByRole('button', { name: '删除' }).click();
   const dialog = page.getByRole('dialog');
   await dialog.getByText('单位下仍有数据').waitFor();
-  assert.match((await dialog.textContent())!, /service_points: 1/);
+  assert.match((await dialog.textContent())!, /服务站点: 1/);
   assert.equal(await dialog.getByRole('button', { name: '确认' }).count(), 0, 'no way to confirm the deletion of a unit with data');
   await page.context().close();
 });
@@ -327,7 +327,7 @@ test('a station\'s services are edited with the API\'s errors by the field; a st
 
   await row.getByRole('button', { name: '删除' }).click();
   await page.getByRole('dialog').getByRole('button', { name: '确认' }).click();
-  await page.getByRole('status').filter({ hasText: 'service_calls 1' }).waitFor();
+  await page.getByRole('status').filter({ hasText: '服务通话 1' }).waitFor();
   await row.waitFor({ state: 'detached' });
   const kept = await h.db.pool.query<{ retired: boolean; calls: number }>(
     'SELECT retired_at IS NOT NULL AS retired, (SELECT count(*)::int FROM service_calls WHERE station_id = $1) AS calls FROM service_points WHERE id = $1',

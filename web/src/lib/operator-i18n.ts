@@ -96,6 +96,20 @@ const zh = {
   deleteAsk: '确认删除？如已有录像、服务记录等历史，将改为“撤销”：历史与证据全部保留，只是不再使用。',
   keptAfterDelete: '已撤销，保留的数据：',
   deleteNodeAsk: '删除该节点？其下级节点将改接到它的上级节点。',
+  things: {
+    recording_segments: '录像片段',
+    evidence_segments: '其中证据片段',
+    capture_jobs: '录制任务',
+    meeting_sessions: '会议记录',
+    service_calls: '服务通话',
+    cameras: '摄像机',
+    members: '党员',
+    reminders: '提醒',
+    completion_checks: '完成核查',
+    branches: '党支部',
+    service_points: '服务站点',
+    users: '用户',
+  } as Record<string, string>,
   connection: '连接',
   online: '在线',
   offline: '离线',
@@ -244,6 +258,20 @@ const en: OpDict = {
   deleteAsk: 'Delete? If recordings, calls or other history exist it is retired instead: history and evidence are all kept, it is just no longer used.',
   keptAfterDelete: 'Retired; kept:',
   deleteNodeAsk: 'Delete this node? The nodes below it re-attach to its parent.',
+  things: {
+    recording_segments: 'recording segments',
+    evidence_segments: 'of them evidence',
+    capture_jobs: 'capture jobs',
+    meeting_sessions: 'meeting records',
+    service_calls: 'service calls',
+    cameras: 'cameras',
+    members: 'members',
+    reminders: 'reminders',
+    completion_checks: 'completion checks',
+    branches: 'branches',
+    service_points: 'service points',
+    users: 'users',
+  },
   connection: 'Connection',
   online: 'Online',
   offline: 'Offline',
@@ -295,6 +323,13 @@ const en: OpDict = {
   importUsers: 'Import accounts from a spreadsheet',
   importUsersHint: 'CSV header: unit_code,username,display_name,role,password (role: secretary, clerk, leader, supervisor, operator, admin). Imported accounts must change their password at first sign-in.',
 };
+
+/** "录像片段 12，录制任务 3" from an API's counts (what a retire kept, what depends on a unit). */
+export function countsText(o: OpDict, counts: Record<string, number>): string {
+  return Object.entries(counts)
+    .map(([k, n]) => `${o.things[k] ?? k} ${n}`)
+    .join('，');
+}
 
 export function opDict(lang: Lang): OpDict {
   return lang === 'zh' ? zh : en;
