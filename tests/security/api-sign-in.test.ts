@@ -93,6 +93,12 @@ describe('sign-in limits', { timeout: 180_000 }, () => {
     const firstDelay = refused.body.error!.details!.retry_after_ms;
     assert.ok(firstDelay > 0 && firstDelay <= limits.accountBaseDelayMs);
 
+    // Refused guesses cost no password check; the audit log notes them once a minute, not each.
+    let refusedGuesses = 0;
+    for (let i = 0; i < 30; i++) if ((await login(h, 'victim', `flood${i}`, botnet())).status === 429) refusedGuesses++;
+    assert.ok(refusedGuesses >= 20, `most of the flood is refused unchecked: ${refusedGuesses}/30`);
+    const { rows } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_log WHERE action = 'login.throttled' AND username = 'victim'`);
+    assert.equal(rows[0]!.n, 1, 'one audit row for a flood of refused guesses');
     assert.equal((await login(h, 'victim', PW, '198.51.100.10')).status, 200, 'the real user at their usual address gets in meanwhile');
     // That success clears the account's count: guessing starts over with its free failures…
     for (let i = 0; i <= limits.accountFreeFailures; i++) await login(h, 'victim', `again${i}`, botnet());

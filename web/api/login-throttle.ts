@@ -45,13 +45,18 @@ interface AddressState {
   resetAt: number;
 }
 
-export type Refusal = { limit: 'ip' | 'account'; retryAfterMs: number };
+/** `audit`: whether this refusal should be written to the audit log (once a minute per account or address). */
+export type Refusal = { limit: 'ip' | 'account'; retryAfterMs: number; audit: boolean };
+
+/** Refused attempts cost no password check; the audit notes them once a minute per key, not each. */
+const AUDIT_EVERY_MS = 60_000;
 
 export class LoginThrottle {
   readonly #limits: LoginLimits;
   readonly #accounts = new Map<string, AccountState>();
   readonly #addresses = new Map<string, AddressState>();
   readonly #known = new Map<string, Map<string, number>>();
+  readonly #audited = new Map<string, number>();
   readonly #now: () => number;
 
   constructor(limits: LoginLimits, now: () => number = Date.now) {
@@ -67,11 +72,18 @@ export class LoginThrottle {
     if (this.#isKnown(account, address, now)) return undefined;
     const ip = this.#addresses.get(address);
     if (ip && ip.resetAt <= now) this.#addresses.delete(address);
-    else if (ip && ip.failures >= this.#limits.perIpFailures) return { limit: 'ip', retryAfterMs: ip.resetAt - now };
+    else if (ip && ip.failures >= this.#limits.perIpFailures) return { limit: 'ip', retryAfterMs: ip.resetAt - now, audit: this.#shouldAudit(`ip|${address}`, now) };
     const acc = this.#accounts.get(account);
     if (acc && acc.forgetAt <= now) this.#accounts.delete(account);
-    else if (acc && acc.lockedUntil > now) return { limit: 'account', retryAfterMs: acc.lockedUntil - now };
+    else if (acc && acc.lockedUntil > now) return { limit: 'account', retryAfterMs: acc.lockedUntil - now, audit: this.#shouldAudit(`account|${account}`, now) };
     return undefined;
+  }
+
+  #shouldAudit(key: string, now: number): boolean {
+    const last = this.#audited.get(key);
+    if (last !== undefined && now - last < AUDIT_EVERY_MS) return false;
+    remember(this.#audited, key, now);
+    return true;
   }
 
   failed(account: string, address: string): void {

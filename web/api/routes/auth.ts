@@ -27,7 +27,7 @@ export function registerAuthRoutes(routes: ApiRoutes, pool: Pool, opts: { tokenS
       const address = ipKeyGenerator(ip ?? '');
       const refused = throttle.check(account, address);
       if (refused) {
-        await audit(pool, { action: 'login.throttled', username: body.username.slice(0, 64), ip, detail: { limit: refused.limit } });
+        if (refused.audit) await audit(pool, { action: 'login.throttled', username: body.username.slice(0, 64), ip, detail: { limit: refused.limit } });
         res.setHeader('Retry-After', String(Math.max(1, Math.ceil(refused.retryAfterMs / 1000))));
         throw new HttpError(429, 'too_many_attempts', '登录失败次数过多，请稍后再试 / too many failed sign-in attempts, try again later', { retry_after_ms: refused.retryAfterMs });
       }
