@@ -96,7 +96,13 @@ export async function testCamera(row: { id: number; rtsp_url: string; username: 
       .slice(0, 300),
     tested_at: testedAt,
   });
-  const unreachable = await reach(new URL(row.rtsp_url));
+  let target: URL;
+  try {
+    target = new URL(row.rtsp_url);
+  } catch {
+    return fail('unreachable', 'the address cannot be parsed');
+  }
+  const unreachable = await reach(target);
   if (unreachable) return fail(unreachable.reason, unreachable.detail);
   const source = await pullSource(cameraPullUrl(row));
   relayUrl = source.url;
