@@ -42,6 +42,8 @@ export interface WebServerOptions {
   extraRouters?: ExtraRouter[];
   /** Bearer token a scraper must show for /metrics; without it only un-proxied loopback requests are answered. */
   metricsToken?: string;
+  /** How long a client may take to send its request headers; default 10 s. */
+  headersTimeoutMs?: number;
   /** Built front end; default web/dist. */
   distDir?: string;
 }
@@ -88,7 +90,10 @@ export function createWebServer(opts: WebServerOptions): http.Server {
   const dist = opts.distDir ?? path.resolve('web/dist');
   app.use(express.static(dist));
   app.get(/^\/(?!api\/).*/, (_req, res) => res.sendFile(path.join(dist, 'index.html')));
-  const server = http.createServer(app);
+  // A client that sends its headers slowly (slowloris) holds a socket: the headers must arrive within
+  // 10 s. Bodies keep Node's 5-minute bound for the whole request (a 20 MB org import over a village line).
+  const headersTimeout = opts.headersTimeoutMs ?? 10_000;
+  const server = http.createServer({ headersTimeout, connectionsCheckingInterval: Math.min(2_000, headersTimeout) }, app);
   opts.sfu.attach(server, '/sfu');
   server.on('close', () => {
     live.close();

@@ -51,6 +51,8 @@ export async function startSystemHarness(
     joinTokenTtlSeconds?: number;
     /** Makes this node the root of a cascade (children dial `cascadeUrl` with CASCADE_SECRET) and sends browsers to their nearest registered node. */
     cascadeRoot?: string;
+    /** The web server's deadline for request headers (slow-client tests). */
+    headersTimeoutMs?: number;
   } = {},
 ): Promise<SystemHarness> {
   const db = await createTestDatabase();
@@ -91,6 +93,7 @@ export async function startSystemHarness(
     routing: opts.cascadeRoot ? 'nearest' : 'local',
     ...(opts.filmsDir ? { filmsDir: opts.filmsDir } : {}),
     ...(opts.joinTokenTtlSeconds ? { joinTokenTtlSeconds: opts.joinTokenTtlSeconds } : {}),
+    ...(opts.headersTimeoutMs ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
