@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { loadConfig } from '../../infra/config.ts';
 import { createLogger } from '../../infra/logger.ts';
 import { installProcessPolicy } from '../../infra/process-policy.ts';
@@ -20,7 +21,9 @@ const app = createApiApp({
   tokenSecret: loadAccessSecret(config.DATA_DIR, config.TOKEN_SECRET),
   trustProxy: config.TRUST_PROXY,
 });
-const server = app.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
+// Headers within 10 s, as on the combined server (web/server.ts): slow clients do not hold sockets.
+const server = http.createServer({ headersTimeout: 10_000, connectionsCheckingInterval: 2_000 }, app);
+server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   log.info({ url: `http://${config.HTTP_HOST}:${config.HTTP_PORT}/api/openapi.json`, embedded: db.embedded }, 'API listening');
 });
 const stop = (): void => {
