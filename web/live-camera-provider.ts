@@ -2,7 +2,7 @@ import type { Logger } from '../infra/logger.ts';
 import { LiveCameraIngest } from '../recorder/LiveCameraIngest.ts';
 import { Ingest } from '../sfu/Ingest.ts';
 import type { SfuNode } from '../sfu/SfuNode.ts';
-import { liveRoomFor, type LiveCameraProvider, type LiveCameraSession, type LiveCameraTarget } from './api/routes/live-cameras.ts';
+import { LiveCapacityError, liveRoomFor, type LiveCameraProvider, type LiveCameraSession, type LiveCameraTarget } from './api/routes/live-cameras.ts';
 
 export interface LiveCameraProviderOptions {
   sfu: SfuNode;
@@ -60,7 +60,7 @@ export class NodeLiveCameraProvider implements LiveCameraProvider {
   }
 
   async #start(camera: LiveCameraTarget): Promise<LiveCameraSession> {
-    if (this.#live.size >= this.#o.maxCameras) throw new Error(`at most ${this.#o.maxCameras} live cameras at once`);
+    if (this.#live.size >= this.#o.maxCameras) throw new LiveCapacityError(this.#o.maxCameras);
     const roomId = liveRoomFor(camera.id);
     const room = await this.#o.sfu.openRoom(roomId);
     const ingest = await LiveCameraIngest.create({ router: room.router, pullUrl: camera.pullUrl, label: `camera ${camera.id}`, log: this.#o.log });

@@ -42,6 +42,8 @@ export interface WebServerOptions {
   extraRouters?: ExtraRouter[];
   /** Bearer token a scraper must show for /metrics; without it only un-proxied loopback requests are answered. */
   metricsToken?: string;
+  /** Live inspection: cameras this node pulls at once (default 32) and one person may ask for (default 16). */
+  liveCameras?: { maxCameras?: number; maxPerUser?: number };
   /** How long a client may take to send its request headers; default 10 s. */
   headersTimeoutMs?: number;
   /** Built front end; default web/dist. */
@@ -59,7 +61,7 @@ export function apiExtra(routes: ApiRoutes): ExtraRouter {
  * Prometheus metrics on /metrics, and the Svelte pages for everything else.
  */
 export function createWebServer(opts: WebServerOptions): http.Server {
-  const live = new NodeLiveCameraProvider({ sfu: opts.sfu, log: createLogger('live-cameras') });
+  const live = new NodeLiveCameraProvider({ sfu: opts.sfu, log: createLogger('live-cameras'), ...(opts.liveCameras?.maxCameras ? { maxCameras: opts.liveCameras.maxCameras } : {}) });
   const directory = new SfuDirectory(opts.pool, opts.routing ?? 'local');
   const endRoom = (room: string): void => void opts.sfu.endRoom(room);
   const ttl = opts.joinTokenTtlSeconds ? { joinTokenTtlSeconds: opts.joinTokenTtlSeconds } : {};
@@ -73,7 +75,7 @@ export function createWebServer(opts: WebServerOptions): http.Server {
       apiExtra(createMeetingRoutes(opts.pool, opts.joinKey, { endRoom, directory, ...ttl, ...(films ? { films } : {}) })),
       apiExtra(createReminderRoutes(opts.pool)),
       apiExtra(createCompletionRoutes({ pool: opts.pool })),
-      apiExtra(createLiveCameraRoutes({ pool: opts.pool, joinKey: opts.joinKey, provider: live })),
+      apiExtra(createLiveCameraRoutes({ pool: opts.pool, joinKey: opts.joinKey, provider: live, ...(opts.liveCameras?.maxPerUser ? { maxPerUser: opts.liveCameras.maxPerUser } : {}) })),
       ...(opts.storage ? [{ path: '/api', router: createRecordingsRouter({ pool: opts.pool, storage: opts.storage }) }] : []),
       ...(opts.extraRouters ?? []),
     ],

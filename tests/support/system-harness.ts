@@ -53,6 +53,8 @@ export async function startSystemHarness(
     cascadeRoot?: string;
     /** The web server's deadline for request headers (slow-client tests). */
     headersTimeoutMs?: number;
+    /** Live inspection caps (per node, per person). */
+    liveCameras?: { maxCameras?: number; maxPerUser?: number };
   } = {},
 ): Promise<SystemHarness> {
   const db = await createTestDatabase();
@@ -94,6 +96,7 @@ export async function startSystemHarness(
     ...(opts.filmsDir ? { filmsDir: opts.filmsDir } : {}),
     ...(opts.joinTokenTtlSeconds ? { joinTokenTtlSeconds: opts.joinTokenTtlSeconds } : {}),
     ...(opts.headersTimeoutMs ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),
+    ...(opts.liveCameras ? { liveCameras: opts.liveCameras } : {}),
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;

@@ -40,6 +40,18 @@ export interface LiveCamerasRouterOptions {
   joinKey: KeyObject;
   provider: LiveCameraProvider;
   tokenTtlSeconds?: number;
+  /** Distinct cameras one person may have asked for within `perUserWindowMs` (a 4×4 wall); default 16. */
+  maxPerUser?: number;
+  /** How long an asked-for camera counts against its asker; default 60 s, the provider's idle release. */
+  perUserWindowMs?: number;
+}
+
+/** Thrown by a provider whose node pulls as many cameras as it may: answered 503, not "unreachable". */
+export class LiveCapacityError extends Error {
+  constructor(readonly max: number) {
+    super(`at most ${max} live cameras at once`);
+    this.name = 'LiveCapacityError';
+  }
 }
 
 export function liveRoomFor(cameraId: number): string {
@@ -55,6 +67,11 @@ export function createLiveCamerasRouter(opts: LiveCamerasRouterOptions): express
 export function createLiveCameraRoutes(opts: LiveCamerasRouterOptions): ApiRoutes {
   const { pool } = opts;
   const ttl = opts.tokenTtlSeconds ?? JOIN_TOKEN_TTL_SECONDS;
+  const maxPerUser = opts.maxPerUser ?? 16;
+  const windowMs = opts.perUserWindowMs ?? 60_000;
+  // Each person's recently asked-for cameras (camera id -> when): one person cannot take every pull
+  // the node has. Entries older than the window are dropped on the person's next request.
+  const asked = new Map<number, Map<number, number>>();
   const routes = new ApiRoutes();
 
   routes.add(
@@ -65,9 +82,9 @@ export function createLiveCameraRoutes(opts: LiveCamerasRouterOptions): ApiRoute
       tag: 'cameras',
       params: idParam,
       status: 201,
-      responses: { '404': 'no such camera in your subtree', '409': 'camera disabled', '502': 'camera unreachable' },
+      responses: { '404': 'no such camera in your subtree', '409': 'camera disabled', '429': 'you are watching as many cameras as one person may', '502': 'camera unreachable', '503': 'this node pulls as many cameras as it may' },
     },
-    async ({ params, user, req }) => {
+    async ({ params, user, req, res }) => {
       const cam = await requireCameraInScope(pool, user, params.id);
       const { rows } = await pool.query<{ rtsp_url: string; username: string | null; password: string | null; enabled: boolean; retired: boolean }>(
         'SELECT rtsp_url, username, password, enabled, retired_at IS NOT NULL AS retired FROM cameras WHERE id = $1',
@@ -76,13 +93,26 @@ export function createLiveCameraRoutes(opts: LiveCamerasRouterOptions): ApiRoute
       const row = rows[0]!;
       // A disabled or retired camera gives no join token (its room would otherwise be opened again).
       if (!row.enabled || row.retired) throw new HttpError(409, 'camera_disabled', '摄像机已停用 / camera is disabled');
+      const now = Date.now();
+      const mine = asked.get(user.id) ?? new Map<number, number>();
+      for (const [id, at] of mine) if (now - at >= windowMs) mine.delete(id);
+      if (!mine.has(cam.id) && mine.size >= maxPerUser) {
+        res.setHeader('Retry-After', String(Math.ceil(windowMs / 1000)));
+        throw new HttpError(429, 'live_limit', `每人同时最多查看 ${maxPerUser} 路摄像机 / at most ${maxPerUser} live cameras per person at once`);
+      }
       let session: LiveCameraSession;
       try {
         session = await opts.provider.ensure({ id: cam.id, unitId: cam.unit_id, name: cam.name, pullUrl: cameraPullUrl(row) });
-      } catch {
+      } catch (err) {
+        if (err instanceof LiveCapacityError) {
+          res.setHeader('Retry-After', '30');
+          throw new HttpError(503, 'live_busy', `本节点已在拉取 ${err.max} 路摄像机，请稍后再试 / this node already pulls ${err.max} cameras; try again shortly`);
+        }
         // The provider's error may echo the pull URL; say only that the camera is unreachable.
         throw new HttpError(502, 'camera_unreachable', '摄像机暂时无法连接 / camera cannot be reached right now');
       }
+      mine.set(cam.id, now);
+      asked.set(user.id, mine);
       const token = await signJoinToken(
         opts.joinKey,
         { userId: user.id, displayName: user.displayName.slice(0, 64), unitId: user.unitId, room: session.room, role: 'viewer' },
