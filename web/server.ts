@@ -12,7 +12,7 @@ import { buildOpenApi } from './api/openapi.ts';
 import type { ApiRoutes } from './api/route-registry.ts';
 import { createCompletionRoutes } from './api/routes/completion.ts';
 import { createLiveCameraRoutes } from './api/routes/live-cameras.ts';
-import { createRecordingsRouter } from './api/routes/recordings.ts';
+import { createRecordingRoutes } from './api/routes/recordings.ts';
 import { createMeetingRoutes } from './api/routes/meetings.ts';
 import { createReminderRoutes } from './api/routes/reminders.ts';
 import { createServiceCallRoutes, type CallRecordings } from './api/routes/service-calls.ts';
@@ -76,7 +76,7 @@ export function createWebServer(opts: WebServerOptions): http.Server {
       apiExtra(createReminderRoutes(opts.pool)),
       apiExtra(createCompletionRoutes({ pool: opts.pool })),
       apiExtra(createLiveCameraRoutes({ pool: opts.pool, joinKey: opts.joinKey, provider: live, ...(opts.liveCameras?.maxPerUser ? { maxPerUser: opts.liveCameras.maxPerUser } : {}) })),
-      ...(opts.storage ? [{ path: '/api', router: createRecordingsRouter({ pool: opts.pool, storage: opts.storage }) }] : []),
+      ...(opts.storage ? [apiExtra(createRecordingRoutes({ pool: opts.pool, storage: opts.storage }))] : []),
       ...(opts.extraRouters ?? []),
     ],
   });

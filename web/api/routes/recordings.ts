@@ -2,15 +2,18 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import express, { type Request } from 'express';
+import type express from 'express';
+import type { Request } from 'express';
 import { z } from 'zod';
 import { withTransaction, type Pool } from '../../../infra/db/pool.ts';
 import type { ObjectStorage } from '../../../infra/storage/ObjectStorage.ts';
 import { captureRequestSchema } from '../../../recorder/Recorder.ts';
 import { listTimeline, type TimelineSegment } from '../../../recorder/timeline.ts';
 import { audit } from '../audit.ts';
-import { currentUser, HttpError, inSubtree, type AuthUser } from '../auth-context.ts';
-import { notFound, validationError } from '../errors.ts';
+import { CAPTURE_JOB_BODY_LIMIT } from '../body-limits.ts';
+import { HttpError, inSubtree, type AuthUser } from '../auth-context.ts';
+import { notFound } from '../errors.ts';
+import { ApiRoutes, idParam } from '../route-registry.ts';
 
 // Review of recordings: a camera's timeline (segments with thumbnails and the gaps between them),
 // one segment, and playback/export of any time range across segments - either as presigned URLs
@@ -49,23 +52,34 @@ const SCHEDULE_ROLES = new Set(['leader', 'supervisor', 'operator', 'admin']);
 // Evidence is exempt from retention for ever: only those who answer for a unit's meetings may mark it.
 const EVIDENCE_ROLES = new Set(['leader', 'admin']);
 
-const rangeQuery = z
-  .object({ from: z.coerce.date(), to: z.coerce.date() })
-  .refine((q) => q.to > q.from, { message: 'to must be after from' });
+// An instant in a query (ISO 8601), within what PostgreSQL's timestamptz holds (JavaScript's Date
+// reaches further back: such a range would otherwise fail in the database).
+const instant = z
+  .string()
+  .max(64)
+  .meta({ format: 'date-time' })
+  .pipe(z.coerce.date())
+  .refine((d) => d.getTime() >= 0 && d.getUTCFullYear() <= 9999, { message: '时间超出范围 / time out of range (1970-9999)' });
+const afterFrom = { message: 'to must be after from' };
 
-const idParam = z.object({ id: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER) });
+const rangeQuery = z.strictObject({ from: instant, to: instant }).refine((q) => q.to > q.from, afterFrom);
+const playbackQuery = z
+  .strictObject({ from: instant, to: instant, format: z.enum(['json', 'mp4']).default('json') })
+  .refine((q) => q.to > q.from, afterFrom);
+const roomParam = z.object({ room: z.string().max(64).regex(/^[A-Za-z0-9_-]{1,64}$/) });
+
+// A capture job's body: the recorder's capture request without the camera, which is the path's.
+// Not strict, as before: extra fields (a cameraId among them) are dropped.
+const { cameraId: _cameraId, startsAt, endsAt, ...captureFields } = captureRequestSchema.shape;
+const captureBody = z
+  .object({ ...captureFields, startsAt: startsAt.meta({ format: 'date-time' }), endsAt: endsAt.meta({ format: 'date-time' }) })
+  .refine((r) => r.endsAt > r.startsAt, { message: 'endsAt must be after startsAt' });
 
 interface ScopedCamera {
   id: number;
   unit_id: number;
   name: string;
   path: string;
-}
-
-function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const r = schema.safeParse(value);
-  if (!r.success) throw validationError(r.error, where);
-  return r.data;
 }
 
 /** The camera if it exists and lies in the caller's subtree; otherwise 404. */
@@ -79,7 +93,13 @@ export async function requireCameraInScope(pool: Pool, user: AuthUser, cameraId:
   return cam;
 }
 
+/** The recordings routes as an express router (mounted under /api). */
 export function createRecordingsRouter(opts: RecordingsRouterOptions): express.Router {
+  return createRecordingRoutes(opts).router;
+}
+
+/** The recordings routes, declared with their schemas (validated, and listed in /api/openapi.json). */
+export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes {
   const { pool, storage } = opts;
   const gapTol = opts.gapToleranceMs ?? 1_000;
   const expiry = opts.presignExpirySeconds ?? 900;
@@ -93,7 +113,7 @@ export function createRecordingsRouter(opts: RecordingsRouterOptions): express.R
   const maxJobsPerCamera = opts.maxOpenJobsPerCamera ?? 4;
   const maxJobsPerUnit = opts.maxOpenJobsPerUnit ?? 50;
   const exports = { total: 0, byUser: new Map<number, number>() };
-  const router = express.Router();
+  const routes = new ApiRoutes();
 
   const presented = async (s: TimelineSegment) => ({
     id: s.id,
@@ -113,212 +133,263 @@ export function createRecordingsRouter(opts: RecordingsRouterOptions): express.R
     audit(pool, { action, user, objectType, objectId, unitId, ip: req.ip ?? null, detail });
 
   // Timeline: segments overlapping [from, to) and the gaps between them.
-  router.get('/cameras/:id/recordings', async (req, res) => {
-    const user = currentUser(req);
-    const { id } = parse(idParam, req.params, 'path');
-    const q = parse(rangeQuery, req.query, 'query');
-    if (q.to.getTime() - q.from.getTime() > maxList) throw new HttpError(400, 'range_too_long', `时间范围过长 / range longer than ${maxList / 3600_000} h`);
-    const cam = await requireCameraInScope(pool, user, id);
-    const tl = await listTimeline(pool, { cameraId: cam.id }, q.from, q.to, gapTol);
-    await trail(req, user, 'recording.list', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
-    res.json({
-      camera: { id: cam.id, name: cam.name, unit_id: cam.unit_id },
-      from: tl.from.toISOString(),
-      to: tl.to.toISOString(),
-      covered_ms: tl.coveredMs,
-      segments: await Promise.all(tl.segments.map(presented)),
-      gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
-    });
-  });
+  routes.add(
+    {
+      method: 'get',
+      path: '/cameras/:id/recordings',
+      summary: "A camera's recording timeline over [from, to): segments (thumbnails, presigned) and the gaps between them",
+      tag: 'recordings',
+      params: idParam,
+      query: rangeQuery,
+      responses: { '400': 'invalid or reversed range, or range_too_long' },
+    },
+    async ({ params, query: q, user, req }) => {
+      if (q.to.getTime() - q.from.getTime() > maxList) throw new HttpError(400, 'range_too_long', `时间范围过长 / range longer than ${maxList / 3600_000} h`);
+      const cam = await requireCameraInScope(pool, user, params.id);
+      const tl = await listTimeline(pool, { cameraId: cam.id }, q.from, q.to, gapTol);
+      await trail(req, user, 'recording.list', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
+      return {
+        camera: { id: cam.id, name: cam.name, unit_id: cam.unit_id },
+        from: tl.from.toISOString(),
+        to: tl.to.toISOString(),
+        covered_ms: tl.coveredMs,
+        segments: await Promise.all(tl.segments.map(presented)),
+        gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+      };
+    },
+  );
 
   // A recorded meeting room (conference recording): visible where the owning unit is in the subtree.
-  router.get('/rooms/:room/recordings', async (req, res) => {
-    const user = currentUser(req);
-    const { room } = parse(z.object({ room: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/) }), req.params, 'path');
-    const q = parse(rangeQuery, req.query, 'query');
-    if (q.to.getTime() - q.from.getTime() > maxList) throw new HttpError(400, 'range_too_long', `时间范围过长 / range longer than ${maxList / 3600_000} h`);
-    const owner = await pool.query<{ unit_id: number }>(
-      `SELECT s.unit_id FROM recording_segments s JOIN units u ON u.id = s.unit_id WHERE s.room_id = $1 AND u.path LIKE $2 LIMIT 1`,
-      [room, `${user.unitPath}%`],
-    );
-    if (!owner.rows[0]) throw notFound('会议录像', 'room recording');
-    const tl = await listTimeline(pool, { roomId: room }, q.from, q.to, gapTol, { unitPathPrefix: user.unitPath });
-    await trail(req, user, 'recording.list', 'room', room, owner.rows[0].unit_id, { room, from: q.from, to: q.to, segments: tl.segments.length });
-    res.json({
-      room,
-      from: tl.from.toISOString(),
-      to: tl.to.toISOString(),
-      covered_ms: tl.coveredMs,
-      segments: await Promise.all(tl.segments.map(presented)),
-      gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
-    });
-  });
+  routes.add(
+    {
+      method: 'get',
+      path: '/rooms/:room/recordings',
+      summary: "A recorded meeting room's timeline over [from, to), where the owning unit lies in your subtree",
+      tag: 'recordings',
+      params: roomParam,
+      query: rangeQuery,
+      responses: { '400': 'invalid or reversed range, or range_too_long' },
+    },
+    async ({ params, query: q, user, req }) => {
+      const { room } = params;
+      if (q.to.getTime() - q.from.getTime() > maxList) throw new HttpError(400, 'range_too_long', `时间范围过长 / range longer than ${maxList / 3600_000} h`);
+      const owner = await pool.query<{ unit_id: number }>(
+        `SELECT s.unit_id FROM recording_segments s JOIN units u ON u.id = s.unit_id WHERE s.room_id = $1 AND u.path LIKE $2 LIMIT 1`,
+        [room, `${user.unitPath}%`],
+      );
+      if (!owner.rows[0]) throw notFound('会议录像', 'room recording');
+      const tl = await listTimeline(pool, { roomId: room }, q.from, q.to, gapTol, { unitPathPrefix: user.unitPath });
+      await trail(req, user, 'recording.list', 'room', room, owner.rows[0].unit_id, { room, from: q.from, to: q.to, segments: tl.segments.length });
+      return {
+        room,
+        from: tl.from.toISOString(),
+        to: tl.to.toISOString(),
+        covered_ms: tl.coveredMs,
+        segments: await Promise.all(tl.segments.map(presented)),
+        gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+      };
+    },
+  );
 
   // One segment with a presigned URL for its media.
-  router.get('/recordings/:id', async (req, res) => {
-    const user = currentUser(req);
-    const { id } = parse(idParam, req.params, 'path');
-    const { rows } = await pool.query<{ id: number; camera_id: number | null; room_id: string | null; unit_id: number; path: string; object_key: string; started_at: Date; ended_at: Date; bytes: number; video_codec: string | null; audio_codec: string | null; thumb_key: string | null; strip_key: string | null; evidence: boolean; capture_job_id: number | null }>(
-      `SELECT s.id, s.camera_id, s.room_id, u.id AS unit_id, u.path, s.object_key, s.started_at, s.ended_at, s.bytes, s.video_codec, s.audio_codec,
-              s.thumb_key, s.strip_key, s.evidence, s.capture_job_id
-         FROM recording_segments s
-         JOIN units u ON u.id = COALESCE(s.unit_id, (SELECT c.unit_id FROM cameras c WHERE c.id = s.camera_id))
-        WHERE s.id = $1`,
-      [id],
-    );
-    const r = rows[0];
-    if (!r || !inSubtree(user, r.path)) throw notFound('录像', 'recording');
-    await trail(req, user, 'recording.view', 'recording', r.id, r.unit_id, { camera_id: r.camera_id, room_id: r.room_id });
-    const seg = await presented({
-      id: r.id, startedAt: r.started_at, endedAt: r.ended_at, bytes: Number(r.bytes), videoCodec: r.video_codec, audioCodec: r.audio_codec,
-      objectKey: r.object_key, thumbKey: r.thumb_key, stripKey: r.strip_key, evidence: r.evidence, captureJobId: r.capture_job_id,
-    });
-    res.json({ ...seg, camera_id: r.camera_id, room_id: r.room_id, media_url: await storage.presignGet(r.object_key, expiry) });
-  });
+  routes.add(
+    {
+      method: 'get',
+      path: '/recordings/:id',
+      summary: 'One recording segment with a presigned URL for its media',
+      tag: 'recordings',
+      params: idParam,
+    },
+    async ({ params, user, req }) => {
+      const { rows } = await pool.query<{ id: number; camera_id: number | null; room_id: string | null; unit_id: number; path: string; object_key: string; started_at: Date; ended_at: Date; bytes: number; video_codec: string | null; audio_codec: string | null; thumb_key: string | null; strip_key: string | null; evidence: boolean; capture_job_id: number | null }>(
+        `SELECT s.id, s.camera_id, s.room_id, u.id AS unit_id, u.path, s.object_key, s.started_at, s.ended_at, s.bytes, s.video_codec, s.audio_codec,
+                s.thumb_key, s.strip_key, s.evidence, s.capture_job_id
+           FROM recording_segments s
+           JOIN units u ON u.id = COALESCE(s.unit_id, (SELECT c.unit_id FROM cameras c WHERE c.id = s.camera_id))
+          WHERE s.id = $1`,
+        [params.id],
+      );
+      const r = rows[0];
+      if (!r || !inSubtree(user, r.path)) throw notFound('录像', 'recording');
+      await trail(req, user, 'recording.view', 'recording', r.id, r.unit_id, { camera_id: r.camera_id, room_id: r.room_id });
+      const seg = await presented({
+        id: r.id, startedAt: r.started_at, endedAt: r.ended_at, bytes: Number(r.bytes), videoCodec: r.video_codec, audioCodec: r.audio_codec,
+        objectKey: r.object_key, thumbKey: r.thumb_key, stripKey: r.strip_key, evidence: r.evidence, captureJobId: r.capture_job_id,
+      });
+      return { ...seg, camera_id: r.camera_id, room_id: r.room_id, media_url: await storage.presignGet(r.object_key, expiry) };
+    },
+  );
 
   // Playback/export of [from, to) across segments. format=json (default): a playlist of presigned
-  // URLs with in/out offsets, plus the gaps. format=mp4: one MP4 streamed back, cut by stream copy.
-  router.get('/cameras/:id/playback', async (req, res) => {
-    const user = currentUser(req);
-    const { id } = parse(idParam, req.params, 'path');
-    const q = parse(
-      z.object({ from: z.coerce.date(), to: z.coerce.date(), format: z.enum(['json', 'mp4']).default('json') }).refine((v) => v.to > v.from, { message: 'to must be after from' }),
-      req.query,
-      'query',
-    );
-    if (q.to.getTime() - q.from.getTime() > maxExport) throw new HttpError(400, 'range_too_long', `导出范围过长 / range longer than ${maxExport / 3600_000} h`);
-    const cam = await requireCameraInScope(pool, user, id);
-    const tl = await listTimeline(pool, { cameraId: cam.id }, q.from, q.to, gapTol);
-    await trail(req, user, q.format === 'mp4' ? 'recording.export' : 'recording.playback', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
-    if (tl.segments.length === 0) throw new HttpError(404, 'no_recording', '该时段没有录像 / nothing recorded in this range', { gaps: tl.gaps });
-    if (q.format === 'mp4') {
-      // Each export is an ffmpeg: bounded per user and per node before one is spawned.
-      if ((exports.byUser.get(user.id) ?? 0) >= maxExportsPerUser) {
-        res.setHeader('Retry-After', '30');
-        throw new HttpError(429, 'export_limit', `您已有导出在进行中 / you already have ${maxExportsPerUser} export(s) running`);
+  // URLs with in/out offsets, plus the gaps. format=mp4: one MP4 streamed back, cut by stream copy
+  // (the handler writes the answer itself; ApiRoutes adds nothing once headers are out).
+  routes.add(
+    {
+      method: 'get',
+      path: '/cameras/:id/playback',
+      summary: 'Play back or export [from, to) across segments: a playlist of presigned URLs with in/out points (format=json), or one MP4 streamed back, cut by stream copy (format=mp4, video/mp4)',
+      tag: 'recordings',
+      params: idParam,
+      query: playbackQuery,
+      responses: {
+        '400': 'invalid or reversed range, or range_too_long',
+        '404': "no such camera in your subtree, or nothing recorded in the range (no_recording)",
+        '429': 'you already have an MP4 export running (export_limit; Retry-After)',
+        '503': 'too many MP4 exports running on this server (export_busy; Retry-After)',
+      },
+    },
+    async ({ params, query: q, user, req, res }) => {
+      if (q.to.getTime() - q.from.getTime() > maxExport) throw new HttpError(400, 'range_too_long', `导出范围过长 / range longer than ${maxExport / 3600_000} h`);
+      const cam = await requireCameraInScope(pool, user, params.id);
+      const tl = await listTimeline(pool, { cameraId: cam.id }, q.from, q.to, gapTol);
+      await trail(req, user, q.format === 'mp4' ? 'recording.export' : 'recording.playback', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
+      if (tl.segments.length === 0) throw new HttpError(404, 'no_recording', '该时段没有录像 / nothing recorded in this range', { gaps: tl.gaps });
+      if (q.format === 'mp4') {
+        // Each export is an ffmpeg: bounded per user and per node before one is spawned.
+        if ((exports.byUser.get(user.id) ?? 0) >= maxExportsPerUser) {
+          res.setHeader('Retry-After', '30');
+          throw new HttpError(429, 'export_limit', `您已有导出在进行中 / you already have ${maxExportsPerUser} export(s) running`);
+        }
+        if (exports.total >= maxExports) {
+          res.setHeader('Retry-After', '30');
+          throw new HttpError(503, 'export_busy', '导出任务已满，请稍后再试 / too many exports running on this server, try again later');
+        }
       }
-      if (exports.total >= maxExports) {
-        res.setHeader('Retry-After', '30');
-        throw new HttpError(503, 'export_busy', '导出任务已满，请稍后再试 / too many exports running on this server, try again later');
+      const items = await Promise.all(
+        tl.segments.map(async (s) => ({
+          id: s.id,
+          url: await storage.presignGet(s.objectKey, expiry),
+          started_at: s.startedAt.toISOString(),
+          ended_at: s.endedAt.toISOString(),
+          // Seconds into this segment where the requested range starts / ends.
+          in_s: Math.max(0, (q.from.getTime() - s.startedAt.getTime()) / 1000),
+          out_s: Math.min(s.endedAt.getTime(), q.to.getTime()) / 1000 - s.startedAt.getTime() / 1000,
+        })),
+      );
+      if (q.format === 'json') {
+        return {
+          camera: { id: cam.id, name: cam.name },
+          from: q.from.toISOString(),
+          to: q.to.toISOString(),
+          segments: items,
+          gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+        };
       }
-    }
-    const items = await Promise.all(
-      tl.segments.map(async (s) => ({
-        id: s.id,
-        url: await storage.presignGet(s.objectKey, expiry),
-        started_at: s.startedAt.toISOString(),
-        ended_at: s.endedAt.toISOString(),
-        // Seconds into this segment where the requested range starts / ends.
-        in_s: Math.max(0, (q.from.getTime() - s.startedAt.getTime()) / 1000),
-        out_s: Math.min(s.endedAt.getTime(), q.to.getTime()) / 1000 - s.startedAt.getTime() / 1000,
-      })),
-    );
-    if (q.format === 'json') {
-      res.json({
-        camera: { id: cam.id, name: cam.name },
-        from: q.from.toISOString(),
-        to: q.to.toISOString(),
-        segments: items,
-        gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+      // ffmpeg's concat demuxer reads the presigned URLs with in/out points; stream copy, so cuts fall
+      // on the nearest preceding keyframe. Fragmented output can be streamed without seeking.
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        exports.total--;
+        const n = (exports.byUser.get(user.id) ?? 1) - 1;
+        if (n > 0) exports.byUser.set(user.id, n);
+        else exports.byUser.delete(user.id);
+      };
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-'));
+      const list = path.join(dir, 'list.txt');
+      fs.writeFileSync(
+        list,
+        `ffconcat version 1.0\n${items.map((i) => `file '${i.url.replace(/'/g, "'\\''")}'\ninpoint ${i.in_s.toFixed(3)}\noutpoint ${i.out_s.toFixed(3)}\n`).join('')}`,
+      );
+      const ff = spawn(opts.ffmpegPath ?? 'ffmpeg', [
+        '-v', 'error', '-f', 'concat', '-safe', '0', '-protocol_whitelist', 'file,http,https,tcp,tls', '-i', list,
+        '-map', '0', '-c', 'copy', '-movflags', 'frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4', 'pipe:1',
+      ], { stdio: ['ignore', 'pipe', 'pipe'] });
+      exports.total++;
+      exports.byUser.set(user.id, (exports.byUser.get(user.id) ?? 0) + 1);
+      let stderr = '';
+      ff.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+      const deadline = setTimeout(() => {
+        stderr += ' export took too long';
+        ff.kill('SIGKILL');
+      }, exportTimeoutMs);
+      const cleanup = (): void => {
+        clearTimeout(deadline);
+        release();
+        fs.rmSync(dir, { recursive: true, force: true });
+      };
+      res.on('close', () => {
+        if (ff.exitCode === null) ff.kill('SIGKILL');
       });
-      return;
-    }
-    // ffmpeg's concat demuxer reads the presigned URLs with in/out points; stream copy, so cuts fall
-    // on the nearest preceding keyframe. Fragmented output can be streamed without seeking.
-    let released = false;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      exports.total--;
-      const n = (exports.byUser.get(user.id) ?? 1) - 1;
-      if (n > 0) exports.byUser.set(user.id, n);
-      else exports.byUser.delete(user.id);
-    };
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-'));
-    const list = path.join(dir, 'list.txt');
-    fs.writeFileSync(
-      list,
-      `ffconcat version 1.0\n${items.map((i) => `file '${i.url.replace(/'/g, "'\\''")}'\ninpoint ${i.in_s.toFixed(3)}\noutpoint ${i.out_s.toFixed(3)}\n`).join('')}`,
-    );
-    const ff = spawn(opts.ffmpegPath ?? 'ffmpeg', [
-      '-v', 'error', '-f', 'concat', '-safe', '0', '-protocol_whitelist', 'file,http,https,tcp,tls', '-i', list,
-      '-map', '0', '-c', 'copy', '-movflags', 'frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4', 'pipe:1',
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
-    exports.total++;
-    exports.byUser.set(user.id, (exports.byUser.get(user.id) ?? 0) + 1);
-    let stderr = '';
-    ff.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-    const deadline = setTimeout(() => {
-      stderr += ' export took too long';
-      ff.kill('SIGKILL');
-    }, exportTimeoutMs);
-    const cleanup = (): void => {
-      clearTimeout(deadline);
-      release();
-      fs.rmSync(dir, { recursive: true, force: true });
-    };
-    res.on('close', () => {
-      if (ff.exitCode === null) ff.kill('SIGKILL');
-    });
-    res.status(200).type('video/mp4').setHeader('Content-Disposition', `attachment; filename="camera-${cam.id}-${q.from.toISOString().replace(/[:.]/g, '')}.mp4"`);
-    ff.stdout.pipe(res);
-    await new Promise<void>((resolve) => {
-      ff.on('close', (code) => {
-        cleanup();
-        if (code !== 0) res.destroy(new Error(`export failed: ${stderr.trim().slice(0, 300)}`));
-        resolve();
+      res.status(200).type('video/mp4').setHeader('Content-Disposition', `attachment; filename="camera-${cam.id}-${q.from.toISOString().replace(/[:.]/g, '')}.mp4"`);
+      ff.stdout.pipe(res);
+      await new Promise<void>((resolve) => {
+        ff.on('close', (code) => {
+          cleanup();
+          if (code !== 0) res.destroy(new Error(`export failed: ${stderr.trim().slice(0, 300)}`));
+          resolve();
+        });
+        ff.on('error', () => {
+          cleanup();
+          res.destroy();
+          resolve();
+        });
       });
-      ff.on('error', () => {
-        cleanup();
-        res.destroy();
-        resolve();
-      });
-    });
-  });
+      // Answered (streamed, or the connection dropped): nothing for ApiRoutes to add.
+      return undefined;
+    },
+  );
 
   // Capture jobs (the scheduler will create these itself; this is the manual API).
-  router.post('/cameras/:id/capture-jobs', express.json({ limit: '16kb' }), async (req, res) => {
-    const user = currentUser(req);
-    const { id } = parse(idParam, req.params, 'path');
-    const cam = await requireCameraInScope(pool, user, id);
-    if (!SCHEDULE_ROLES.has(user.role)) throw new HttpError(403, 'forbidden', '无权执行此操作 / your role may not do this');
-    const body = parse(captureRequestSchema, { ...(req.body as object), cameraId: cam.id }, 'body');
-    if (body.evidence && !EVIDENCE_ROLES.has(user.role)) throw new HttpError(403, 'evidence_forbidden', '无权将录像标记为证据 / your role may not mark recordings as evidence');
-    const now = Date.now();
-    const windowMs = body.endsAt.getTime() - body.startsAt.getTime() + (body.preRollS + body.postRollS) * 1000;
-    if (windowMs > maxWindow) throw new HttpError(400, 'window_too_long', `录制时段过长 / capture window longer than ${maxWindow / 3600_000} h`);
-    if (body.endsAt.getTime() + body.postRollS * 1000 <= now) throw new HttpError(400, 'window_past', '录制时段已过 / the capture window is over');
-    if (body.startsAt.getTime() - now > maxLead) throw new HttpError(400, 'too_far_ahead', `开始时间过远 / a capture may start at most ${maxLead / 86_400_000} days ahead`);
-    const rows = await withTransaction(pool, async (client) => {
-      // Serialises job creation per camera so two requests cannot both pass the count.
-      const live = await client.query('SELECT 1 FROM cameras WHERE id = $1 AND enabled AND retired_at IS NULL FOR UPDATE', [cam.id]);
-      if (live.rowCount === 0) throw new HttpError(409, 'camera_disabled', '摄像机已停用 / camera is disabled');
-      if (body.sessionId !== null) {
-        // A job may only name a meeting session of the caller's own subtree.
-        const s = await client.query<{ path: string }>(
-          'SELECT u.path FROM meeting_sessions s JOIN branches b ON b.id = s.branch_id JOIN units u ON u.id = b.unit_id WHERE s.id = $1',
-          [body.sessionId],
+  routes.add(
+    {
+      method: 'post',
+      path: '/cameras/:id/capture-jobs',
+      summary: 'Schedule a capture of a camera of your subtree over [startsAt, endsAt] (leader, supervisor, operator, admin; evidence: leader, admin)',
+      tag: 'recordings',
+      params: idParam,
+      body: captureBody,
+      bodyLimit: CAPTURE_JOB_BODY_LIMIT,
+      status: 201,
+      responses: {
+        '400': 'invalid body, or window_too_long, window_past, too_far_ahead',
+        '403': 'role may not schedule captures, or may not mark evidence (evidence_forbidden)',
+        '404': 'no such camera, or meeting session, in your subtree',
+        '409': 'camera disabled or retired (camera_disabled), or too many open capture jobs (too_many_jobs)',
+        '413': 'body larger than 16 kB',
+      },
+    },
+    async ({ params, body, user, req }) => {
+      const cam = await requireCameraInScope(pool, user, params.id);
+      if (!SCHEDULE_ROLES.has(user.role)) throw new HttpError(403, 'forbidden', '无权执行此操作 / your role may not do this');
+      if (body.evidence && !EVIDENCE_ROLES.has(user.role)) throw new HttpError(403, 'evidence_forbidden', '无权将录像标记为证据 / your role may not mark recordings as evidence');
+      const now = Date.now();
+      const windowMs = body.endsAt.getTime() - body.startsAt.getTime() + (body.preRollS + body.postRollS) * 1000;
+      if (windowMs > maxWindow) throw new HttpError(400, 'window_too_long', `录制时段过长 / capture window longer than ${maxWindow / 3600_000} h`);
+      if (body.endsAt.getTime() + body.postRollS * 1000 <= now) throw new HttpError(400, 'window_past', '录制时段已过 / the capture window is over');
+      if (body.startsAt.getTime() - now > maxLead) throw new HttpError(400, 'too_far_ahead', `开始时间过远 / a capture may start at most ${maxLead / 86_400_000} days ahead`);
+      const rows = await withTransaction(pool, async (client) => {
+        // Serialises job creation per camera so two requests cannot both pass the count.
+        const live = await client.query('SELECT 1 FROM cameras WHERE id = $1 AND enabled AND retired_at IS NULL FOR UPDATE', [cam.id]);
+        if (live.rowCount === 0) throw new HttpError(409, 'camera_disabled', '摄像机已停用 / camera is disabled');
+        if (body.sessionId !== null) {
+          // A job may only name a meeting session of the caller's own subtree.
+          const s = await client.query<{ path: string }>(
+            'SELECT u.path FROM meeting_sessions s JOIN branches b ON b.id = s.branch_id JOIN units u ON u.id = b.unit_id WHERE s.id = $1',
+            [body.sessionId],
+          );
+          if (!s.rows[0] || !inSubtree(user, s.rows[0].path)) throw notFound('会议', 'meeting session', { field: 'sessionId' });
+        }
+        const open = await client.query<{ camera: number; unit: number }>(
+          `SELECT count(*) FILTER (WHERE j.camera_id = $1)::int AS camera, count(*)::int AS unit
+             FROM capture_jobs j JOIN cameras c ON c.id = j.camera_id
+            WHERE c.unit_id = $2 AND j.state IN ('scheduled', 'recording')`,
+          [cam.id, cam.unit_id],
         );
-        if (!s.rows[0] || !inSubtree(user, s.rows[0].path)) throw notFound('会议', 'meeting session', { field: 'sessionId' });
-      }
-      const open = await client.query<{ camera: number; unit: number }>(
-        `SELECT count(*) FILTER (WHERE j.camera_id = $1)::int AS camera, count(*)::int AS unit
-           FROM capture_jobs j JOIN cameras c ON c.id = j.camera_id
-          WHERE c.unit_id = $2 AND j.state IN ('scheduled', 'recording')`,
-        [cam.id, cam.unit_id],
-      );
-      if (open.rows[0]!.camera >= maxJobsPerCamera) throw new HttpError(409, 'too_many_jobs', `该摄像机待执行的录制任务已满 / camera already has ${maxJobsPerCamera} open capture jobs`);
-      if (open.rows[0]!.unit >= maxJobsPerUnit) throw new HttpError(409, 'too_many_jobs', `本单位待执行的录制任务已满 / unit already has ${maxJobsPerUnit} open capture jobs`);
-      const ins = await client.query<{ id: number; state: string }>(
-        `INSERT INTO capture_jobs (camera_id, session_id, starts_at, ends_at, pre_roll_s, post_roll_s, evidence)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, state`,
-        [cam.id, body.sessionId, body.startsAt, body.endsAt, body.preRollS, body.postRollS, body.evidence],
-      );
-      return ins.rows;
-    });
-    await trail(req, user, 'capture.schedule', 'camera', cam.id, cam.unit_id, { job_id: rows[0]!.id, starts_at: body.startsAt, ends_at: body.endsAt, evidence: body.evidence });
-    res.status(201).json({ id: rows[0]!.id, state: rows[0]!.state, camera_id: cam.id, starts_at: body.startsAt.toISOString(), ends_at: body.endsAt.toISOString() });
-  });
+        if (open.rows[0]!.camera >= maxJobsPerCamera) throw new HttpError(409, 'too_many_jobs', `该摄像机待执行的录制任务已满 / camera already has ${maxJobsPerCamera} open capture jobs`);
+        if (open.rows[0]!.unit >= maxJobsPerUnit) throw new HttpError(409, 'too_many_jobs', `本单位待执行的录制任务已满 / unit already has ${maxJobsPerUnit} open capture jobs`);
+        const ins = await client.query<{ id: number; state: string }>(
+          `INSERT INTO capture_jobs (camera_id, session_id, starts_at, ends_at, pre_roll_s, post_roll_s, evidence)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, state`,
+          [cam.id, body.sessionId, body.startsAt, body.endsAt, body.preRollS, body.postRollS, body.evidence],
+        );
+        return ins.rows;
+      });
+      await trail(req, user, 'capture.schedule', 'camera', cam.id, cam.unit_id, { job_id: rows[0]!.id, starts_at: body.startsAt, ends_at: body.endsAt, evidence: body.evidence });
+      return { id: rows[0]!.id, state: rows[0]!.state, camera_id: cam.id, starts_at: body.startsAt.toISOString(), ends_at: body.endsAt.toISOString() };
+    },
+  );
 
-  return router;
+  return routes;
 }
