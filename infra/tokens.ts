@@ -95,8 +95,13 @@ export const verifyJoinToken = (publicKey: KeyObject, token: string, graceSecond
 export const signAccessToken = (secret: string, claims: AccessClaims, ttlSeconds = 8 * 3600): Promise<string> =>
   sign(secret, 'api', accessClaimsSchema.parse(claims), ttlSeconds);
 
-export const verifyAccessToken = (secret: string, token: string): Promise<AccessClaims> =>
-  verify(secret, 'api', token, accessClaimsSchema);
+const issuedAccessClaimsSchema = accessClaimsSchema.extend({ iat: z.number().int().nonnegative() });
+
+/** The claims and when the token was issued (seconds): sessions older than a password change are refused. */
+export async function verifyAccessToken(secret: string, token: string): Promise<AccessClaims & { issuedAt: number }> {
+  const { iat, ...claims } = await verify(secret, 'api', token, issuedAccessClaimsSchema);
+  return { ...claims, issuedAt: iat };
+}
 
 // Third audience, `sfu-node`: one SFU node proving itself to its parent on the cascade control link.
 // Signed with the cascade secret shared by the nodes of a deployment.

@@ -421,7 +421,9 @@ test('"test now" answers unreachable for a dead address, never says the password
   // The admin chose that password, so first the secretary must change it; then the role rule answers.
   const first = await h.call<{ error: { code: string } }>(sec.body.token, 'POST', `/api/cameras/${c.body.id}/test`);
   assert.deepEqual([first.status, first.body.error.code], [403, 'password_change_required']);
-  assert.equal((await h.call(sec.body.token, 'POST', '/api/auth/password', { current_password: 'Secretary@2026', new_password: 'Secretary@2027' })).status, 200);
-  const second = await h.call<{ error: { code: string } }>(sec.body.token, 'POST', `/api/cameras/${c.body.id}/test`);
+  const changed = await h.call<{ token: string }>(sec.body.token, 'POST', '/api/auth/password', { current_password: 'Secretary@2026', new_password: 'Secretary@2027' });
+  assert.equal(changed.status, 200);
+  // The change ends older sessions; the answer carries the fresh one.
+  const second = await h.call<{ error: { code: string } }>(changed.body.token, 'POST', `/api/cameras/${c.body.id}/test`);
   assert.deepEqual([second.status, second.body.error.code], [403, 'forbidden']);
 });

@@ -6,6 +6,7 @@ import { errorHandler, notFoundHandler } from './errors.ts';
 import { buildOpenApi } from './openapi.ts';
 import { ApiRoutes } from './route-registry.ts';
 import { DEFAULT_LOGIN_LIMITS, registerAuthRoutes, type LoginLimits } from './routes/auth.ts';
+import { LoginThrottle } from './login-throttle.ts';
 import { registerAuditRoutes } from './routes/audit-log.ts';
 import { registerBranchRoutes } from './routes/branches.ts';
 import { registerCameraRoutes } from './routes/cameras.ts';
@@ -51,11 +52,8 @@ export function createApiApp(deps: ApiDeps): express.Express {
   if (deps.trustProxy !== undefined) app.set('trust proxy', deps.trustProxy);
 
   const routes = new ApiRoutes();
-  registerAuthRoutes(routes, deps.pool, {
-    tokenSecret: deps.tokenSecret,
-    accessTtlSeconds: deps.accessTtlSeconds ?? 2 * 3600,
-    limits: deps.loginLimits ?? DEFAULT_LOGIN_LIMITS,
-  });
+  const session = { tokenSecret: deps.tokenSecret, accessTtlSeconds: deps.accessTtlSeconds ?? 2 * 3600, throttle: new LoginThrottle(deps.loginLimits ?? DEFAULT_LOGIN_LIMITS) };
+  registerAuthRoutes(routes, deps.pool, session);
   registerUnitRoutes(routes, deps.pool);
   registerOrgImportRoutes(routes, deps.pool);
   registerBranchRoutes(routes, deps.pool);
@@ -63,7 +61,7 @@ export function createApiApp(deps: ApiDeps): express.Express {
   registerServicePointRoutes(routes, deps.pool);
   registerCameraRoutes(routes, deps.pool);
   registerCameraTestRoutes(routes, deps.pool);
-  registerPasswordRoutes(routes, deps.pool);
+  registerPasswordRoutes(routes, deps.pool, session);
   registerBulkImportRoutes(routes, deps.pool);
   registerUnitMoveRoutes(routes, deps.pool);
   registerSfuNodeRoutes(routes, deps.pool);

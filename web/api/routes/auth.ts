@@ -1,11 +1,12 @@
 import { ipKeyGenerator } from 'express-rate-limit';
+import type { Response } from 'express';
 import { z } from 'zod';
 import type { Pool } from '../../../infra/db/pool.ts';
 import { dummyHash, verifyPassword } from '../../../infra/auth/password.ts';
 import { signAccessToken, type Role } from '../../../infra/tokens.ts';
 import { HttpError } from '../auth-context.ts';
 import { audit } from '../audit.ts';
-import { LoginThrottle, type LoginLimits } from '../login-throttle.ts';
+import type { LoginThrottle, Refusal } from '../login-throttle.ts';
 import type { ApiRoutes } from '../route-registry.ts';
 
 // Sign-in with username and password (scrypt), answered with a signed, expiring access token.
@@ -17,19 +18,28 @@ export { DEFAULT_LOGIN_LIMITS, type LoginLimits } from '../login-throttle.ts';
 
 const loginBody = z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(256) });
 
-export function registerAuthRoutes(routes: ApiRoutes, pool: Pool, opts: { tokenSecret: string; accessTtlSeconds: number; limits: LoginLimits }): void {
-  const throttle = new LoginThrottle(opts.limits);
+/** The 429 for a refused attempt (sign-in or password change), with Retry-After. */
+export function throttled(refused: Refusal, res: Response): HttpError {
+  res.setHeader('Retry-After', String(Math.max(1, Math.ceil(refused.retryAfterMs / 1000))));
+  return new HttpError(429, 'too_many_attempts', '登录失败次数过多，请稍后再试 / too many failed sign-in attempts, try again later', { retry_after_ms: refused.retryAfterMs });
+}
+
+/** The client's address as the throttle counts it (the socket's, or the trusted proxy's X-Forwarded-For). */
+export const throttleAddress = (ip: string | undefined): string => ipKeyGenerator(ip ?? '');
+
+/** `throttle` is shared with the password change, whose current-password check is a sign-in by another door. */
+export function registerAuthRoutes(routes: ApiRoutes, pool: Pool, opts: { tokenSecret: string; accessTtlSeconds: number; throttle: LoginThrottle }): void {
+  const { throttle } = opts;
   routes.add(
     { method: 'post', path: '/auth/login', summary: 'Sign in; returns a bearer access token', tag: 'auth', public: true, body: loginBody, responses: { '401': 'wrong username or password', '429': 'too many failed attempts (Retry-After says how long)' } },
     async ({ body, req, res }) => {
       const ip = req.ip ?? null;
       const account = body.username.toLowerCase();
-      const address = ipKeyGenerator(ip ?? '');
+      const address = throttleAddress(req.ip);
       const refused = throttle.check(account, address);
       if (refused) {
         if (refused.audit) await audit(pool, { action: 'login.throttled', username: body.username.slice(0, 64), ip, detail: { limit: refused.limit } });
-        res.setHeader('Retry-After', String(Math.max(1, Math.ceil(refused.retryAfterMs / 1000))));
-        throw new HttpError(429, 'too_many_attempts', '登录失败次数过多，请稍后再试 / too many failed sign-in attempts, try again later', { retry_after_ms: refused.retryAfterMs });
+        throw throttled(refused, res);
       }
       const { rows } = await pool.query<{ id: number; username: string; display_name: string; role: Role; unit_id: number; password_hash: string; disabled: boolean; must_change_password: boolean }>(
         'SELECT id, username, display_name, role, unit_id, password_hash, disabled, must_change_password FROM users WHERE username = $1',

@@ -31,10 +31,10 @@ export function session(): { token: string; user: SessionUser } | null {
   return raw ? (JSON.parse(raw) as { token: string; user: SessionUser }) : null;
 }
 
-/** Replaces the signed-in user kept for the tab (after they changed their password). */
-export function saveSessionUser(user: SessionUser): void {
+/** Replaces the signed-in user kept for the tab, and its token when the API issued a new one (a password change ends older sessions). */
+export function saveSessionUser(user: SessionUser, token?: string): void {
   const s = session();
-  if (s) sessionStorage.setItem(KEY, JSON.stringify({ token: s.token, user }));
+  if (s) sessionStorage.setItem(KEY, JSON.stringify({ token: token ?? s.token, user }));
 }
 
 export function signOut(): void {
