@@ -342,3 +342,32 @@ test('a station\'s services are edited with the API\'s errors by the field; a st
   await checkedScreenshot(page, 'operator-service-points-en');
   await page.context().close();
 });
+
+test("a slow answer to the tree's first page does not overwrite a search the operator started meanwhile", { timeout: 60_000 }, async () => {
+  const page = await signIn(browser, h.baseUrl, admin, h.demo.password);
+  await tab(page, '摄像机');
+  // Hold the organisation panel's first list (the children of the admin's unit) until the search is answered.
+  const held: Array<import('playwright-core').Route> = [];
+  await page.route(/\/api\/units\?.*parent_id=/, (route) => void held.push(route));
+  await tab(page, '组织机构');
+  await page.waitForFunction(() => true); // let the panel mount and ask
+  await page.getByPlaceholder('按名称或编码查找单位').fill(village.name);
+  await page.getByRole('button', { name: '查找' }).click();
+  const found = page.locator(`tr[data-unit="${village.id}"]`);
+  await found.waitFor();
+  assert.ok(held.length >= 1, 'the first page was held');
+  const late = page.waitForResponse(/\/api\/units\?.*parent_id=/);
+  for (const r of held) await r.continue();
+  await late;
+  await page.unroute(/\/api\/units\?.*parent_id=/);
+  // Give the page the turn in which the late answer would have replaced the list.
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r(null))));
+  assert.equal(await found.count(), 1, 'the searched village is still listed after the late first page arrived');
+  const shown = await page.locator('tr[data-unit]').count();
+  const { rows } = await h.db.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM units WHERE name LIKE '%' || $1 || '%' AND path LIKE (SELECT path FROM units WHERE id = $2) || '%'`,
+    [village.name, adminUnit],
+  );
+  assert.equal(shown, Math.min(rows[0]!.n, 20), 'the list is the search result, not the first page');
+  await page.context().close();
+});

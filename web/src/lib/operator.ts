@@ -82,3 +82,26 @@ export function downloadCsv(filename: string, columns: string[], rows: Array<Rec
 export function when(iso: string | null | undefined): string {
   return iso ? new Date(iso).toLocaleString('zh-CN', { hour12: false }) : '';
 }
+
+/** Thrown by a `latestOnly` guard when a newer request of the same list started meanwhile. */
+export class Superseded extends Error {}
+
+/**
+ * Guards a list against out-of-order answers: a slow answer to an older request (the first page still
+ * loading when the operator filters) must not overwrite a newer one. `latest(p)` settles as p does,
+ * unless a later `latest` call started meanwhile; then it rejects with `Superseded`, which the
+ * caller ignores.
+ */
+export function latestOnly(): <T>(request: Promise<T>) => Promise<T> {
+  let seq = 0;
+  return async <T>(request: Promise<T>): Promise<T> => {
+    const mine = ++seq;
+    try {
+      const value = await request;
+      if (mine !== seq) throw new Superseded();
+      return value;
+    } catch (err) {
+      throw mine !== seq ? new Superseded() : err;
+    }
+  };
+}
