@@ -57,6 +57,8 @@ export class RtspServer extends EventEmitter<RtspServerEvents> {
   readonly #nonce = crypto.randomBytes(8).toString('hex');
   /** Reader requests refused for want of valid credentials. */
   unauthorised = 0;
+  /** Every request received (the latest 1000), with its Authorization header: what a hostile server would learn. */
+  readonly requests: Array<{ method: string; url: string; authorization: string | undefined }> = [];
 
   private constructor() {
     super();
@@ -190,6 +192,8 @@ export class RtspServer extends EventEmitter<RtspServerEvents> {
 
   #handle(conn: Conn, method: string, url: string, headers: Map<string, string>, body: string): void {
     const cseq = headers.get('cseq') ?? '0';
+    this.requests.push({ method, url, authorization: headers.get('authorization') });
+    if (this.requests.length > 1000) this.requests.shift();
     let pathname: string;
     try {
       pathname = normalise(new URL(url).pathname);

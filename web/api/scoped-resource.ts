@@ -46,6 +46,11 @@ export interface ScopedResourceConfig<C extends z.ZodObject, U extends z.ZodObje
   writeRoles: readonly Role[];
   /** Turns a validated body into columns (e.g. hashing a password). */
   toColumns?: (body: Record<string, unknown>) => Promise<Record<string, unknown>>;
+  /**
+   * PATCH only, with the row locked, before it is written: further columns the change implies (e.g.
+   * secrets a new address must not inherit) and fields added to the answer and the audit detail.
+   */
+  beforeUpdate?: (client: PoolClient, id: number, body: Record<string, unknown>) => Promise<UpdateExtras>;
   afterCreate?: (client: PoolClient, id: number, user: AuthUser) => Promise<void>;
   afterWrite?: (client: PoolClient, id: number) => Promise<void>;
   beforeDelete?: (client: PoolClient, id: number) => Promise<void>;
@@ -60,6 +65,12 @@ export interface ScopedResourceConfig<C extends z.ZodObject, U extends z.ZodObje
     onRetire?: (client: PoolClient, id: number) => Promise<void>;
     kept: (client: PoolClient, id: number) => Promise<Record<string, number>>;
   };
+}
+
+export interface UpdateExtras {
+  columns?: Record<string, unknown>;
+  answer?: Record<string, unknown>;
+  audit?: Record<string, unknown>;
 }
 
 export type Row = Record<string, unknown> & { id: number; unit_id: number };
@@ -164,7 +175,8 @@ export function registerScopedResource<C extends z.ZodObject, U extends z.ZodObj
         await lockOne(client, user, params.id);
         const b = body as Record<string, unknown>;
         await checkRefs(client, user, b);
-        const cols = await columnsOf(b);
+        const extras = (await cfg.beforeUpdate?.(client, params.id, b)) ?? {};
+        const cols = { ...(await columnsOf(b)), ...extras.columns };
         const names = Object.keys(cols);
         await client.query(
           `UPDATE ${cfg.table} SET ${names.map((n, i) => `${n} = $${i + 2}`).join(', ')} WHERE id = $1`,
@@ -180,9 +192,9 @@ export function registerScopedResource<C extends z.ZodObject, U extends z.ZodObj
           objectId: params.id,
           unitId: row.unit_id,
           ip: req.ip ?? null,
-          detail: { fields: Object.keys(b) },
+          detail: { fields: Object.keys(b), ...extras.audit },
         });
-        return row;
+        return { ...row, ...extras.answer };
       }),
   );
 

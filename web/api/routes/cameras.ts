@@ -7,6 +7,20 @@ import { boolQuery, id, idQuery, name, rtspUrl } from '../schemas.ts';
 
 // Cameras. username/password are write-only: accepted on create/update, never selected into a
 // response (has_credentials says whether they are set). Every single-camera read is audited.
+// Stored credentials belong to the endpoint they were given for: the recorder's relay answers
+// whatever server the address names, so a PATCH that points the camera elsewhere without giving
+// credentials drops them (answer credentials_cleared) - else an operator could read them out with
+// an address of their own and a "test now".
+
+/** Where an address sends its credentials: scheme, host and port (the path plays no part). */
+export function cameraEndpoint(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.hostname.toLowerCase()}:${u.port || (u.protocol === 'rtsps:' ? '322' : '554')}`;
+  } catch {
+    return url; // an unparsable stored address matches no new one
+  }
+}
 
 /** The camera columns any response may carry; shared with other areas that show cameras. */
 export const CAMERA_PUBLIC_COLUMNS =
@@ -48,6 +62,26 @@ export function registerCameraRoutes(routes: ApiRoutes, pool: Pool): void {
     },
     writeRoles: permissions.writeCameras,
     auditView: true,
+    beforeUpdate: async (client, cameraId, body) => {
+      if (typeof body.rtsp_url !== 'string') return { answer: { credentials_cleared: false } };
+      const { rows } = await client.query<{ rtsp_url: string; username: string | null; password: string | null }>(
+        'SELECT rtsp_url, username, password FROM cameras WHERE id = $1',
+        [cameraId],
+      );
+      const old = rows[0]!;
+      const from = cameraEndpoint(old.rtsp_url);
+      const to = cameraEndpoint(body.rtsp_url);
+      if (from === to) return { answer: { credentials_cleared: false } };
+      // Each credential not given anew is dropped: a new user name must not be sent with the old password.
+      const columns: Record<string, null> = {};
+      let cleared = false;
+      for (const k of ['username', 'password'] as const) {
+        if (k in body) continue;
+        columns[k] = null;
+        if (old[k] !== null) cleared = true;
+      }
+      return { columns, answer: { credentials_cleared: cleared }, audit: { endpoint_changed: { from, to }, credentials_cleared: cleared } };
+    },
     // A camera with recordings, capture jobs or sessions is retired, never deleted: evidence stays
     // reviewable; the camera stops recording (disabled, its open capture jobs cancelled).
     retire: {
