@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { nodeIdSchema } from './tokens.ts';
+import { sfuNodeHostProblem } from './sfu-node-hosts.ts';
 
 // Publicly known credentials of S3 servers' out-of-the-box setups: never accepted.
 const WELL_KNOWN_S3_CREDENTIALS = new Set(['S3RVER', 'minioadmin', 'minio', 'minio123', 'admin', 'password']);
@@ -77,6 +78,15 @@ const schema = z.object({
   // Which node the API sends a browser to: `local` (this process's /sfu, the single-machine default)
   // or `nearest` (the registered node of the person's unit or its nearest ancestor, from sfu_nodes).
   SFU_ROUTING: z.enum(['local', 'nearest']).default('local'),
+  // Where the deployment's SFU nodes may run: comma-separated hostnames, *.domain, IPs, IP/CIDRs or
+  // `loopback` (default: loopback and HTTP_HOST). A node registered elsewhere is refused, and a stored
+  // one elsewhere is neither published to pages nor handed out with join tokens.
+  SFU_NODE_HOSTS: z.string().trim().superRefine((v, ctx) => {
+    for (const e of v.split(',').map((p) => p.trim().toLowerCase()).filter((p) => p !== '')) {
+      const problem = sfuNodeHostProblem(e);
+      if (problem) ctx.addIssue({ code: 'custom', message: `"${e}": ${problem} (give hostnames, *.domain, IPs, IP/CIDRs or loopback)` });
+    }
+  }).optional(),
   // Bounds on browsers' signalling per node (defaults in sfu/SignallingLimits.ts). Behind a reverse
   // proxy every browser has the proxy's address: set SFU_MAX_CONNECTIONS_PER_ADDRESS = SFU_MAX_CONNECTIONS.
   SFU_MAX_CONNECTIONS: z.coerce.number().int().positive().optional(),

@@ -17,6 +17,7 @@ import { createMeetingRoutes } from './api/routes/meetings.ts';
 import { createReminderRoutes } from './api/routes/reminders.ts';
 import { createServiceCallRoutes, type CallRecordings } from './api/routes/service-calls.ts';
 import { SfuDirectory } from './api/sfu-directory.ts';
+import { SfuNodeHosts } from '../infra/sfu-node-hosts.ts';
 import { NodeLiveCameraProvider } from './live-camera-provider.ts';
 import { FilmBroadcasts } from './film-broadcasts.ts';
 
@@ -32,6 +33,8 @@ export interface WebServerOptions {
   recordings?: CallRecordings;
   /** Which SFU node browsers are sent to: this one (`local`, default) or the nearest registered one. */
   routing?: 'local' | 'nearest';
+  /** Where the deployment's SFU nodes may run (SFU_NODE_HOSTS); default loopback only. */
+  sfuNodeHosts?: SfuNodeHosts;
   /** Express `trust proxy` for the API (TRUST_PROXY): whose X-Forwarded-For names the client. */
   trustProxy?: false | number | string;
   /** Folder of films chairs can broadcast to meetings; without it the film routes say 503. */
@@ -62,13 +65,15 @@ export function apiExtra(routes: ApiRoutes): ExtraRouter {
  */
 export function createWebServer(opts: WebServerOptions): http.Server {
   const live = new NodeLiveCameraProvider({ sfu: opts.sfu, log: createLogger('live-cameras'), ...(opts.liveCameras?.maxCameras ? { maxCameras: opts.liveCameras.maxCameras } : {}) });
-  const directory = new SfuDirectory(opts.pool, opts.routing ?? 'local');
+  const sfuNodeHosts = opts.sfuNodeHosts ?? new SfuNodeHosts('loopback');
+  const directory = new SfuDirectory(opts.pool, opts.routing ?? 'local', sfuNodeHosts);
   const endRoom = (room: string): void => void opts.sfu.endRoom(room);
   const ttl = opts.joinTokenTtlSeconds ? { joinTokenTtlSeconds: opts.joinTokenTtlSeconds } : {};
   const films = opts.filmsDir ? new FilmBroadcasts({ sfu: opts.sfu, filmsDir: opts.filmsDir, log: createLogger('films') }) : undefined;
   const api = createApiApp({
     pool: opts.pool,
     tokenSecret: opts.tokenSecret,
+    sfuNodeHosts,
     ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}),
     extraRouters: [
       apiExtra(createServiceCallRoutes(opts.pool, opts.joinKey, { directory, endRoom, ...ttl, ...(opts.recordings ? { recordings: opts.recordings } : {}) })),

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { createApiApp, type ApiDeps } from '../../web/api/app.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+import { SfuNodeHosts } from '../../infra/sfu-node-hosts.ts';
 
 // A real API on a free port over a fresh, migrated PostgreSQL database, called with fetch.
 
@@ -23,7 +24,7 @@ export interface Harness {
 
 export async function startHarness(overrides: Partial<ApiDeps> = {}, db?: TestDatabase): Promise<Harness> {
   const database = db ?? (await createTestDatabase());
-  const app = createApiApp({ pool: database.pool, tokenSecret: TEST_SECRET, ...overrides });
+  const app = createApiApp({ pool: database.pool, tokenSecret: TEST_SECRET, sfuNodeHosts: new SfuNodeHosts('loopback,*.example'), ...overrides });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });

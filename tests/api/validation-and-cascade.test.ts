@@ -99,7 +99,7 @@ test('SFU nodes attach to the nearest ancestor node and re-link when nodes come 
   const county = await mk(ids.county!, 'county');
   assert.equal(county.parent_node_id, city.id);
   assert.equal(await parentOf(town.id), county.id, 'the new county node takes over the town');
-  assert.equal((await h.call('POST', '/api/sfu-nodes', { token, body: { unit_id: ids.county, name: 'again', signalling_url: 'wss://x/ws' } })).status, 409, 'one node per unit');
+  assert.equal((await h.call('POST', '/api/sfu-nodes', { token, body: { unit_id: ids.county, name: 'again', signalling_url: 'wss://x.example/ws' } })).status, 409, 'one node per unit');
   assert.equal((await h.call('DELETE', `/api/sfu-nodes/${county.id}`, { token })).status, 204);
   assert.equal(await parentOf(town.id), city.id, 'removing the county node hands the town back to the city');
 });

@@ -14,6 +14,10 @@ import { createWebServer } from '../../web/server.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { TEST_SECRET } from './sfu-harness.ts';
 import { TEST_JOIN_KEYS } from './join-keys.ts';
+import { SfuNodeHosts } from '../../infra/sfu-node-hosts.ts';
+
+/** SFU_NODE_HOSTS of the test systems: loopback and the reserved *.example names (the demo's nodes among them). */
+export const TEST_SFU_NODE_HOSTS = 'loopback,*.example';
 
 export interface SystemHarness {
   db: TestDatabase;
@@ -55,6 +59,8 @@ export async function startSystemHarness(
     headersTimeoutMs?: number;
     /** Live inspection caps (per node, per person). */
     liveCameras?: { maxCameras?: number; maxPerUser?: number };
+    /** SFU_NODE_HOSTS; default loopback and the reserved *.example names the tests and the demo use. */
+    sfuNodeHosts?: string;
   } = {},
 ): Promise<SystemHarness> {
   const db = await createTestDatabase();
@@ -93,6 +99,7 @@ export async function startSystemHarness(
     ...(storage ? { storage } : {}),
     ...(recordings ? { recordings } : {}),
     routing: opts.cascadeRoot ? 'nearest' : 'local',
+    sfuNodeHosts: new SfuNodeHosts(opts.sfuNodeHosts ?? TEST_SFU_NODE_HOSTS),
     ...(opts.filmsDir ? { filmsDir: opts.filmsDir } : {}),
     ...(opts.joinTokenTtlSeconds ? { joinTokenTtlSeconds: opts.joinTokenTtlSeconds } : {}),
     ...(opts.headersTimeoutMs ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),

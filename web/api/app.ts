@@ -19,6 +19,7 @@ import { registerOrgImportRoutes } from './routes/org-import.ts';
 import { registerServicePointRoutes } from './routes/service-points.ts';
 import { registerSfuNodeRoutes } from './routes/sfu-nodes.ts';
 import { registerSfuEndpointRoutes } from './routes/sfu-endpoints.ts';
+import { SfuNodeHosts } from '../../infra/sfu-node-hosts.ts';
 import { registerUnitRoutes } from './routes/units.ts';
 import { registerUserRoutes } from './routes/users.ts';
 
@@ -42,6 +43,8 @@ export interface ApiDeps {
   /** Access token lifetime; default 2 hours. */
   accessTtlSeconds?: number;
   loginLimits?: LoginLimits;
+  /** Where SFU nodes may be registered and published (SFU_NODE_HOSTS); default loopback only. */
+  sfuNodeHosts?: SfuNodeHosts;
   /** Express `trust proxy` setting when behind a reverse proxy (for client addresses in audit and rate limits). */
   trustProxy?: false | number | string;
 }
@@ -64,8 +67,9 @@ export function createApiApp(deps: ApiDeps): express.Express {
   registerPasswordRoutes(routes, deps.pool, session);
   registerBulkImportRoutes(routes, deps.pool);
   registerUnitMoveRoutes(routes, deps.pool);
-  registerSfuNodeRoutes(routes, deps.pool);
-  registerSfuEndpointRoutes(routes, deps.pool);
+  const sfuNodeHosts = deps.sfuNodeHosts ?? new SfuNodeHosts('loopback');
+  registerSfuNodeRoutes(routes, deps.pool, sfuNodeHosts);
+  registerSfuEndpointRoutes(routes, deps.pool, sfuNodeHosts);
   registerUserRoutes(routes, deps.pool);
   registerAuditRoutes(routes, deps.pool);
 

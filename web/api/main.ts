@@ -3,6 +3,7 @@ import { loadConfig } from '../../infra/config.ts';
 import { createLogger } from '../../infra/logger.ts';
 import { installProcessPolicy } from '../../infra/process-policy.ts';
 import { createApiApp } from './app.ts';
+import { SfuNodeHosts } from '../../infra/sfu-node-hosts.ts';
 import { loadAccessSecret } from '../../infra/secret.ts';
 import { openDatabase } from '../../infra/db/open-database.ts';
 import { refuseDemoPasswordsBeyondLoopback } from '../../infra/auth/demo-guard.ts';
@@ -20,6 +21,7 @@ const app = createApiApp({
   pool: db.pool,
   tokenSecret: loadAccessSecret(config.DATA_DIR, config.TOKEN_SECRET),
   trustProxy: config.TRUST_PROXY,
+  sfuNodeHosts: new SfuNodeHosts(config.SFU_NODE_HOSTS ?? SfuNodeHosts.defaultFor(config.HTTP_HOST)),
 });
 // Headers within 10 s, as on the combined server (web/server.ts): slow clients do not hold sockets.
 const server = http.createServer({ headersTimeout: 10_000, connectionsCheckingInterval: 2_000 }, app);

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import type { Pool, PoolClient } from '../../../infra/db/pool.ts';
+import type { SfuNodeHosts } from '../../../infra/sfu-node-hosts.ts';
+import { HttpError } from '../auth-context.ts';
 import { permissions } from '../permissions.ts';
 import type { ApiRoutes } from '../route-registry.ts';
 import { registerScopedResource, unitRef } from '../scoped-resource.ts';
@@ -34,7 +36,17 @@ async function unlinkNode(client: PoolClient, nodeId: number): Promise<void> {
   );
 }
 
-export function registerSfuNodeRoutes(routes: ApiRoutes, pool: Pool): void {
+/** A node's URL must name one of the deployment's SFU hosts: pages and join tokens are sent there. */
+function checkHost(hosts: SfuNodeHosts, body: Record<string, unknown>): Record<string, unknown> {
+  const url = body.signalling_url;
+  if (typeof url === 'string' && !hosts.allows(url)) {
+    const message = `该地址不在本系统的SFU主机之列(SFU_NODE_HOSTS) / the host is not one of this deployment's SFU hosts (SFU_NODE_HOSTS)`;
+    throw new HttpError(422, 'sfu_host_not_allowed', message, [{ path: 'body.signalling_url', message }]);
+  }
+  return body;
+}
+
+export function registerSfuNodeRoutes(routes: ApiRoutes, pool: Pool, hosts: SfuNodeHosts): void {
   registerScopedResource(routes, pool, {
     path: '/sfu-nodes',
     tag: 'sfu nodes',
@@ -52,6 +64,7 @@ export function registerSfuNodeRoutes(routes: ApiRoutes, pool: Pool): void {
     update: z.strictObject({ name: name.optional(), signalling_url: wsUrl.optional() }),
     refs: { unit_id: unitRef },
     writeRoles: permissions.writeSfuNodes,
+    toColumns: async (body) => checkHost(hosts, body),
     afterCreate: (client, nodeId) => linkNewNode(client, nodeId),
     beforeDelete: (client, nodeId) => unlinkNode(client, nodeId),
   });
