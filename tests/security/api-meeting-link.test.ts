@@ -4,13 +4,16 @@ import type { AddressInfo } from 'node:net';
 import type { Browser } from 'playwright-core';
 import { WebSocketServer } from 'ws';
 import { launchChromium } from '../support/browser.ts';
-import { mediaStats, openMeetingLink, waitUntil } from '../support/pages.ts';
+import { mediaStats, openMeetingLink, signIn, waitUntil } from '../support/pages.ts';
 import { startSystemHarness, type SystemHarness } from '../support/system-harness.ts';
 
 // Attack: a meeting link whose `sfu=` names a server of the attacker's: a kiosk opening it would send
 // its camera, microphone and join token there. The page connects only to the system's own nodes
 // (this origin's /sfu or one the API publishes from sfu_nodes) and otherwise says so, connecting
 // nowhere. A rogue WebSocket server counts every connection and message it gets.
+// Attack 2: a link carrying someone else's join token, opened on a signed-in kiosk (`autojoin=1`): the
+// kiosk would publish its camera and microphone into that person's meeting. A signed-in page uses
+// only a token naming its own account.
 
 describe('a meeting link cannot send a kiosk to a rogue SFU', { timeout: 120_000 }, () => {
   let h: SystemHarness;
@@ -18,9 +21,11 @@ describe('a meeting link cannot send a kiosk to a rogue SFU', { timeout: 120_000
   let rogue: WebSocketServer;
   const rogueSeen: string[] = [];
   let token: string;
+  let meetingId: number;
+  let site: { username: string };
 
   before(async () => {
-    h = await startSystemHarness({ towns: 1, communities: 1, villages: 9 });
+    h = await startSystemHarness({ towns: 1, communities: 1, villages: 10 });
     rogue = new WebSocketServer({ host: '127.0.0.1', port: 0 });
     rogue.on('connection', (ws, req) => {
       rogueSeen.push(`connect ${req.url}`);
@@ -31,7 +36,8 @@ describe('a meeting link cannot send a kiosk to a rogue SFU', { timeout: 120_000
     const leader = await h.login(h.demo.users.find((u) => u.role === 'leader' && u.unitId === town!.id)!.username);
     const m = await h.call<{ id: number }>(leader, 'POST', '/api/meetings', { title: '链接安全', levels: ['village'] });
     assert.equal(m.status, 201, JSON.stringify(m.body));
-    const site = h.demo.users.find((u) => u.role === 'secretary' && u.level === 'village')!;
+    meetingId = m.body.id;
+    site = h.demo.users.find((u) => u.role === 'secretary' && u.level === 'village')!;
     const j = await h.call<{ token: string }>(await h.login(site.username), 'POST', `/api/meetings/${m.body.id}/join-token`);
     assert.equal(j.status, 201, JSON.stringify(j.body));
     token = j.body.token;
@@ -65,6 +71,29 @@ describe('a meeting link cannot send a kiosk to a rogue SFU', { timeout: 120_000
       await page.context().close();
     }
     assert.deepEqual(rogueSeen, []);
+  });
+
+  test('a signed-in kiosk refuses a link with another user’s token, in both languages, and publishes nothing', async () => {
+    const other = h.demo.users.find((u) => u.role === 'secretary' && u.level === 'village' && u.username !== site.username)!;
+    const room = (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { room: string; userId: number }).room;
+    const kiosk = await signIn(browser, h.baseUrl, other.username, h.demo.password);
+    kiosk.on('pageerror', (e) => console.error('[foreign-token]', e.message));
+    await kiosk.goto(`${h.baseUrl}/?autojoin=1&token=${encodeURIComponent(token)}&sfu=${encodeURIComponent(h.wsUrl)}`);
+    const alert = kiosk.getByTestId('foreign-token');
+    await alert.waitFor({ timeout: 15_000 });
+    const text = (await alert.textContent()) ?? '';
+    assert.match(text, /另一位用户/);
+    assert.match(text, /another user/);
+    assert.equal((await mediaStats(kiosk)).state, 'none', 'no signalling client was made');
+    assert.equal(await kiosk.getByRole('button', { name: '加入会议' }).count(), 0, 'no join button either');
+    assert.equal(h.sfu.rooms.get(room)?.peers.size ?? 0, 0, 'nobody joined the meeting’s room');
+
+    // Control: the same signed-in tab with a token of its own account joins and publishes.
+    const own = await h.call<{ token: string }>(await h.login(other.username), 'POST', `/api/meetings/${meetingId}/join-token`);
+    assert.equal(own.status, 201, JSON.stringify(own.body));
+    await kiosk.goto(`${h.baseUrl}/?autojoin=1&token=${encodeURIComponent(own.body.token)}&sfu=${encodeURIComponent(h.wsUrl)}`);
+    await waitUntil('the own token joined and published', async () => [...(h.sfu.rooms.get(room)?.peers.values() ?? [])].map((p) => p.producers.size), (n) => n.length === 1 && n[0]! > 0);
+    await kiosk.context().close();
   });
 
   test('control: a link naming the system’s own node joins', async () => {

@@ -131,6 +131,7 @@ const zh = {
   broadcasting: '正在广播',
   meetingEnded: '会议已结束',
   meetingEndedHint: '主持人已结束本次会议,感谢参会。',
+  foreignToken: '这个会议链接的凭证属于另一位用户,本机已登录的账号不能用它入会:未连接,摄像头和麦克风未打开。请从本账号收到的会议通知进入。 / This meeting link carries another user’s token, which the account signed in here may not use: not connected, camera and microphone not opened. Join from this account’s own meeting notice.',
 } as const;
 
 export type Dict = { [K in keyof typeof zh]: string };
@@ -267,6 +268,7 @@ const en: Dict = {
   broadcasting: 'Broadcasting',
   meetingEnded: 'The meeting has ended',
   meetingEndedHint: 'The chair ended the meeting. Thank you for taking part.',
+  foreignToken: '这个会议链接的凭证属于另一位用户,本机已登录的账号不能用它入会:未连接,摄像头和麦克风未打开。请从本账号收到的会议通知进入。 / This meeting link carries another user’s token, which the account signed in here may not use: not connected, camera and microphone not opened. Join from this account’s own meeting notice.',
 };
 
 export type Lang = 'zh' | 'en';
