@@ -18,10 +18,18 @@ import { scopePattern } from '../scope.ts';
 // names its unit by code (a unit of the caller's subtree). All or nothing: any problem answers 422
 // with every problem's line, and nothing is written; `dry_run=true` checks everything and writes
 // nothing, so the page can preview before writing.
+// Account imports cost one scrypt (~100 ms of a libuv thread, 32 MiB) per distinct password, so a
+// file may carry at most MAX_IMPORT_PASSWORDS of them, a dry run hashes none, passwords are hashed
+// only once the whole file is accepted, and one account import runs at a time per API process:
+// imports must not starve sign-ins of the threads their own scrypt needs.
 
 /** Lines per file: a county's villages (~800) with room to spare; bodies stay under the JSON limit. */
 export const MAX_BULK_ROWS = 2000;
 const MAX_ISSUES = 200;
+/** Distinct initial passwords per account import (a county usually hands out one). */
+export const MAX_IMPORT_PASSWORDS = 20;
+/** What imported accounts hold until the file is accepted: verifies as no password (see verifyPassword). */
+const PENDING_HASH = '!import-pending';
 const zhLocale = z.locales.zhCN();
 
 export interface LineIssue {
@@ -44,8 +52,19 @@ interface Kind<T> {
   required: string[];
   /** Field rules of one line; `unit_code` is resolved separately. */
   schema: z.ZodType<T>;
-  /** Writes one checked line; may add issues (e.g. a name already taken) instead. `memo` lives for one request. */
-  insert: (client: PoolClient, row: T, unitId: number, line: number, issues: LineIssue[], memo: Map<string, Promise<string>>) => Promise<number | null>;
+  /** Refuses a whole file before any line is checked (throws), e.g. one that would cost too much. */
+  precheck?: (lines: Line[]) => void;
+  /** At most one import of this kind at a time (429 import_busy otherwise). */
+  exclusive?: boolean;
+  /** State for one request. */
+  start: () => Importer<T>;
+}
+
+interface Importer<T> {
+  /** Writes one checked line; may add issues (e.g. a name already taken) instead. */
+  insert: (client: PoolClient, row: T, unitId: number, line: number, issues: LineIssue[]) => Promise<number | null>;
+  /** Once every line is accepted, and not on a dry run: the costly part of the writes. */
+  complete?: (client: PoolClient) => Promise<void>;
 }
 
 function rejected(issues: LineIssue[]): HttpError {
@@ -88,6 +107,8 @@ const optionalText = (max: number) =>
     .transform((v) => (v === undefined || v === '' ? null : v));
 
 function registerBulkImport<T>(routes: ApiRoutes, pool: Pool, kind: Kind<T>): void {
+  /** An import of this kind is running in this process (checked only for `exclusive` kinds). */
+  let busy = false;
   // The file is read as text only once the caller's role may import (as the org import does).
   routes.router.post(
     kind.path,
@@ -109,40 +130,57 @@ function registerBulkImport<T>(routes: ApiRoutes, pool: Pool, kind: Kind<T>): vo
       query: z.strictObject({ dry_run: boolQuery.optional() }),
       body: z.string().min(1, '文件为空 / empty file'),
       rawBody: { contentTypes: ['text/csv'], description: `CSV with header ${kind.columns.join(',')}` },
-      responses: { '422': 'rejected; details.issues lists {line, field, message}; nothing written' },
+      responses: {
+        '422': 'rejected; details.issues lists {line, field, message}; nothing written',
+        ...(kind.precheck ? { '400': `too_many_passwords: more than ${MAX_IMPORT_PASSWORDS} distinct passwords in the file` } : {}),
+        ...(kind.exclusive ? { '429': 'import_busy: another import of this kind is running' } : {}),
+      },
     },
     async ({ body, query, user, req }) => {
-      const { lines, issues } = readCsv(body, kind.columns, kind.required);
-      if (issues.length > 0) throw rejected(issues);
-      const dryRun = query.dry_run === true;
+      if (kind.exclusive && busy) {
+        throw new HttpError(429, 'import_busy', `另一个${kind.zh}导入正在进行，请稍后再试 / another ${kind.objectType} import is running, try again shortly`);
+      }
+      busy = true;
       try {
-        return await withTransaction(pool, async (client) => {
-          const ids = await importLines(client, user, kind, lines, issues);
-          if (issues.length > 0) throw rejected(issues);
-          for (const [id, unitId] of ids) {
-            await audit(client, { action: `${kind.objectType}.create`, user, objectType: kind.objectType, objectId: id, unitId, ip: req.ip ?? null, detail: { import: true } });
-          }
-          await audit(client, { action: `${kind.objectType}.import`, user, objectType: kind.objectType, unitId: user.unitId, ip: req.ip ?? null, detail: { created: ids.length, dry_run: dryRun } });
-          const answer = { created: ids.length, dry_run: dryRun };
-          // A dry run goes all the way through the database, then undoes it.
-          if (dryRun) throw new DryRunDone(answer);
-          return answer;
-        });
-      } catch (err) {
-        if (err instanceof DryRunDone) return err.answer;
-        throw err;
+        return await runImport(body, query.dry_run === true, user, req.ip ?? null);
+      } finally {
+        busy = false;
       }
     },
   );
+
+  const runImport = async (body: string, dryRun: boolean, user: AuthUser, ip: string | null): Promise<{ created: number; dry_run: boolean }> => {
+    const { lines, issues } = readCsv(body, kind.columns, kind.required);
+    if (issues.length > 0) throw rejected(issues);
+    kind.precheck?.(lines);
+    const importer = kind.start();
+    try {
+      return await withTransaction(pool, async (client) => {
+        const ids = await importLines(client, user, kind, importer, lines, issues);
+        if (issues.length > 0) throw rejected(issues);
+        if (!dryRun) await importer.complete?.(client);
+        for (const [id, unitId] of ids) {
+          await audit(client, { action: `${kind.objectType}.create`, user, objectType: kind.objectType, objectId: id, unitId, ip, detail: { import: true } });
+        }
+        await audit(client, { action: `${kind.objectType}.import`, user, objectType: kind.objectType, unitId: user.unitId, ip, detail: { created: ids.length, dry_run: dryRun } });
+        const answer = { created: ids.length, dry_run: dryRun };
+        // A dry run goes all the way through the database, then undoes it.
+        if (dryRun) throw new DryRunDone(answer);
+        return answer;
+      });
+    } catch (err) {
+      if (err instanceof DryRunDone) return err.answer;
+      throw err;
+    }
+  };
 }
 
-async function importLines<T>(client: PoolClient, user: AuthUser, kind: Kind<T>, lines: Line[], issues: LineIssue[]): Promise<Array<[number, number]>> {
+async function importLines<T>(client: PoolClient, user: AuthUser, kind: Kind<T>, importer: Importer<T>, lines: Line[], issues: LineIssue[]): Promise<Array<[number, number]>> {
   // Units by code, in the caller's subtree only: a code elsewhere reads as unknown.
   const codes = [...new Set(lines.map((l) => l.record.unit_code ?? '').filter(Boolean))];
   const { rows } = await client.query<{ id: number; code: string }>('SELECT id, code FROM units WHERE path LIKE $1 AND code = ANY($2::text[])', [scopePattern(user), codes]);
   const unitOf = new Map(rows.map((r) => [r.code, r.id]));
   const created: Array<[number, number]> = [];
-  const memo = new Map<string, Promise<string>>();
   for (const { line, record } of lines) {
     const unitId = unitOf.get(record.unit_code ?? '');
     if (unitId === undefined) issues.push({ line, field: 'unit_code', message: `单位编码不存在或不在本辖区 / unknown unit code "${(record.unit_code ?? '').slice(0, 40)}"` });
@@ -158,14 +196,14 @@ async function importLines<T>(client: PoolClient, user: AuthUser, kind: Kind<T>,
       continue;
     }
     if (unitId === undefined || issues.length >= MAX_ISSUES) continue;
-    const id = await kind.insert(client, parsed.data, unitId, line, issues, memo);
+    const id = await importer.insert(client, parsed.data, unitId, line, issues);
     if (id !== null) created.push([id, unitId]);
   }
   return created;
 }
 
 class DryRunDone extends Error {
-  constructor(readonly answer: unknown) {
+  constructor(readonly answer: { created: number; dry_run: boolean }) {
     super('dry run');
   }
 }
@@ -187,13 +225,15 @@ export function registerBulkImportRoutes(routes: ApiRoutes, pool: Pool): void {
     columns: ['unit_code', 'name', 'rtsp_url', 'username', 'password', 'location'],
     required: ['unit_code', 'name', 'rtsp_url'],
     schema: cameraLine,
-    insert: async (client, row, unitId) => {
-      const r = await client.query<{ id: number }>(
-        'INSERT INTO cameras (unit_id, name, rtsp_url, username, password, location) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id',
-        [unitId, row.name, row.rtsp_url, row.username, row.password, row.location],
-      );
-      return r.rows[0]!.id;
-    },
+    start: () => ({
+      insert: async (client, row, unitId) => {
+        const r = await client.query<{ id: number }>(
+          'INSERT INTO cameras (unit_id, name, rtsp_url, username, password, location) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id',
+          [unitId, row.name, row.rtsp_url, row.username, row.password, row.location],
+        );
+        return r.rows[0]!.id;
+      },
+    }),
   });
 
   const userLine = z.object({ unit_code: z.string(), username, display_name: z.string().trim().min(1).max(64), role: roleSchema, password });
@@ -205,29 +245,51 @@ export function registerBulkImportRoutes(routes: ApiRoutes, pool: Pool): void {
     columns: ['unit_code', 'username', 'display_name', 'role', 'password'],
     required: ['unit_code', 'username', 'display_name', 'role', 'password'],
     schema: userLine,
-    insert: async (client, row, unitId, line, issues, hashes) => {
-      // Names are unique system-wide; a taken one is a line error, not a 409 for the whole file.
-      await client.query('SAVEPOINT bulk_line');
-      try {
-        // One hash per distinct password in the file (a county often hands out one initial password,
-        // which every account must change at first sign-in): scrypt per line would take minutes.
-        let hash = hashes.get(row.password);
-        if (!hash) {
-          hash = hashPassword(row.password);
-          hashes.set(row.password, hash);
-        }
-        const r = await client.query<{ id: number }>(
-          'INSERT INTO users (username, display_name, unit_id, role, password_hash, must_change_password) VALUES ($1, $2, $3, $4, $5, true) RETURNING id',
-          [row.username, row.display_name, unitId, row.role, await hash],
+    exclusive: true,
+    precheck: (lines) => {
+      const distinct = new Set(lines.map((l) => (l.record.password ?? '').normalize('NFC'))).size;
+      if (distinct > MAX_IMPORT_PASSWORDS) {
+        throw new HttpError(
+          400,
+          'too_many_passwords',
+          `一次导入最多${MAX_IMPORT_PASSWORDS}个不同的初始密码（本文件${distinct}个），请分批导入或使用统一初始密码（首次登录须修改） / at most ${MAX_IMPORT_PASSWORDS} distinct initial passwords per import (this file has ${distinct}): split the file or give the accounts a shared initial password (changed at first sign-in)`,
+          { max_distinct_passwords: MAX_IMPORT_PASSWORDS, distinct_passwords: distinct },
         );
-        await client.query('RELEASE SAVEPOINT bulk_line');
-        return r.rows[0]!.id;
-      } catch (err) {
-        if ((err as { code?: string }).code !== '23505') throw err;
-        await client.query('ROLLBACK TO SAVEPOINT bulk_line');
-        issues.push({ line, field: 'username', message: `用户名已被使用 / username "${row.username}" is taken` });
-        return null;
       }
+    },
+    start: () => {
+      // Accounts by initial password: each distinct one is hashed once, after the file is accepted.
+      const accounts = new Map<string, number[]>();
+      return {
+        insert: async (client, row, unitId, line, issues) => {
+          // Names are unique system-wide; a taken one is a line error, not a 409 for the whole file.
+          await client.query('SAVEPOINT bulk_line');
+          try {
+            const r = await client.query<{ id: number }>(
+              'INSERT INTO users (username, display_name, unit_id, role, password_hash, must_change_password) VALUES ($1, $2, $3, $4, $5, true) RETURNING id',
+              [row.username, row.display_name, unitId, row.role, PENDING_HASH],
+            );
+            await client.query('RELEASE SAVEPOINT bulk_line');
+            const id = r.rows[0]!.id;
+            const key = row.password.normalize('NFC');
+            const ids = accounts.get(key) ?? [];
+            ids.push(id);
+            accounts.set(key, ids);
+            return id;
+          } catch (err) {
+            if ((err as { code?: string }).code !== '23505') throw err;
+            await client.query('ROLLBACK TO SAVEPOINT bulk_line');
+            issues.push({ line, field: 'username', message: `用户名已被使用 / username "${row.username}" is taken` });
+            return null;
+          }
+        },
+        // One after another: an import takes one libuv thread at a time, leaving the rest to sign-ins.
+        complete: async (client) => {
+          for (const [pass, ids] of accounts) {
+            await client.query('UPDATE users SET password_hash = $1 WHERE id = ANY($2::bigint[])', [await hashPassword(pass), ids]);
+          }
+        },
+      };
     },
   });
 }
