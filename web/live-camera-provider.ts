@@ -47,6 +47,9 @@ export class NodeLiveCameraProvider implements LiveCameraProvider {
     if (live && !live.ingest.closed) return Promise.resolve(live.session);
     let pending = this.#pending.get(camera.id);
     if (!pending) {
+      // Starts still under way count against the cap too: #start awaits before it adds to #live.
+      const stale = live ? 1 : 0; // a closed pull of this camera, replaced by the start
+      if (this.#live.size - stale + this.#pending.size >= this.#o.maxCameras) return Promise.reject(new LiveCapacityError(this.#o.maxCameras));
       pending = this.#start(camera).finally(() => this.#pending.delete(camera.id));
       this.#pending.set(camera.id, pending);
     }
@@ -60,7 +63,6 @@ export class NodeLiveCameraProvider implements LiveCameraProvider {
   }
 
   async #start(camera: LiveCameraTarget): Promise<LiveCameraSession> {
-    if (this.#live.size >= this.#o.maxCameras) throw new LiveCapacityError(this.#o.maxCameras);
     const roomId = liveRoomFor(camera.id);
     const room = await this.#o.sfu.openRoom(roomId);
     const ingest = await LiveCameraIngest.create({ router: room.router, pullUrl: camera.pullUrl, label: `camera ${camera.id}`, log: this.#o.log });

@@ -21,6 +21,9 @@ const loginBody = z.strictObject({ username: z.string().min(1).max(64), password
 /** The 429 for a refused attempt (sign-in or password change), with Retry-After. */
 export function throttled(refused: Refusal, res: Response): HttpError {
   res.setHeader('Retry-After', String(Math.max(1, Math.ceil(refused.retryAfterMs / 1000))));
+  if (refused.limit === 'busy') {
+    return new HttpError(429, 'too_many_attempts', '同一地址同时登录的请求过多，请稍后重试 / too many sign-ins at once from your address, try again in a moment', { retry_after_ms: refused.retryAfterMs });
+  }
   return new HttpError(429, 'too_many_attempts', '登录失败次数过多，请稍后再试 / too many failed sign-in attempts, try again later', { retry_after_ms: refused.retryAfterMs });
 }
 
@@ -36,32 +39,40 @@ export function registerAuthRoutes(routes: ApiRoutes, pool: Pool, opts: { tokenS
       const ip = req.ip ?? null;
       const account = body.username.toLowerCase();
       const address = throttleAddress(req.ip);
-      const refused = throttle.check(account, address);
-      if (refused) {
+      const admitted = throttle.begin(account, address);
+      if (!admitted.ok) {
+        const refused = admitted.refusal;
         if (refused.audit) await audit(pool, { action: 'login.throttled', username: body.username.slice(0, 64), ip, detail: { limit: refused.limit } });
         throw throttled(refused, res);
       }
-      const { rows } = await pool.query<{ id: number; username: string; display_name: string; role: Role; unit_id: number; password_hash: string; disabled: boolean; must_change_password: boolean }>(
-        'SELECT id, username, display_name, role, unit_id, password_hash, disabled, must_change_password FROM users WHERE username = $1',
-        [body.username],
-      );
-      const row = rows[0];
-      // Verify against a dummy hash for unknown names so timing does not reveal which names exist.
-      const ok = await verifyPassword(body.password, row?.password_hash ?? (await dummyHash()));
-      if (!row || !ok || row.disabled) {
-        throttle.failed(account, address);
-        const reason = !row ? 'unknown_user' : !ok ? 'bad_password' : 'disabled';
-        await audit(pool, {
-          action: 'login.fail',
-          user: row ? { id: row.id, username: row.username } : null,
-          username: body.username.slice(0, 64),
-          unitId: row?.unit_id ?? null,
-          ip,
-          detail: { reason },
-        });
-        throw new HttpError(401, 'bad_credentials', '用户名或密码错误 / wrong username or password');
+      const { attempt } = admitted;
+      let row: { id: number; username: string; display_name: string; role: Role; unit_id: number; password_hash: string; disabled: boolean; must_change_password: boolean } | undefined;
+      try {
+        const { rows } = await pool.query<NonNullable<typeof row>>(
+          'SELECT id, username, display_name, role, unit_id, password_hash, disabled, must_change_password FROM users WHERE username = $1',
+          [body.username],
+        );
+        row = rows[0];
+        // Verify against a dummy hash for unknown names so timing does not reveal which names exist.
+        const ok = await verifyPassword(body.password, row?.password_hash ?? (await dummyHash()));
+        if (!row || !ok || row.disabled) {
+          attempt.failed();
+          const reason = !row ? 'unknown_user' : !ok ? 'bad_password' : 'disabled';
+          await audit(pool, {
+            action: 'login.fail',
+            user: row ? { id: row.id, username: row.username } : null,
+            username: body.username.slice(0, 64),
+            unitId: row?.unit_id ?? null,
+            ip,
+            detail: { reason },
+          });
+          throw new HttpError(401, 'bad_credentials', '用户名或密码错误 / wrong username or password');
+        }
+        attempt.succeeded();
+      } finally {
+        // Whatever happened (a database error, say), the attempt no longer counts as in flight.
+        attempt.end();
       }
-      throttle.succeeded(account, address);
       const token = await signAccessToken(opts.tokenSecret, { userId: row.id, username: row.username, role: row.role, unitId: row.unit_id }, opts.accessTtlSeconds);
       await audit(pool, { action: 'login.ok', user: row, unitId: row.unit_id, ip });
       return {

@@ -96,14 +96,24 @@ export function createLiveCameraRoutes(opts: LiveCamerasRouterOptions): ApiRoute
       const now = Date.now();
       const mine = asked.get(user.id) ?? new Map<number, number>();
       for (const [id, at] of mine) if (now - at >= windowMs) mine.delete(id);
-      if (!mine.has(cam.id) && mine.size >= maxPerUser) {
+      const previous = mine.get(cam.id);
+      if (previous === undefined && mine.size >= maxPerUser) {
         res.setHeader('Retry-After', String(Math.ceil(windowMs / 1000)));
         throw new HttpError(429, 'live_limit', `每人同时最多查看 ${maxPerUser} 路摄像机 / at most ${maxPerUser} live cameras per person at once`);
       }
+      // Reserved before the provider is awaited, so parallel requests for other cameras see it.
+      mine.set(cam.id, now);
+      asked.set(user.id, mine);
       let session: LiveCameraSession;
       try {
         session = await opts.provider.ensure({ id: cam.id, unitId: cam.unit_id, name: cam.name, pullUrl: cameraPullUrl(row) });
       } catch (err) {
+        // Not watched after all: give the reservation back (as it was before this request).
+        if (mine.get(cam.id) === now) {
+          if (previous !== undefined) mine.set(cam.id, previous);
+          else mine.delete(cam.id);
+          if (mine.size === 0 && asked.get(user.id) === mine) asked.delete(user.id);
+        }
         if (err instanceof LiveCapacityError) {
           res.setHeader('Retry-After', '30');
           throw new HttpError(503, 'live_busy', `本节点已在拉取 ${err.max} 路摄像机，请稍后再试 / this node already pulls ${err.max} cameras; try again shortly`);
@@ -111,8 +121,6 @@ export function createLiveCameraRoutes(opts: LiveCamerasRouterOptions): ApiRoute
         // The provider's error may echo the pull URL; say only that the camera is unreachable.
         throw new HttpError(502, 'camera_unreachable', '摄像机暂时无法连接 / camera cannot be reached right now');
       }
-      mine.set(cam.id, now);
-      asked.set(user.id, mine);
       const token = await signJoinToken(
         opts.joinKey,
         { userId: user.id, displayName: user.displayName.slice(0, 64), unitId: user.unitId, room: session.room, role: 'viewer' },

@@ -31,17 +31,21 @@ export function registerPasswordRoutes(routes: ApiRoutes, pool: Pool, opts: { to
       // sign-in exempts (kiosks behind one NAT); here that exemption would exempt the thief.
       const account = `password-change:${user.username.toLowerCase()}`;
       const address = throttleAddress(req.ip);
-      const refused = throttle.check(account, address);
-      if (refused) throw throttled(refused, res);
-      const { rows } = await pool.query<{ password_hash: string; role: 'leader' | 'clerk' | 'supervisor' | 'secretary' | 'operator' | 'admin'; unit_id: number }>(
-        'SELECT password_hash, role, unit_id FROM users WHERE id = $1',
-        [user.id],
-      );
-      const row = rows[0];
-      if (!row || !(await verifyPassword(body.current_password, row.password_hash))) {
-        throttle.failed(account, address);
-        await audit(pool, { action: 'user.password_change_fail', user, objectType: 'user', objectId: user.id, unitId: user.unitId, ip: req.ip ?? null });
-        throw new HttpError(403, 'wrong_password', '当前密码不正确 / the current password is wrong', { field: 'current_password' });
+      const admitted = throttle.begin(account, address);
+      if (!admitted.ok) throw throttled(admitted.refusal, res);
+      const { attempt } = admitted;
+      let row: { password_hash: string; role: 'leader' | 'clerk' | 'supervisor' | 'secretary' | 'operator' | 'admin'; unit_id: number } | undefined;
+      try {
+        const { rows } = await pool.query<NonNullable<typeof row>>('SELECT password_hash, role, unit_id FROM users WHERE id = $1', [user.id]);
+        row = rows[0];
+        if (!row || !(await verifyPassword(body.current_password, row.password_hash))) {
+          attempt.failed();
+          await audit(pool, { action: 'user.password_change_fail', user, objectType: 'user', objectId: user.id, unitId: user.unitId, ip: req.ip ?? null });
+          throw new HttpError(403, 'wrong_password', '当前密码不正确 / the current password is wrong', { field: 'current_password' });
+        }
+      } finally {
+        // Not `succeeded()`: that would make this address a known one, exempt from this limit.
+        attempt.end();
       }
       if (body.new_password === body.current_password) {
         throw new HttpError(422, 'same_password', '新密码不能与当前密码相同 / the new password must differ from the current one', { field: 'new_password' });

@@ -113,6 +113,20 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
   const maxJobsPerCamera = opts.maxOpenJobsPerCamera ?? 4;
   const maxJobsPerUnit = opts.maxOpenJobsPerUnit ?? 50;
   const exports = { total: 0, byUser: new Map<number, number>() };
+  /** Counts an export against both caps; the returned function gives the slot back (once). */
+  const reserveExport = (userId: number): (() => void) => {
+    exports.total++;
+    exports.byUser.set(userId, (exports.byUser.get(userId) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      exports.total--;
+      const n = (exports.byUser.get(userId) ?? 1) - 1;
+      if (n > 0) exports.byUser.set(userId, n);
+      else exports.byUser.delete(userId);
+    };
+  };
   const routes = new ApiRoutes();
 
   const presented = async (s: TimelineSegment) => ({
@@ -244,8 +258,11 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
       const tl = await listTimeline(pool, { cameraId: cam.id }, q.from, q.to, gapTol);
       await trail(req, user, q.format === 'mp4' ? 'recording.export' : 'recording.playback', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
       if (tl.segments.length === 0) throw new HttpError(404, 'no_recording', '该时段没有录像 / nothing recorded in this range', { gaps: tl.gaps });
+      // Each export is an ffmpeg: bounded per user and per node before one is spawned. The slot is taken
+      // in the same step as the check (before any await, so parallel requests cannot all pass it) and
+      // given back in `finally`, whatever ends the export.
+      let release: (() => void) | undefined;
       if (q.format === 'mp4') {
-        // Each export is an ffmpeg: bounded per user and per node before one is spawned.
         if ((exports.byUser.get(user.id) ?? 0) >= maxExportsPerUser) {
           res.setHeader('Retry-After', '30');
           throw new HttpError(429, 'export_limit', `您已有导出在进行中 / you already have ${maxExportsPerUser} export(s) running`);
@@ -254,78 +271,73 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
           res.setHeader('Retry-After', '30');
           throw new HttpError(503, 'export_busy', '导出任务已满，请稍后再试 / too many exports running on this server, try again later');
         }
+        release = reserveExport(user.id);
       }
-      const items = await Promise.all(
-        tl.segments.map(async (s) => ({
-          id: s.id,
-          url: await storage.presignGet(s.objectKey, expiry),
-          started_at: s.startedAt.toISOString(),
-          ended_at: s.endedAt.toISOString(),
-          // Seconds into this segment where the requested range starts / ends.
-          in_s: Math.max(0, (q.from.getTime() - s.startedAt.getTime()) / 1000),
-          out_s: Math.min(s.endedAt.getTime(), q.to.getTime()) / 1000 - s.startedAt.getTime() / 1000,
-        })),
-      );
-      if (q.format === 'json') {
-        return {
-          camera: { id: cam.id, name: cam.name },
-          from: q.from.toISOString(),
-          to: q.to.toISOString(),
-          segments: items,
-          gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
-        };
+      try {
+        const items = await Promise.all(
+          tl.segments.map(async (s) => ({
+            id: s.id,
+            url: await storage.presignGet(s.objectKey, expiry),
+            started_at: s.startedAt.toISOString(),
+            ended_at: s.endedAt.toISOString(),
+            // Seconds into this segment where the requested range starts / ends.
+            in_s: Math.max(0, (q.from.getTime() - s.startedAt.getTime()) / 1000),
+            out_s: Math.min(s.endedAt.getTime(), q.to.getTime()) / 1000 - s.startedAt.getTime() / 1000,
+          })),
+        );
+        if (q.format === 'json') {
+          return {
+            camera: { id: cam.id, name: cam.name },
+            from: q.from.toISOString(),
+            to: q.to.toISOString(),
+            segments: items,
+            gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+          };
+        }
+        // A client gone while the URLs were signed gets no ffmpeg (it would hold the slot until its deadline).
+        if (req.socket.destroyed || res.destroyed) return undefined;
+        // ffmpeg's concat demuxer reads the presigned URLs with in/out points; stream copy, so cuts fall
+        // on the nearest preceding keyframe. Fragmented output can be streamed without seeking.
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-'));
+        try {
+          const list = path.join(dir, 'list.txt');
+          fs.writeFileSync(
+            list,
+            `ffconcat version 1.0\n${items.map((i) => `file '${i.url.replace(/'/g, "'\\''")}'\ninpoint ${i.in_s.toFixed(3)}\noutpoint ${i.out_s.toFixed(3)}\n`).join('')}`,
+          );
+          const ff = spawn(opts.ffmpegPath ?? 'ffmpeg', [
+            '-v', 'error', '-f', 'concat', '-safe', '0', '-protocol_whitelist', 'file,http,https,tcp,tls', '-i', list,
+            '-map', '0', '-c', 'copy', '-movflags', 'frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4', 'pipe:1',
+          ], { stdio: ['ignore', 'pipe', 'pipe'] });
+          let stderr = '';
+          ff.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+          const deadline = setTimeout(() => {
+            stderr += ' export took too long';
+            ff.kill('SIGKILL');
+          }, exportTimeoutMs);
+          res.on('close', () => {
+            if (ff.exitCode === null) ff.kill('SIGKILL');
+          });
+          res.status(200).type('video/mp4').setHeader('Content-Disposition', `attachment; filename="camera-${cam.id}-${q.from.toISOString().replace(/[:.]/g, '')}.mp4"`);
+          ff.stdout.pipe(res);
+          await new Promise<void>((resolve) => {
+            ff.on('close', (code) => {
+              clearTimeout(deadline);
+              if (code !== 0) res.destroy(new Error(`export failed: ${stderr.trim().slice(0, 300)}`));
+              resolve();
+            });
+            ff.on('error', () => {
+              clearTimeout(deadline);
+              res.destroy();
+              resolve();
+            });
+          });
+        } finally {
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+      } finally {
+        release?.();
       }
-      // ffmpeg's concat demuxer reads the presigned URLs with in/out points; stream copy, so cuts fall
-      // on the nearest preceding keyframe. Fragmented output can be streamed without seeking.
-      let released = false;
-      const release = (): void => {
-        if (released) return;
-        released = true;
-        exports.total--;
-        const n = (exports.byUser.get(user.id) ?? 1) - 1;
-        if (n > 0) exports.byUser.set(user.id, n);
-        else exports.byUser.delete(user.id);
-      };
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-'));
-      const list = path.join(dir, 'list.txt');
-      fs.writeFileSync(
-        list,
-        `ffconcat version 1.0\n${items.map((i) => `file '${i.url.replace(/'/g, "'\\''")}'\ninpoint ${i.in_s.toFixed(3)}\noutpoint ${i.out_s.toFixed(3)}\n`).join('')}`,
-      );
-      const ff = spawn(opts.ffmpegPath ?? 'ffmpeg', [
-        '-v', 'error', '-f', 'concat', '-safe', '0', '-protocol_whitelist', 'file,http,https,tcp,tls', '-i', list,
-        '-map', '0', '-c', 'copy', '-movflags', 'frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4', 'pipe:1',
-      ], { stdio: ['ignore', 'pipe', 'pipe'] });
-      exports.total++;
-      exports.byUser.set(user.id, (exports.byUser.get(user.id) ?? 0) + 1);
-      let stderr = '';
-      ff.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-      const deadline = setTimeout(() => {
-        stderr += ' export took too long';
-        ff.kill('SIGKILL');
-      }, exportTimeoutMs);
-      const cleanup = (): void => {
-        clearTimeout(deadline);
-        release();
-        fs.rmSync(dir, { recursive: true, force: true });
-      };
-      res.on('close', () => {
-        if (ff.exitCode === null) ff.kill('SIGKILL');
-      });
-      res.status(200).type('video/mp4').setHeader('Content-Disposition', `attachment; filename="camera-${cam.id}-${q.from.toISOString().replace(/[:.]/g, '')}.mp4"`);
-      ff.stdout.pipe(res);
-      await new Promise<void>((resolve) => {
-        ff.on('close', (code) => {
-          cleanup();
-          if (code !== 0) res.destroy(new Error(`export failed: ${stderr.trim().slice(0, 300)}`));
-          resolve();
-        });
-        ff.on('error', () => {
-          cleanup();
-          res.destroy();
-          resolve();
-        });
-      });
       // Answered (streamed, or the connection dropped): nothing for ApiRoutes to add.
       return undefined;
     },
