@@ -104,7 +104,7 @@ describe('parallel requests cannot beat a limit', { timeout: 240_000 }, () => {
     assert.ok(ok >= 32, `at least the 32 checks an address may run were admitted (${ok})`);
     assert.ok(busy.length > 0, 'beyond 32 checks in flight the address is asked to wait');
     for (const b of busy) {
-      assert.equal(b.body.error?.code, 'too_many_attempts');
+      assert.equal(b.body.error?.code, 'sign_in_busy');
       assert.equal(b.retryAfter, '1', 'a short wait: nobody failed');
     }
     // Waiting as told, everyone gets in: the refusals counted as no failure.

@@ -22,7 +22,8 @@ const loginBody = z.strictObject({ username: z.string().min(1).max(64), password
 export function throttled(refused: Refusal, res: Response): HttpError {
   res.setHeader('Retry-After', String(Math.max(1, Math.ceil(refused.retryAfterMs / 1000))));
   if (refused.limit === 'busy') {
-    return new HttpError(429, 'too_many_attempts', '同一地址同时登录的请求过多，请稍后重试 / too many sign-ins at once from your address, try again in a moment', { retry_after_ms: refused.retryAfterMs });
+    // Its own code: not a verdict on the password, so the pages retry by themselves after Retry-After.
+    return new HttpError(429, 'sign_in_busy', '同一地址同时登录的请求过多，请稍后重试 / too many sign-ins at once from your address, try again in a moment', { retry_after_ms: refused.retryAfterMs });
   }
   return new HttpError(429, 'too_many_attempts', '登录失败次数过多，请稍后再试 / too many failed sign-in attempts, try again later', { retry_after_ms: refused.retryAfterMs });
 }

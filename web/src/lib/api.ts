@@ -62,7 +62,19 @@ export async function api<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: 
 }
 
 export async function signIn(username: string, password: string): Promise<SessionUser> {
-  const r = await api<{ token: string; user: SessionUser }>('POST', '/api/auth/login', { username, password });
+  let r: { token: string; user: SessionUser } | undefined;
+  // 19:25, every kiosk of a county behind one NAT address: the API checks at most a few dozen
+  // passwords from one address at a time and asks the rest to come back in a moment. That is not a
+  // wrong password, so the page waits and asks again instead of showing an error.
+  for (let attempt = 0; !r; attempt++) {
+    try {
+      r = await api<{ token: string; user: SessionUser }>('POST', '/api/auth/login', { username, password });
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== 'sign_in_busy' || attempt >= 20) throw err;
+      const wait = (err.details as { retry_after_ms?: number } | undefined)?.retry_after_ms ?? 1000;
+      await new Promise((res) => setTimeout(res, wait + Math.random() * 1000));
+    }
+  }
   sessionStorage.setItem(KEY, JSON.stringify({ token: r.token, user: r.user }));
   return r.user;
 }
