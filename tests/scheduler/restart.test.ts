@@ -1,45 +1,20 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { SmscSimulator } from '../support/smsc-simulator.ts';
 import { setUnitRule } from '../../scheduler/obligations/rules.ts';
 import { buildTown, waitUntil } from './fixtures.ts';
+import { SchedulerProcesses } from './scheduler-process.ts';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 let db: TestDatabase | undefined;
 const smsc = new SmscSimulator({ respondDelayMs: 40 });
-const children = new Set<ChildProcess>();
+const schedulers = new SchedulerProcesses();
 
 after(async () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  schedulers.killAll();
   await smsc.stop();
   await db?.drop();
 });
-
-function startScheduler(env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scheduler/main.ts'], {
-    cwd: repo,
-    env: { ...process.env, ...env, NODE_ENV: 'test', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  children.add(child);
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('scheduler did not become ready')), 30_000);
-    child.on('message', (m: unknown) => {
-      if ((m as { type?: string }).type === 'ready') {
-        clearTimeout(t);
-        resolve(child);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`scheduler exited early (${code})`));
-    });
-  });
-}
 
 test('the scheduler is SIGKILLed mid-run and restarted: no reminder lost, none duplicated', async () => {
   db = await createTestDatabase();
@@ -68,14 +43,14 @@ test('the scheduler is SIGKILLed mid-run and restarted: no reminder lost, none d
   // still within the policy's 30-day late window when the clock starts.
   const expected = branches * 2 * 3 + branches;
 
-  const first = await startScheduler(env);
+  const first = await schedulers.start(env);
   await smsc.waitFor(() => smsc.messages.length >= 25, 30_000, 'first reminders');
   first.kill('SIGKILL');
   await new Promise((r) => first.once('exit', r));
   const atKill = smsc.messages.length;
   const inFlight = (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM message_sends WHERE state IN ('sending', 'queued')`)).rows[0]!.n;
 
-  await startScheduler(env);
+  await schedulers.start(env);
   await smsc.waitFor(() => smsc.messages.length >= expected, 60_000, 'all reminders');
   // Let anything that would be a duplicate arrive before judging.
   await waitUntil(async () => {

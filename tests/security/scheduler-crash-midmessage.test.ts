@@ -1,49 +1,24 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { SmscSimulator } from '../support/smsc-simulator.ts';
 import { setUnitRule } from '../../scheduler/obligations/rules.ts';
 import { buildTown, waitUntil } from '../scheduler/fixtures.ts';
+import { SchedulerProcesses } from '../scheduler/scheduler-process.ts';
 
 // The scheduler process is SIGKILLed while part 2 of a three-part reminder is at the SMSC without an
 // answer; the receipts of parts 1 and 2 only arrive after the restart. The restarted scheduler must
 // resume at part 3: every part reaches the SMSC exactly once and the send ends delivered.
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 let db: TestDatabase | undefined;
 let smsc: SmscSimulator | undefined;
-const children = new Set<ChildProcess>();
+const schedulers = new SchedulerProcesses();
 
 after(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  schedulers.killAll();
   await smsc?.stop();
   await db?.drop();
 });
-
-function startScheduler(env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scheduler/main.ts'], {
-    cwd: repo,
-    env: { ...process.env, ...env, NODE_ENV: 'test', LOG_LEVEL: 'error' },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  children.add(child);
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('scheduler did not become ready')), 30_000);
-    child.on('message', (m: unknown) => {
-      if ((m as { type?: string }).type === 'ready') {
-        clearTimeout(t);
-        resolve(child);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`scheduler exited early (${code})`));
-    });
-  });
-}
 
 test('SIGKILL while part 2 of 3 awaits its answer: the restarted scheduler resumes at part 3, no part twice', async () => {
   db = await createTestDatabase();
@@ -68,7 +43,7 @@ test('SIGKILL while part 2 of 3 awaits its answer: the restarted scheduler resum
     SEND_RECOVERY_GRACE_MS: '4000', SEND_RETRY_BASE_MS: '200',
   };
 
-  const first = await startScheduler(env);
+  const first = await schedulers.start(env, 'error');
   await smsc.waitFor(() => smsc!.partLog.some((p) => p.to === target && p.seq === 2), 30_000, 'part 2 taken');
   first.kill('SIGKILL');
   await new Promise((r) => first.once('exit', r));
@@ -76,7 +51,7 @@ test('SIGKILL while part 2 of 3 awaits its answer: the restarted scheduler resum
     `SELECT p.part_no, p.state FROM message_send_parts p JOIN message_sends s ON s.id = p.send_id WHERE s.address = $1 ORDER BY p.part_no`, [target]);
   assert.deepEqual(parts.rows.map((p) => p.state), ['sent', 'unconfirmed', 'pending'], 'progress survived the crash part by part');
 
-  await startScheduler(env);
+  await schedulers.start(env, 'error');
   await waitUntil(async () => {
     const q = await db!.pool.query<{ state: string }>(`SELECT state FROM message_sends WHERE address = $1`, [target]);
     return q.rows[0]?.state === 'delivered';
