@@ -143,6 +143,18 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
     strip_url: s.stripKey ? await storage.presignGet(s.stripKey, expiry) : null,
   });
 
+  const checkListRange = (q: { from: Date; to: Date }): void => {
+    if (q.to.getTime() - q.from.getTime() > maxList) throw new HttpError(400, 'range_too_long', `时间范围过长 / range longer than ${maxList / 3600_000} h`);
+  };
+  /** A timeline as the list routes answer it: bounds, coverage, segments with their URLs, and the gaps. */
+  const timelineAnswer = async (tl: Awaited<ReturnType<typeof listTimeline>>) => ({
+    from: tl.from.toISOString(),
+    to: tl.to.toISOString(),
+    covered_ms: tl.coveredMs,
+    segments: await Promise.all(tl.segments.map(presented)),
+    gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+  });
+
   const trail = (req: Request, user: AuthUser, action: string, objectType: string, objectId: number | string, unitId: number, detail: Record<string, unknown>) =>
     audit(pool, { action, user, objectType, objectId, unitId, ip: req.ip ?? null, detail });
 
@@ -158,17 +170,13 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
       responses: { '400': 'invalid or reversed range, or range_too_long' },
     },
     async ({ params, query: q, user, req }) => {
-      if (q.to.getTime() - q.from.getTime() > maxList) throw new HttpError(400, 'range_too_long', `时间范围过长 / range longer than ${maxList / 3600_000} h`);
+      checkListRange(q);
       const cam = await requireCameraInScope(pool, user, params.id);
       const tl = await listTimeline(pool, { cameraId: cam.id }, q.from, q.to, gapTol);
       await trail(req, user, 'recording.list', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
       return {
         camera: { id: cam.id, name: cam.name, unit_id: cam.unit_id },
-        from: tl.from.toISOString(),
-        to: tl.to.toISOString(),
-        covered_ms: tl.coveredMs,
-        segments: await Promise.all(tl.segments.map(presented)),
-        gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+        ...(await timelineAnswer(tl)),
       };
     },
   );
@@ -186,7 +194,7 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
     },
     async ({ params, query: q, user, req }) => {
       const { room } = params;
-      if (q.to.getTime() - q.from.getTime() > maxList) throw new HttpError(400, 'range_too_long', `时间范围过长 / range longer than ${maxList / 3600_000} h`);
+      checkListRange(q);
       const owner = await pool.query<{ unit_id: number }>(
         `SELECT s.unit_id FROM recording_segments s JOIN units u ON u.id = s.unit_id WHERE s.room_id = $1 AND u.path LIKE $2 LIMIT 1`,
         [room, `${user.unitPath}%`],
@@ -196,11 +204,7 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
       await trail(req, user, 'recording.list', 'room', room, owner.rows[0].unit_id, { room, from: q.from, to: q.to, segments: tl.segments.length });
       return {
         room,
-        from: tl.from.toISOString(),
-        to: tl.to.toISOString(),
-        covered_ms: tl.coveredMs,
-        segments: await Promise.all(tl.segments.map(presented)),
-        gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+        ...(await timelineAnswer(tl)),
       };
     },
   );
