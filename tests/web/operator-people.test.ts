@@ -169,6 +169,16 @@ test('deleting asks first and says what was kept; a unit with data shows what de
   await page.getByPlaceholder('按名称查找').fill(cam.name);
   await page.getByRole('button', { name: '筛选' }).click();
   const row = page.locator(`tr[data-camera="${cam.id}"]`);
+  // Moving the camera to another port drops its stored credentials (they would go to another
+  // device), and the page says so instead of leaving a camera that silently stops working.
+  const before = (await h.db.pool.query<{ rtsp_url: string; username: string | null; password: string | null }>('SELECT rtsp_url, username, password FROM cameras WHERE id = $1', [cam.id])).rows[0]!;
+  assert.ok(before.username && before.password, 'the demo camera has credentials');
+  await row.getByRole('button', { name: '编辑' }).click();
+  await page.locator('input[name="rtsp_url"]').fill(before.rtsp_url.replace(/^(rtsps?:\/\/[^/:?#]+)(:\d+)?/, '$1:10554'));
+  await page.locator('form', { has: page.locator('input[name="rtsp_url"]') }).getByRole('button', { name: '保存' }).click();
+  await page.getByRole('status').filter({ hasText: '原账号密码已清除' }).waitFor();
+  const after = (await h.db.pool.query<{ username: string | null; password: string | null }>('SELECT username, password FROM cameras WHERE id = $1', [cam.id])).rows[0]!;
+  assert.deepEqual(after, { username: null, password: null });
   await row.getByRole('button', { name: '删除' }).click();
   const ask = page.getByRole('dialog');
   await ask.getByText('历史与证据全部保留').waitFor();
