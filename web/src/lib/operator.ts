@@ -1,4 +1,5 @@
-import { ApiError, session, signOut } from './api.ts';
+import { api, ApiError, session, signOut } from './api.ts';
+import { countsText, type OpDict } from './operator-i18n.ts';
 
 // Shared by the console's panels: the API's paged answers, field errors next to their inputs, the
 // raw-text upload of the org import, and CSV export of what a list shows.
@@ -104,4 +105,13 @@ export function latestOnly(): <T>(request: Promise<T>) => Promise<T> {
       throw mine !== seq ? new Superseded() : err;
     }
   };
+}
+
+/**
+ * Deletes a row and says what happened: gone, or retired with what was kept (evidence, history) —
+ * the API answers 204 for a row nothing refers to, 200 with `kept` counts when it retires instead.
+ */
+export async function deleteAndSay(o: OpDict, path: string, name: string): Promise<string> {
+  const r = await api<{ retired?: boolean; kept?: Record<string, number> } | undefined>('DELETE', path);
+  return r?.retired ? `${o.keptAfterDelete} ${countsText(o, r.kept ?? {})}` : `${o.deletedDone}: ${name}`;
 }
