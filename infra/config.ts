@@ -93,6 +93,17 @@ const schema = z.object({
   SFU_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().positive().optional(),
   SFU_JOIN_DEADLINE_MS: z.coerce.number().int().min(1000).optional(),
   SFU_PING_INTERVAL_MS: z.coerce.number().int().min(1000).optional(),
+  // Plain RTP (no ICE/DTLS) for hardware terminals and gateways on a trusted network, and the scale tests'
+  // synthetic sites: `createPlainTransport` is refused unless this is 1.
+  SFU_PLAIN_RTP: z.enum(['0', '1']).default('0').transform((v) => v === '1'),
+  // Capacity of this node's uplink to its parent in kbit/s (a satellite or 3G village line): video crosses such a
+  // link as single-layer streams chosen to fit. Absent: uncapped (every encoded simulcast layer is piped).
+  SFU_UPLINK_KBPS: z.coerce.number().int().min(64).max(10_000_000).optional(),
+  // Meetings with more sites than this are held as main venue / branch venues (sites watch the stage, join
+  // muted, take the floor from the chair); smaller ones let everyone see everyone.
+  MEETING_OPEN_MAX_SITES: z.coerce.number().int().min(0).max(100_000).default(8),
+  // How often the chair's rotation (轮巡) steps by default, in seconds.
+  MEETING_ROTATION_SECONDS: z.coerce.number().int().min(3).max(600).default(10),
   // Bearer token Prometheus shows for /metrics; without it /metrics answers only this host's un-proxied requests.
   METRICS_TOKEN: z.string().min(16).optional(),
   // Films a chair can broadcast to a meeting (default DATA_DIR/films; the demo puts one there).

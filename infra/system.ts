@@ -83,7 +83,9 @@ ensureDemoFilm(filmsDir).then(
   (err: Error) => log.warn({ err: err.message }, 'could not make the demo film'),
 );
 
-const server = createWebServer({ pool, tokenSecret, joinKey: joinKeys.privateKey, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, sfuNodeHosts: new SfuNodeHosts(config.SFU_NODE_HOSTS ?? SfuNodeHosts.defaultFor(config.HTTP_HOST)), filmsDir, trustProxy: config.TRUST_PROXY, ...(config.METRICS_TOKEN ? { metricsToken: config.METRICS_TOKEN } : {}) });
+// Meeting attendance is recorded from this process's node when it is the cascade's root (no parent): only
+// the root hears of every site of a conference.
+const server = createWebServer({ pool, tokenSecret, joinKey: joinKeys.privateKey, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, sfuNodeHosts: new SfuNodeHosts(config.SFU_NODE_HOSTS ?? SfuNodeHosts.defaultFor(config.HTTP_HOST)), filmsDir, trustProxy: config.TRUST_PROXY, ...(config.METRICS_TOKEN ? { metricsToken: config.METRICS_TOKEN } : {}), meetings: { openMaxSites: config.MEETING_OPEN_MAX_SITES, rotationSeconds: config.MEETING_ROTATION_SECONDS }, attendance: !config.SFU_PARENT_URL });
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   log.info(`ready: http://${config.HTTP_HOST}:${config.HTTP_PORT}/`);
 });

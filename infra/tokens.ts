@@ -21,6 +21,11 @@ export const joinClaimsSchema = z.object({
   room: roomIdSchema,
   // What the holder may do in the room: a chair controls it, a site takes part, a viewer only watches.
   role: z.enum(['chair', 'participant', 'viewer']),
+  // How the room is held: `open` (everyone sees everyone; absent = open) or `venue` (主会场/分会场: sites watch the
+  // stage, join muted). The API decides it from the meeting's size and mode; a node makes a room venue for good.
+  layout: z.enum(['open', 'venue']).optional(),
+  // May consume any site of a venue conference (the chair's rotation 轮巡, supervisors watching from above).
+  rotate: z.boolean().optional(),
 });
 export type JoinClaims = z.infer<typeof joinClaimsSchema>;
 

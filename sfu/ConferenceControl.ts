@@ -38,6 +38,7 @@ export const INITIAL_CONTROL: ControlState = {
   spotlight: null,
   broadcast: null,
   ended: null,
+  dais: [],
 };
 
 /** (clock, node) ordering: true when a is newer than b. */
@@ -62,6 +63,8 @@ export class ConferenceControl extends TypedEmitter<ConferenceControlEvents> {
   /** Microphone producers this node paused for the chair (and so resumes when the chair lets go). */
   readonly #held = new Set<string>();
   #enforcing: Promise<void> = Promise.resolve();
+  /** What each local page last heard: it is told again only when its own view changes. */
+  readonly #lastView = new WeakMap<object, string>();
 
   constructor(room: Room) {
     super();
@@ -76,11 +79,18 @@ export class ConferenceControl extends TypedEmitter<ConferenceControlEvents> {
     return this.#hands;
   }
 
-  /** Whether the chair holds this participant's microphone muted. Chairs are never muted. */
+  /**
+   * Whether the chair holds this participant's microphone muted. Chairs are never muted. In a venue
+   * every site is muted unless it holds the floor, is on the dais or was unmuted by the chair.
+   */
   isMuted(peerId: string, role: string): boolean {
     if (role === 'chair') return false;
     const s = this.#state;
     if (s.broadcast !== null) return true;
+    if (this.#room.layout === 'venue') {
+      if (s.muted.includes(peerId)) return true;
+      return !(s.spotlight === peerId || s.unmuted.includes(peerId) || s.dais.includes(peerId));
+    }
     return s.muteAll ? !s.unmuted.includes(peerId) : s.muted.includes(peerId);
   }
 
@@ -93,22 +103,44 @@ export class ConferenceControl extends TypedEmitter<ConferenceControlEvents> {
     return { control: this.#state, hands: [...this.#hands.values()] };
   }
 
-  view(peer: Pick<Peer, 'id'> & { claims: { role: string } }): ConferenceStateView {
+  /** The state as one page sees it: in a venue, a site without the rotate right sees no lists of other sites. */
+  view(peer: Pick<Peer, 'id'> & { claims: { role: string; rotate?: boolean | undefined } }): ConferenceStateView {
     const s = this.#state;
-    const hands = [...this.#hands.values()]
-      .filter((h) => h.raised)
-      .sort((a, b) => a.at - b.at)
-      .map(({ peerId, displayName, unitId, at }) => ({ peerId, displayName, unitId, at }));
+    const layout = this.#room.layout;
+    const full = layout === 'open' || peer.claims.role === 'chair' || peer.claims.rotate === true;
+    const hands = full
+      ? [...this.#hands.values()]
+          .filter((h) => h.raised)
+          .sort((a, b) => a.at - b.at)
+          .map(({ peerId, displayName, unitId, at }) => ({ peerId, displayName, unitId, at }))
+      : [];
     return {
       muteAll: s.muteAll,
-      unmuted: s.unmuted,
-      muted: s.muted,
+      unmuted: full ? s.unmuted : [],
+      muted: full ? s.muted : [],
       spotlight: s.spotlight,
       broadcast: s.broadcast,
       ended: s.ended !== null,
       hands,
       selfMuted: this.isMuted(peer.id, peer.claims.role),
+      floor: s.spotlight,
+      dais: s.dais,
+      layout,
+      selfHand: this.#hands.get(peer.id)?.raised === true,
     };
+  }
+
+  /** The view for a page's join answer; later pushes compare with it. */
+  initialView(peer: Peer): ConferenceStateView {
+    const v = this.view(peer);
+    this.#lastView.set(peer, JSON.stringify(v));
+    return v;
+  }
+
+  /** The room became a venue: the muting rule changed, so microphones are held (or let go) and pages told. */
+  layoutChanged(): void {
+    this.#enforce();
+    this.#notifyAll();
   }
 
   // --- made on this node ---
@@ -117,6 +149,7 @@ export class ConferenceControl extends TypedEmitter<ConferenceControlEvents> {
   command(cmd: ChairCommand): void {
     if (this.ended) throw new SignallingError('forbidden', 'the meeting has ended');
     const s = this.#state;
+    const venue = this.#room.layout === 'venue';
     const without = (list: string[], id: string) => list.filter((x) => x !== id);
     const withId = (list: string[], id: string) => {
       if (list.includes(id)) return list;
@@ -129,16 +162,37 @@ export class ConferenceControl extends TypedEmitter<ConferenceControlEvents> {
         next = { ...s, muteAll: true, unmuted: [], muted: [] };
         break;
       case 'unmuteAll':
+        // A venue of hundreds of open microphones is noise: sites speak one at a time, given the floor.
+        if (venue) throw new SignallingError('forbidden', 'a venue meeting cannot unmute every site; give the floor instead');
         next = { ...s, muteAll: false, unmuted: [], muted: [] };
         break;
       case 'mute':
         this.#requirePeer(cmd.peerId);
-        next = { ...s, unmuted: without(s.unmuted, cmd.peerId), muted: s.muteAll ? s.muted : withId(s.muted, cmd.peerId) };
+        next = { ...s, unmuted: without(s.unmuted, cmd.peerId), muted: s.muteAll && !venue ? s.muted : withId(s.muted, cmd.peerId) };
         break;
       case 'unmute':
         this.#requirePeer(cmd.peerId);
-        next = { ...s, muted: without(s.muted, cmd.peerId), unmuted: s.muteAll ? withId(s.unmuted, cmd.peerId) : s.unmuted };
+        next = { ...s, muted: without(s.muted, cmd.peerId), unmuted: s.muteAll || venue ? withId(s.unmuted, cmd.peerId) : s.unmuted };
         break;
+      case 'giveFloor': {
+        // One action: the site is on every stage, the only one heard, and its hand comes down.
+        if (cmd.peerId === null) {
+          next = { ...s, spotlight: null, unmuted: [] };
+          break;
+        }
+        this.#requirePeer(cmd.peerId);
+        next = { ...s, spotlight: cmd.peerId, unmuted: [cmd.peerId], muted: without(s.muted, cmd.peerId) };
+        this.#setControl({ ...next, stamp: this.#tick() }, undefined);
+        const h = this.#hands.get(cmd.peerId);
+        if (h?.raised) this.#setHands([{ ...h, raised: false, stamp: this.#tick() }], undefined);
+        return;
+      }
+      case 'setDais': {
+        const ids = [...new Set(cmd.peerIds)];
+        for (const id of ids) this.#requirePeer(id);
+        next = { ...s, dais: ids };
+        break;
+      }
       case 'spotlight':
         if (cmd.peerId !== null) this.#requirePeer(cmd.peerId);
         next = { ...s, spotlight: cmd.peerId };
@@ -220,8 +274,7 @@ export class ConferenceControl extends TypedEmitter<ConferenceControlEvents> {
   }
 
   #requirePeer(peerId: string): void {
-    const r = this.#room;
-    if (r.peers.has(peerId) || r.ingests.has(peerId) || r.remote?.peers().some((p) => p.peerId === peerId)) return;
+    if (this.#room.hasPeer(peerId)) return;
     throw new SignallingError('not_found', 'no such site in this conference');
   }
 
@@ -253,7 +306,13 @@ export class ConferenceControl extends TypedEmitter<ConferenceControlEvents> {
 
   #notifyAll(): void {
     if (this.#room.router.closed) return;
-    for (const p of this.#room.peers.values()) p.notify('conferenceState', this.view(p));
+    for (const p of this.#room.peers.values()) {
+      const v = this.view(p);
+      const key = JSON.stringify(v);
+      if (this.#lastView.get(p) === key) continue;
+      this.#lastView.set(p, key);
+      p.notify('conferenceState', v);
+    }
   }
 
   /** Pauses (or, when the chair lets go, resumes) this node's own participants' microphones. */

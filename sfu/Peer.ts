@@ -10,6 +10,7 @@ import {
   type PeerInfo,
   type ProducerInfo,
   type RequestData,
+  type SpatialLayer,
 } from './protocol.ts';
 import type { Room } from './Room.ts';
 import { refusedSource } from './sourcePolicy.ts';
@@ -19,11 +20,18 @@ import { refusedSource } from './sourcePolicy.ts';
 const MAX_TRANSPORTS = 4;
 const MAX_PRODUCERS = 4;
 const MAX_CONSUMERS = 1024;
+/** A rotating chair or supervisor may watch many sites at once, but not the whole conference. */
+export const MAX_ROTATE_VIDEO_CONSUMERS = 60;
+/** How long a warmed producer stays piped in without being consumed. */
+export const WARM_HOLD_MS = 20_000;
 
 type Direction = 'send' | 'recv';
 interface TransportAppData extends types.AppData {
   direction: Direction;
+  /** Plain RTP (no ICE/DTLS): hardware terminals, gateways, synthetic sites. */
+  plain: boolean;
 }
+type AnyTransport = types.WebRtcTransport<TransportAppData> | types.PlainTransport<TransportAppData>;
 interface ProducerAppData extends types.AppData {
   source: MediaSource;
   peerId: string;
@@ -38,9 +46,12 @@ export class Peer {
   #rtpCapabilities: types.RtpCapabilities | undefined;
   readonly notify: Notify;
   readonly #room: Room;
-  readonly #transports = new Map<string, types.WebRtcTransport<TransportAppData>>();
+  readonly #transports = new Map<string, AnyTransport>();
   readonly #producers = new Map<string, types.Producer<ProducerAppData>>();
   readonly #consumers = new Map<string, types.Consumer>();
+  /** Producers piped in for the next page of the rotation, each with its release. */
+  readonly #warm = new Map<string, () => void>();
+  #warmTimer: NodeJS.Timeout | undefined;
   #closed = false;
   readonly #token: string | undefined;
 
@@ -68,7 +79,12 @@ export class Peer {
     return this.#closed;
   }
 
-  get transports(): ReadonlyMap<string, types.WebRtcTransport> {
+  /** A chair, or a supervisor's token with `rotate`: may consume any site of a venue (the rotation). */
+  get canRotate(): boolean {
+    return this.claims.role === 'chair' || this.claims.rotate === true;
+  }
+
+  get transports(): ReadonlyMap<string, types.WebRtcTransport | types.PlainTransport> {
     return this.#transports;
   }
 
@@ -104,7 +120,7 @@ export class Peer {
       enableTcp: true,
       preferUdp: true,
       initialAvailableOutgoingBitrate: 1_000_000,
-      appData: { direction },
+      appData: { direction, plain: false },
     });
     this.#transports.set(transport.id, transport);
     transport.observer.on('close', () => this.#transports.delete(transport.id));
@@ -120,13 +136,46 @@ export class Peer {
   }
 
   async connectTransport({ transportId, dtlsParameters }: RequestData<'connectTransport'>) {
-    await this.#transport(transportId).connect({ dtlsParameters });
+    await this.#webRtcTransport(transportId).connect({ dtlsParameters });
     return {};
   }
 
   async restartIce({ transportId }: RequestData<'restartIce'>) {
-    const iceParameters = await this.#transport(transportId).restartIce();
+    const iceParameters = await this.#webRtcTransport(transportId).restartIce();
     return { iceParameters };
+  }
+
+  /**
+   * Plain RTP, where the node allows it: a send transport learns the sender's address from its first
+   * packet (comedia); a recv transport sends to the address given by connectPlainTransport. RTP and
+   * RTCP share one port.
+   */
+  async createPlainTransport({ direction }: RequestData<'createPlainTransport'>) {
+    const listen = this.#room.plainRtp;
+    if (!listen) throw new SignallingError('forbidden', 'plain RTP is not enabled on this node');
+    if (this.#transports.size >= MAX_TRANSPORTS) throw new SignallingError('bad_request', `at most ${MAX_TRANSPORTS} transports`);
+    if (direction === 'send' && this.claims.role === 'viewer') throw new SignallingError('forbidden', 'viewers cannot send media');
+    const transport = await this.#room.router.createPlainTransport<TransportAppData>({
+      listenInfo: { protocol: 'udp', ip: listen.ip, ...(listen.announcedAddress ? { announcedAddress: listen.announcedAddress } : {}) },
+      rtcpMux: true,
+      comedia: direction === 'send',
+      appData: { direction, plain: true },
+    });
+    if (this.#closed) {
+      transport.close();
+      throw new SignallingError('not_joined', 'left the room');
+    }
+    this.#transports.set(transport.id, transport);
+    transport.observer.on('close', () => this.#transports.delete(transport.id));
+    return { transportId: transport.id, ip: listen.announcedAddress ?? transport.tuple.localAddress, port: transport.tuple.localPort };
+  }
+
+  async connectPlainTransport({ transportId, ip, port }: RequestData<'connectPlainTransport'>) {
+    const t = this.#transport(transportId);
+    if (!t.appData.plain) throw new SignallingError('bad_request', 'not a plain transport');
+    if (t.appData.direction !== 'recv') throw new SignallingError('bad_request', 'a send plain transport learns the address from the first packet');
+    await (t as types.PlainTransport<TransportAppData>).connect({ ip, port });
+    return {};
   }
 
   async produce({ transportId, kind, rtpParameters, source }: RequestData<'produce'>) {
@@ -222,13 +271,14 @@ export class Peer {
     return {};
   }
 
-  async consume({ producerId }: RequestData<'consume'>) {
+  async consume({ producerId, layer = 2 }: RequestData<'consume'>) {
     // A producer of this node, or one elsewhere in the conference (piped in on acquire).
     const local = this.#room.localProducer(producerId);
     const remote = local ? undefined : this.#room.remote?.producer(producerId);
     const info = local?.info ?? remote;
     if (!info) throw new SignallingError('not_found', 'no such producer in this room');
     if (local?.peer === this) throw new SignallingError('bad_request', 'cannot consume own producer');
+    this.#mayConsume(producerId, info.kind);
     if (this.#consumers.size >= MAX_CONSUMERS) throw new SignallingError('bad_request', 'too many consumers');
     const transport = [...this.#transports.values()].find((t) => t.appData.direction === 'recv');
     if (!transport) throw new SignallingError('bad_request', 'create a recv transport before consuming');
@@ -254,9 +304,19 @@ export class Peer {
       release();
       throw err;
     }
+    try {
+      // The stage may have moved while the producer was piped in.
+      this.#mayConsume(producerId, info.kind);
+    } catch (err) {
+      consumer.close();
+      release();
+      throw err;
+    }
     this.#consumers.set(consumer.id, consumer);
+    const demandsLayers = consumer.kind === 'video';
     consumer.observer.on('close', () => {
       this.#consumers.delete(consumer.id);
+      if (demandsLayers) this.#room.setConsumerDemand(producerId, consumer.id, -1);
       release();
     });
     consumer.on('producerclose', () => {
@@ -265,6 +325,13 @@ export class Peer {
     });
     consumer.on('producerpause', () => this.notify('producerPaused', { producerId }));
     consumer.on('producerresume', () => this.notify('producerResumed', { producerId }));
+    if (demandsLayers) {
+      try {
+        await this.#setLayer(consumer, layer);
+      } catch (err) {
+        if (!consumer.closed) throw err;
+      }
+    }
     return {
       consumerId: consumer.id,
       producerId,
@@ -274,6 +341,78 @@ export class Peer {
       source: info.source,
       producerPaused: consumer.producerPaused,
     };
+  }
+
+  async setConsumerLayer({ consumerId, layer }: RequestData<'setConsumerLayer'>) {
+    const consumer = this.#consumer(consumerId);
+    if (consumer.kind !== 'video') throw new SignallingError('bad_request', 'layers are for video consumers');
+    await this.#setLayer(consumer, layer);
+    return {};
+  }
+
+  /** The page is done with a stream (a rotation tile left the screen): the consumer and its pipe hold go. */
+  closeConsumer({ consumerId }: RequestData<'closeConsumer'>) {
+    this.#consumer(consumerId).close();
+    return {};
+  }
+
+  /** Rotation: the sites of a page of tiles and their producers (chair / rotate only). */
+  siteProducers({ peerIds }: RequestData<'siteProducers'>) {
+    if (!this.canRotate) throw new SignallingError('forbidden', 'only the chair or a supervisor rotates through sites');
+    return { sites: this.#room.siteProducers(peerIds) };
+  }
+
+  /**
+   * Rotation: pipes the next page's producers in ahead of the step so they show within a second.
+   * Replaces the previous warm set; each is held at most WARM_HOLD_MS, or until the peer leaves.
+   */
+  async warm({ producerIds }: RequestData<'warm'>) {
+    if (!this.canRotate) throw new SignallingError('forbidden', 'only the chair or a supervisor rotates through sites');
+    const wanted = new Set(producerIds);
+    const next = new Map<string, () => void>();
+    let warmed = 0;
+    const jobs: Array<Promise<void>> = [];
+    for (const id of wanted) {
+      const held = this.#warm.get(id);
+      if (held) {
+        next.set(id, held);
+        warmed++;
+        continue;
+      }
+      if (this.#room.localProducer(id)) {
+        warmed++; // already here
+        continue;
+      }
+      const remote = this.#room.remote;
+      if (!remote?.producer(id)) continue;
+      jobs.push(
+        remote.acquire(id).then((release) => {
+          if (this.#closed) return release();
+          next.set(id, release);
+          warmed++;
+        }),
+      );
+    }
+    await Promise.allSettled(jobs);
+    // Acquire the new set before letting go of the old one: what both name stays piped.
+    for (const [id, release] of this.#warm) if (next.get(id) !== release) release();
+    this.#warm.clear();
+    for (const [id, release] of next) this.#warm.set(id, release);
+    clearTimeout(this.#warmTimer);
+    if (this.#warm.size) {
+      this.#warmTimer = setTimeout(() => this.#releaseWarm(), WARM_HOLD_MS);
+      this.#warmTimer.unref();
+    }
+    return { warmed };
+  }
+
+  /** Venue: a page without the rotate right keeps only consumers of what is on the stage. */
+  enforceStage(allowed: ReadonlySet<string>): void {
+    for (const consumer of [...this.#consumers.values()]) {
+      if (allowed.has(consumer.producerId) || consumer.closed) continue;
+      consumer.close();
+      this.notify('consumerClosed', { consumerId: consumer.id, producerId: consumer.producerId });
+    }
   }
 
   async pauseConsumer({ consumerId }: RequestData<'pauseConsumer'>) {
@@ -292,13 +431,47 @@ export class Peer {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const t of this.#transports.values()) t.close();
+    this.#releaseWarm();
+    for (const t of [...this.#transports.values()]) t.close();
   }
 
-  #transport(id: string): types.WebRtcTransport<TransportAppData> {
+  #releaseWarm(): void {
+    clearTimeout(this.#warmTimer);
+    this.#warmTimer = undefined;
+    const releases = [...this.#warm.values()];
+    this.#warm.clear();
+    for (const release of releases) release();
+  }
+
+  /** Venue rules: a site consumes only the stage; a rotating peer at most MAX_ROTATE_VIDEO_CONSUMERS videos. */
+  #mayConsume(producerId: string, kind: 'audio' | 'video'): void {
+    if (this.#room.layout !== 'venue') return;
+    if (!this.canRotate) {
+      if (!this.#room.onStage(producerId)) throw new SignallingError('forbidden', 'only the stage can be watched in this meeting');
+      return;
+    }
+    if (kind !== 'video') return;
+    let videos = 0;
+    for (const c of this.#consumers.values()) if (c.kind === 'video' && c.producerId !== producerId) videos++;
+    if (videos >= MAX_ROTATE_VIDEO_CONSUMERS) throw new SignallingError('busy', `at most ${MAX_ROTATE_VIDEO_CONSUMERS} video streams at once`);
+  }
+
+  /** Simulcast/SVC: the layer the page asked for; every video consumer's layer counts in the producer's demand. */
+  async #setLayer(consumer: types.Consumer, layer: SpatialLayer): Promise<void> {
+    if (consumer.type === 'simulcast' || consumer.type === 'svc') await consumer.setPreferredLayers({ spatialLayer: layer });
+    this.#room.setConsumerDemand(consumer.producerId, consumer.id, layer);
+  }
+
+  #transport(id: string): AnyTransport {
     const t = this.#transports.get(id);
     if (!t) throw new SignallingError('not_found', 'no such transport');
     return t;
+  }
+
+  #webRtcTransport(id: string): types.WebRtcTransport<TransportAppData> {
+    const t = this.#transport(id);
+    if (t.appData.plain) throw new SignallingError('bad_request', 'a plain transport has no ICE/DTLS');
+    return t as types.WebRtcTransport<TransportAppData>;
   }
 
   #producer(id: string): types.Producer<ProducerAppData> {

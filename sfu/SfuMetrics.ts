@@ -9,6 +9,36 @@ export class SfuMetrics {
   readonly connectionsRefused: Counter<'reason'>;
   /** Signalling connections closed for want of a join in time, or of pongs. */
   readonly sessionsTimedOut: Counter<'reason'>;
+  /** Every notification sent to pages, by method (what one join costs the others). */
+  readonly notifications: Counter<'method'>;
+  /** Peers admitted (join answered). */
+  readonly joins: Counter;
+
+  readonly #registry: Registry;
+
+  /**
+   * A gauge computed at scrape time by someone else (the cascade's sfu_cascade_link_bytes{link,direction}):
+   * `collect` returns the labelled values; the gauge is reset before each scrape.
+   */
+  addGauge<L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    collect: () => Iterable<[labels: Partial<Record<L, string>>, value: number]> | Promise<Iterable<[labels: Partial<Record<L, string>>, value: number]>>,
+  ): void {
+    if (this.#registry.getSingleMetric(name)) return;
+    new Gauge<L>({
+      name,
+      help,
+      labelNames: [...labelNames],
+      registers: [this.#registry],
+      async collect() {
+        const values = await collect();
+        this.reset();
+        for (const [labels, value] of values) this.set(labels as Partial<Record<L, string | number>>, value);
+      },
+    });
+  }
 
   constructor(node: SfuNode) {
     const r = this.registry;
@@ -37,7 +67,7 @@ export class SfuMetrics {
     new Gauge({ name: 'sfu_peers', help: 'Joined peers', registers: [r], collect() { this.set(peers().length); } });
     new Gauge({
       name: 'sfu_transports',
-      help: 'WebRTC transports',
+      help: 'Transports of peers (WebRTC and plain RTP)',
       registers: [r],
       collect() {
         this.set(peers().reduce((n, p) => n + p.transports.size, 0));
@@ -55,10 +85,31 @@ export class SfuMetrics {
     });
     new Gauge({
       name: 'sfu_consumers',
-      help: 'Consumers',
+      help: 'Consumers of browser/terminal peers, by kind',
+      labelNames: ['kind'],
       registers: [r],
       collect() {
-        this.set(peers().reduce((n, p) => n + p.consumers.size, 0));
+        let audio = 0;
+        let video = 0;
+        for (const p of peers()) for (const c of p.consumers.values()) c.kind === 'audio' ? audio++ : video++;
+        this.set({ kind: 'audio' }, audio);
+        this.set({ kind: 'video' }, video);
+      },
+    });
+    this.notifications = new Counter({ name: 'sfu_notifications_total', help: 'Notifications sent to pages, by method', labelNames: ['method'], registers: [r] });
+    this.joins = new Counter({ name: 'sfu_joins_total', help: 'Peers admitted to a room', registers: [r] });
+    new Gauge({
+      name: 'sfu_pipe_subscriptions',
+      help: 'Remote producers piped into this node (one per producer, however many consume it)',
+      registers: [r],
+      collect() {
+        let n = 0;
+        for (const room of node.rooms.values()) {
+          const counted = room.remote?.subscriptionCount?.();
+          if (counted !== undefined) n += counted;
+          else n += node.cascade?.rooms.get(room.id)?.subscriptions.size ?? 0;
+        }
+        this.set(n);
       },
     });
     new Gauge({
@@ -114,6 +165,7 @@ export class SfuMetrics {
         });
       },
     });
+    this.#registry = r;
     this.signallingErrors = new Counter({
       name: 'sfu_signalling_errors_total',
       help: 'Signalling requests answered with an error, by code',

@@ -30,6 +30,11 @@ export interface SfuNodeOptions extends WorkerPoolOptions {
   cascade?: CascadeOptions;
   /** Bounds on browsers' signalling connections (see SignallingLimits for the defaults). */
   signalling?: Partial<SignallingLimits>;
+  /**
+   * Allow plain RTP transports (`createPlainTransport`: no ICE/DTLS) for hardware terminals and gateways on a
+   * trusted network, and the scale tests' synthetic sites. Default off (`forbidden`).
+   */
+  plainRtp?: boolean;
 }
 
 export type SfuNodeEvents = {
@@ -49,6 +54,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
   readonly #logger: Logger;
   readonly #listenIp: string;
   readonly #keyFrameRequestDelayMs: number;
+  readonly #plainRtp: boolean;
+  readonly #announcedAddress: string | undefined;
   readonly #rooms = new Map<string, Room>();
   readonly #creating = new Map<string, Promise<Room>>();
   /** Meetings ended here or elsewhere in the conference: joins are refused for a while. */
@@ -65,6 +72,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
     this.#logger = options.logger;
     this.#listenIp = options.listenIp;
     this.#keyFrameRequestDelayMs = options.keyFrameRequestDelayMs ?? 1000;
+    this.#plainRtp = options.plainRtp === true;
+    this.#announcedAddress = options.announcedAddress;
     this.limits = { ...DEFAULT_SIGNALLING_LIMITS, ...options.signalling };
     this.pool = new WorkerPool({ ...options });
     this.metrics = new SfuMetrics(this);
@@ -148,7 +157,15 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
   async tap(roomId: string, producerId: string, to: { ip: string; port: number }): Promise<Tap> {
     const room = this.#rooms.get(roomId);
     if (!room || room.closed) throw new Error('no such room on this node');
-    return Tap.open(room, producerId, { ...to, listenIp: this.#listenIp });
+    const tap = await Tap.open(room, producerId, { ...to, listenIp: this.#listenIp });
+    // A recorder wants the full picture: its tap counts in the producer's demand like a page's consumer
+    // (layer 2 unless set otherwise with room.setConsumerDemand for the tap's consumer id).
+    if (tap.consumer.kind === 'video' && !tap.consumer.closed) {
+      const consumerId = tap.consumer.id;
+      room.setConsumerDemand(producerId, consumerId, 2);
+      tap.consumer.observer.once('close', () => room.setConsumerDemand(producerId, consumerId, -1));
+    }
+    return tap;
   }
 
   /**
@@ -177,10 +194,17 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
       const room = await this.#room(claims.room);
       if (room.closed) continue; // closed between creation and now (last peer left, worker died)
       if (room.control.ended) throw new SignallingError('forbidden', 'the meeting has ended');
-      const peer = new Peer(room, claims, rtpCapabilities, notify, token);
+      // Before the peer is added, so that its own join is already held as a venue.
+      if (claims.layout) room.setLayout(claims.layout);
+      const counted: Notify = (method, data) => {
+        this.metrics.notifications.inc({ method });
+        notify(method, data);
+      };
+      const peer = new Peer(room, claims, rtpCapabilities, counted, token);
       const replaced = room.addPeer(peer);
       if (token) room.noteGrant(token);
       if (replaced) replaced.notify('peerLeft', { peerId: replaced.id });
+      this.metrics.joins.inc();
       return peer;
     }
     throw new Error('room could not be opened');
@@ -199,12 +223,18 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
   roomState(peer: Peer) {
     const room = [...this.#rooms.values()].find((r) => r.peers.get(peer.id) === peer);
     if (!room) throw new Error('peer not in a room');
+    const common = { routerRtpCapabilities: room.router.rtpCapabilities, conference: room.control.initialView(peer), layout: room.layout, counts: { joined: room.joined } };
+    if (room.layout === 'venue') {
+      // A venue page is given the stage only (what it should consume), never the list of every site.
+      const stage = room.pageStage(peer);
+      room.noteStageSent(peer, stage);
+      return { ...common, peers: stage.peers, producers: stage.producers };
+    }
     // Peers and producers of the whole conference: this node's and those reached through the cascade.
     return {
-      routerRtpCapabilities: room.router.rtpCapabilities,
+      ...common,
       peers: [...room.localPeerInfos(peer), ...(room.remote?.peers() ?? [])],
       producers: [...room.localProducerInfos(peer), ...(room.remote?.producers() ?? [])],
-      conference: room.control.view(peer),
     };
   }
 
@@ -231,6 +261,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
       pending = Room.create(id, this.pool.pick(), this.#logger, this.#keyFrameRequestDelayMs).then((room) => {
         this.#rooms.set(id, room);
         if (this.cascade) room.control.nodeId = this.cascade.nodeId;
+        if (this.#plainRtp) room.plainRtp = { ip: this.#listenIp, ...(this.#announcedAddress ? { announcedAddress: this.#announcedAddress } : {}) };
         room.on('ended', () => this.#markEnded(id));
         room.on('close', () => {
           if (this.#rooms.get(id) === room) this.#rooms.delete(id);

@@ -11,6 +11,7 @@ import {
   requestSchema,
   type ConferenceStateView,
   type ErrorCode,
+  type Layout,
   type Request,
   type ServerMessage,
 } from './protocol.ts';
@@ -21,7 +22,14 @@ export interface SessionHost {
   /** `token`: the join token the peer was admitted with (the room's grant towards the cascade parent). */
   joinRoom(claims: JoinClaims, rtpCapabilities: types.RtpCapabilities | undefined, notify: Notify, token?: string): Promise<Peer>;
   leaveRoom(peer: Peer): void;
-  roomState(peer: Peer): { peers: Peer['info'][]; producers: ReturnType<Peer['producerInfos']>; routerRtpCapabilities: types.RtpCapabilities; conference: ConferenceStateView };
+  roomState(peer: Peer): {
+    peers: Peer['info'][];
+    producers: ReturnType<Peer['producerInfos']>;
+    routerRtpCapabilities: types.RtpCapabilities;
+    conference: ConferenceStateView;
+    layout: Layout;
+    counts: { joined: number };
+  };
   countError(code: ErrorCode): void;
   countTimeout(reason: 'join' | 'ping'): void;
 }
@@ -165,6 +173,18 @@ export class SignallingSession {
         return peer.resumeProducer(request.data);
       case 'consume':
         return peer.consume(request.data);
+      case 'setConsumerLayer':
+        return peer.setConsumerLayer(request.data);
+      case 'closeConsumer':
+        return peer.closeConsumer(request.data);
+      case 'siteProducers':
+        return peer.siteProducers(request.data);
+      case 'warm':
+        return peer.warm(request.data);
+      case 'createPlainTransport':
+        return peer.createPlainTransport(request.data);
+      case 'connectPlainTransport':
+        return peer.connectPlainTransport(request.data);
       case 'pauseConsumer':
         return peer.pauseConsumer(request.data);
       case 'resumeConsumer':

@@ -32,6 +32,8 @@ export function nodeOptionsFromConfig(
               }
             : {}),
           ...(pipeAnnounced ? { pipeAnnouncedAddress: pipeAnnounced } : {}),
+          // A capped uplink (satellite / 3G village): video crosses it as single-layer streams that fit.
+          ...(config.SFU_UPLINK_KBPS ? { uplinkKbps: config.SFU_UPLINK_KBPS } : {}),
         }
       : undefined;
   const signalling = {
@@ -43,6 +45,7 @@ export function nodeOptionsFromConfig(
   return {
     joinKey: keys.joinKey,
     signalling,
+    plainRtp: config.SFU_PLAIN_RTP,
     ...(cascade ? { cascade } : {}),
     numWorkers: config.SFU_NUM_WORKERS,
     listenIp: config.SFU_LISTEN_IP,

@@ -91,6 +91,22 @@ export const MAX_CONTROLLED_SITES = 1000;
 
 const entity = z.string().min(1).max(64);
 
+/** How a room is held: everyone sees everyone, or sites watch the stage (主会场 / 分会场). */
+export const layoutSchema = z.enum(['open', 'venue']);
+export type Layout = z.infer<typeof layoutSchema>;
+
+/** Simulcast spatial layer a consumer asks for: 0 lowest .. 2 highest. */
+export const layerSchema = z.union([z.literal(0), z.literal(1), z.literal(2)]);
+export type SpatialLayer = z.infer<typeof layerSchema>;
+/** Demand for a producer: the highest layer anyone wants, -1 when nobody consumes it. */
+export type LayerDemand = -1 | SpatialLayer;
+
+/** At most this many dais sites (named by the chair, seen by every site). */
+export const MAX_DAIS = 4;
+/** Bounds of the rotation requests. */
+export const MAX_SITE_PRODUCERS_PEERS = 50;
+export const MAX_WARM_PRODUCERS = 25;
+
 /** What the chair can do to the whole conference (every node of the cascade). */
 export const chairCommandSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('muteAll') }),
@@ -101,6 +117,9 @@ export const chairCommandSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('broadcast'), producerId: entity.nullable() }),
   z.object({ action: z.literal('lowerHand'), peerId: entity }),
   z.object({ action: z.literal('endMeeting') }),
+  // Venue floor control: the floor site is on every site's stage and the only site heard (null: take it back).
+  z.object({ action: z.literal('giveFloor'), peerId: entity.nullable() }),
+  z.object({ action: z.literal('setDais'), peerIds: z.array(entity).max(MAX_DAIS) }),
 ]);
 export type ChairCommand = z.infer<typeof chairCommandSchema>;
 
@@ -122,6 +141,8 @@ export const controlStateSchema = z.object({
   broadcast: entity.nullable(),
   /** Who ended the meeting, once it is ended. */
   ended: z.enum(['chair', 'api']).nullable(),
+  /** Dais sites: on every site's stage and heard (venue). Absent from older nodes: none. */
+  dais: z.array(entity).max(MAX_DAIS).default([]),
 });
 export type ControlState = z.infer<typeof controlStateSchema>;
 
@@ -151,7 +172,15 @@ export const requestSchema = z.discriminatedUnion('method', [
   req('closeProducer', z.object({ producerId: uuid })),
   req('pauseProducer', z.object({ producerId: uuid })),
   req('resumeProducer', z.object({ producerId: uuid })),
-  req('consume', z.object({ producerId: uuid })),
+  req('consume', z.object({ producerId: uuid, layer: layerSchema.optional() })),
+  req('setConsumerLayer', z.object({ consumerId: uuid, layer: layerSchema })),
+  req('closeConsumer', z.object({ consumerId: uuid })),
+  // Rotation (chair / rotate claim only): the producers of the sites on a page of tiles, and warming the next page.
+  req('siteProducers', z.object({ peerIds: z.array(entity).min(1).max(MAX_SITE_PRODUCERS_PEERS) })),
+  req('warm', z.object({ producerIds: z.array(uuid).max(MAX_WARM_PRODUCERS) })),
+  // Plain RTP (no ICE/DTLS), only where the node option plainRtp is on.
+  req('createPlainTransport', z.object({ direction: z.enum(['send', 'recv']) })),
+  req('connectPlainTransport', z.object({ transportId: uuid, ip: z.union([z.ipv4(), z.ipv6()]), port: z.number().int().min(1).max(65535) })),
   req('pauseConsumer', z.object({ consumerId: uuid })),
   req('resumeConsumer', z.object({ consumerId: uuid })),
   req('leave', z.object({}).optional().default({})),
@@ -217,6 +246,26 @@ export interface ConferenceStateView {
   /** Raised hands, oldest first. */
   hands: Array<{ peerId: string; displayName: string; unitId: number; at: number }>;
   selfMuted: boolean;
+  /** The site holding the floor (= spotlight). */
+  floor: string | null;
+  dais: string[];
+  layout: Layout;
+  /** This peer's own hand is raised. */
+  selfHand: boolean;
+}
+
+/** What a page of a venue room should consume now (its own producers left out). */
+export interface StageView {
+  peers: PeerInfo[];
+  producers: ProducerInfo[];
+}
+
+/** One site of a rotation page (`siteProducers`). */
+export interface SiteProducers {
+  peerId: string;
+  displayName: string;
+  unitId: number;
+  producers: ProducerInfo[];
 }
 
 /** Notifications the node pushes, and their payloads. */
@@ -234,6 +283,12 @@ export interface Notifications {
   meetingEnded: { reason: 'chair' | 'api' };
   /** The room's media worker was lost; rejoin with the same token to restore media. */
   reconnect: { reason: 'worker-died' | 'node-shutdown' };
+  /** Venue rooms: what this page should consume now (sent whenever it changes). */
+  stage: StageView;
+  /** Sites joined in the whole conference (at most one a second, only when changed). */
+  counts: { joined: number };
+  /** To a publisher: the highest simulcast layer anyone consumes of its producer (-1: nobody). */
+  layerDemand: { producerId: string; maxSpatialLayer: LayerDemand };
 }
 export type NotificationMethod = keyof Notifications;
 

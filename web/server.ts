@@ -20,6 +20,8 @@ import { SfuDirectory } from './api/sfu-directory.ts';
 import { SfuNodeHosts } from '../infra/sfu-node-hosts.ts';
 import { NodeLiveCameraProvider } from './live-camera-provider.ts';
 import { FilmBroadcasts } from './film-broadcasts.ts';
+import { createMeetingRosterRoutes } from './api/routes/meeting-roster.ts';
+import { AttendanceRecorder } from './attendance-recorder.ts';
 
 export interface WebServerOptions {
   pool: Pool;
@@ -51,6 +53,20 @@ export interface WebServerOptions {
   headersTimeoutMs?: number;
   /** Built front end; default web/dist. */
   distDir?: string;
+  /** Large meetings: MEETING_OPEN_MAX_SITES (default 8) and MEETING_ROTATION_SECONDS (default 10). */
+  meetings?: { openMaxSites?: number; rotationSeconds?: number };
+  /**
+   * Record meeting attendance from this process's SFU node (default true). Only the cascade's root
+   * hears every site: a process whose node has a parent must not record (it would see only its part).
+   */
+  attendance?: boolean;
+}
+
+const recorders = new WeakMap<http.Server, AttendanceRecorder>();
+
+/** The attendance recorder createWebServer attached to this server (tests flush and close it). */
+export function attendanceRecorderOf(server: http.Server): AttendanceRecorder | undefined {
+  return recorders.get(server);
 }
 
 /** Routes declared with ApiRoutes, as an extra router under /api with their OpenAPI paths. */
@@ -70,6 +86,15 @@ export function createWebServer(opts: WebServerOptions): http.Server {
   const endRoom = (room: string): void => void opts.sfu.endRoom(room);
   const ttl = opts.joinTokenTtlSeconds ? { joinTokenTtlSeconds: opts.joinTokenTtlSeconds } : {};
   const films = opts.filmsDir ? new FilmBroadcasts({ sfu: opts.sfu, filmsDir: opts.filmsDir, log: createLogger('films') }) : undefined;
+  const attendance = opts.attendance === false ? undefined : new AttendanceRecorder({ pool: opts.pool, sfu: opts.sfu, log: createLogger('attendance') });
+  if (attendance) {
+    void attendance.start();
+    attendance.registerMetrics(opts.sfu.metrics.registry);
+  }
+  const meetingSettings = {
+    ...(opts.meetings?.openMaxSites !== undefined ? { openMaxSites: opts.meetings.openMaxSites } : {}),
+    ...(opts.meetings?.rotationSeconds !== undefined ? { rotationSeconds: opts.meetings.rotationSeconds } : {}),
+  };
   const api = createApiApp({
     pool: opts.pool,
     tokenSecret: opts.tokenSecret,
@@ -77,7 +102,8 @@ export function createWebServer(opts: WebServerOptions): http.Server {
     ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}),
     extraRouters: [
       apiExtra(createServiceCallRoutes(opts.pool, opts.joinKey, { directory, endRoom, ...ttl, ...(opts.recordings ? { recordings: opts.recordings } : {}) })),
-      apiExtra(createMeetingRoutes(opts.pool, opts.joinKey, { endRoom, directory, ...ttl, ...(films ? { films } : {}) })),
+      apiExtra(createMeetingRoutes(opts.pool, opts.joinKey, { endRoom, directory, ...ttl, ...meetingSettings, ...(films ? { films } : {}) })),
+      apiExtra(createMeetingRosterRoutes(opts.pool)),
       apiExtra(createReminderRoutes(opts.pool)),
       apiExtra(createCompletionRoutes({ pool: opts.pool })),
       apiExtra(createLiveCameraRoutes({ pool: opts.pool, joinKey: opts.joinKey, provider: live, ...(opts.liveCameras?.maxPerUser ? { maxPerUser: opts.liveCameras.maxPerUser } : {}) })),
@@ -102,9 +128,11 @@ export function createWebServer(opts: WebServerOptions): http.Server {
   const headersTimeout = opts.headersTimeoutMs ?? 10_000;
   const server = http.createServer({ headersTimeout, connectionsCheckingInterval: Math.min(2_000, headersTimeout) }, app);
   opts.sfu.attach(server, '/sfu');
+  if (attendance) recorders.set(server, attendance);
   server.on('close', () => {
     live.close();
     films?.close();
+    void attendance?.close();
   });
   return server;
 }

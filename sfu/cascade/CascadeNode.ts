@@ -8,6 +8,7 @@ import { TypedEmitter } from '../TypedEmitter.ts';
 import { LogThrottle } from '../LogThrottle.ts';
 import { UpgradeDispatcher, refuseUpgrade } from '../UpgradeDispatcher.ts';
 import { CascadeRoom, type PipeRoute } from './CascadeRoom.ts';
+import { CatalogBudget } from './CatalogBudget.ts';
 import { ControlChannel, type ChannelHandler } from './ControlChannel.ts';
 import type { Link } from './Link.ts';
 import { ParentLink } from './ParentLink.ts';
@@ -47,6 +48,13 @@ export interface CascadeOptions {
    * (the tests put a WAN link emulator there). Both ends of a link must route through the same relay.
    */
   pipeRoute?: PipeRoute;
+  /**
+   * Capacity of this node's uplink to its parent in kbit/s (`SFU_UPLINK_KBPS`, e.g. 300 for a satellite
+   * village): video crosses that link as single-layer streams chosen to fit. Absent: uncapped.
+   */
+  uplinkKbps?: number;
+  /** Least time between two count/total messages on a link (default 1000 ms). */
+  countIntervalMs?: number;
   /** How long a producer keeps being piped after its last consumer beyond the link left. */
   unsubscribeLingerMs?: number;
   pingIntervalMs?: number;
@@ -64,6 +72,8 @@ export interface CascadeHost {
   readonly joinKey: KeyObject;
   openRoom(id: string): Promise<Room>;
   on(event: 'roomcreated', listener: (room: Room) => void): unknown;
+  /** The node's metrics: the cascade adds its gauges (computed at scrape time). */
+  readonly metrics?: { addGauge<L extends string>(name: string, help: string, labelNames: readonly L[], collect: () => Iterable<[Partial<Record<L, string>>, number]> | Promise<Iterable<[Partial<Record<L, string>>, number]>>): void };
 }
 
 const MAX_ROOMS_PER_CHILD = 1000;
@@ -97,6 +107,8 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
   #closed = false;
   /** Refused link attempts: anyone can make them, so their log lines are bounded. */
   readonly #refusals: LogThrottle;
+  /** Remote peers/producers neighbours may make this node hold: per link and per node. */
+  readonly budget = new CatalogBudget();
 
   constructor(host: CascadeHost, options: CascadeOptions, logger: Logger) {
     super();
@@ -112,6 +124,7 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
     };
     this.#log = logger.child({ cascade: options.nodeId });
     this.#refusals = new LogThrottle(this.#log);
+    this.#registerMetrics();
     host.on('roomcreated', (room) => this.#onRoomCreated(room));
     for (const room of host.rooms.values()) this.#onRoomCreated(room);
     if (options.parentUrl) {
@@ -148,6 +161,38 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
 
   start(): void {
     this.#parentLink?.start();
+  }
+
+  /** The live links: the parent's (if up) and the children's. */
+  get linkList(): Link[] {
+    return [...(this.#parent && !this.#parent.channel.closed ? [this.#parent] : []), ...this.#children.values()];
+  }
+
+  #registerMetrics(): void {
+    const m = this.#host.metrics;
+    if (!m) return;
+    m.addGauge('sfu_cascade_link_bytes', 'Media bytes on each cascade link (pipe + plain transports, all conferences)', ['link', 'direction'] as const, async () => {
+      const sums = new Map<string, { sent: number; received: number }>();
+      const all = [...this.#rooms.values()].flatMap((cr) => [...cr.links.values()]);
+      const bytes = await Promise.all(all.map((rl) => rl.bytes().catch(() => ({ sent: 0, received: 0 }))));
+      for (const [i, rl] of all.entries()) {
+        const s = sums.get(rl.link.id) ?? { sent: 0, received: 0 };
+        s.sent += bytes[i]!.sent;
+        s.received += bytes[i]!.received;
+        sums.set(rl.link.id, s);
+      }
+      return [...sums].flatMap(([link, s]) => [[{ link, direction: 'sent' }, s.sent], [{ link, direction: 'received' }, s.received]] as Array<[{ link: string; direction: string }, number]>);
+    });
+    m.addGauge('sfu_cascade_control_messages', 'Control messages on each cascade link since it came up', ['link', 'direction'] as const, () =>
+      this.linkList.flatMap((l) => [[{ link: l.id, direction: 'sent' }, l.channel.counters.sent], [{ link: l.id, direction: 'received' }, l.channel.counters.received]] as Array<[{ link: string; direction: string }, number]>),
+    );
+    m.addGauge('sfu_cascade_control_bytes', 'Control bytes on each cascade link since it came up', ['link', 'direction'] as const, () =>
+      this.linkList.flatMap((l) => [[{ link: l.id, direction: 'sent' }, l.channel.counters.sentBytes], [{ link: l.id, direction: 'received' }, l.channel.counters.receivedBytes]] as Array<[{ link: string; direction: string }, number]>),
+    );
+    m.addGauge('sfu_cascade_remote_entries', 'Remote peers and producers this node holds (all conferences)', ['kind'] as const, () => [
+      [{ kind: 'peers' }, this.budget.total.peers],
+      [{ kind: 'producers' }, this.budget.total.producers],
+    ]);
   }
 
   /** Accepts children's control links on `path` of an HTTP server (node token in Authorization). */
@@ -208,6 +253,9 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
       unsubscribeLingerMs: this.#options.unsubscribeLingerMs,
       logger: this.#log,
       distrust: this.#refusals,
+      budget: this.budget,
+      uplinkKbps: this.#options.uplinkKbps,
+      ...(this.#options.countIntervalMs !== undefined ? { countIntervalMs: this.#options.countIntervalMs } : {}),
     });
     this.#rooms.set(room.id, cr);
     room.on('close', () => {
@@ -337,6 +385,10 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
     if (ntf.m === 'peerAdded' && ntf.d.peer.role === 'chair') {
       await this.#verifyChairs(link, ntf.d.room, [ntf.d.peer], ntf.d.chairProof ? { [ntf.d.peer.peerId]: ntf.d.chairProof } : undefined);
       if (ntf.d.peer.role !== 'chair') delete ntf.d.chairProof;
+    }
+    // The rest of a child's snapshot: its chairs need proofs like openRoom's.
+    if (ntf.m === 'catalog' && link.kind === 'child' && ntf.d.peers.some((p) => p.role === 'chair')) {
+      await this.#verifyChairs(link, ntf.d.room, ntf.d.peers, ntf.d.chairProofs);
     }
     const cr = this.#rooms.get(ntf.d.room);
     if (!cr) return;

@@ -74,6 +74,8 @@ export class ControlChannel extends TypedEmitter<ControlChannelEvents> {
   #concurrent = 0;
   #alive = true;
   readonly #pinger: NodeJS.Timeout;
+  /** Messages and bytes each way (metrics; tests count what one join costs per link). */
+  readonly counters = { sent: 0, sentBytes: 0, received: 0, receivedBytes: 0, sentByMethod: new Map<string, number>() };
   #closed = false;
 
   constructor(ws: WebSocket, options: ControlChannelOptions) {
@@ -178,6 +180,8 @@ export class ControlChannel extends TypedEmitter<ControlChannelEvents> {
     if (this.#closed) return;
     if (isBinary) return this.#protocolError('binary frame');
     const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
+    this.counters.received++;
+    this.counters.receivedBytes += buf.length;
     if (buf.length > MAX_CONTROL_MESSAGE_BYTES) return this.#protocolError('message too large');
     let json: unknown;
     try {
@@ -268,7 +272,13 @@ export class ControlChannel extends TypedEmitter<ControlChannelEvents> {
       this.#onClose('send buffer overflow');
       return;
     }
-    this.#ws.send(JSON.stringify(message));
+    const text = JSON.stringify(message);
+    const c = this.counters;
+    c.sent++;
+    c.sentBytes += Buffer.byteLength(text);
+    const m = (message as { t: string; m?: string }).m ?? 'res';
+    c.sentByMethod.set(m, (c.sentByMethod.get(m) ?? 0) + 1);
+    this.#ws.send(text);
   }
 
   #onClose(reason: string): void {

@@ -1,5 +1,6 @@
 import type { types } from 'mediasoup';
 import type { Logger } from '../../infra/logger.ts';
+import { Coalescer } from './Coalescer.ts';
 import type { RoomLink } from './RoomLink.ts';
 
 export interface SubscriptionOptions {
@@ -11,6 +12,10 @@ export interface SubscriptionOptions {
   keyFrameRequestDelayMs: number;
   /** Current paused state as last announced (the pipe producer follows it). */
   paused: () => boolean;
+  /** Video: the highest layer anyone here (or beyond another link) wants; told towards the origin. */
+  demand?: () => number;
+  /** Least time between two `demand` messages for this producer. */
+  demandIntervalMs: number;
   logger: Logger;
   onClosed: (sub: Subscription) => void;
 }
@@ -33,6 +38,9 @@ export class Subscription {
   #refs = 0;
   #linger: NodeJS.Timeout | undefined;
   #closed = false;
+  #demand: Coalescer<number> | undefined;
+  /** Came as one layer over the link's PlainTransport (a capped link). */
+  single = false;
 
   constructor(options: SubscriptionOptions) {
     this.#options = options;
@@ -83,6 +91,22 @@ export class Subscription {
     return release;
   }
 
+  /**
+   * The demand here changed: tell the node towards the origin (coalesced, only on change). `initial`
+   * (the pipe just came up): nothing is said while nobody here has a layer yet — the node beyond
+   * assumes the top layer until told (a server-side consumer such as a recorder never says).
+   */
+  pushDemand(initial = false): void {
+    const d = this.#options.demand;
+    if (!d || !this.#producer || this.#closed) return;
+    if (initial && d() < 0) return;
+    this.#demand ??= new Coalescer<number>(this.#options.demandIntervalMs, (layer) => {
+      const channel = this.via.link.channel;
+      if (!this.#closed && !channel.closed && !this.via.closed) channel.notify('demand', { room: this.#options.roomId, producerId: this.producerId, layer });
+    });
+    this.#demand.set(d());
+  }
+
   async setPaused(paused: boolean): Promise<void> {
     const p = this.#producer;
     if (!p || p.closed || p.paused === paused) return;
@@ -94,6 +118,7 @@ export class Subscription {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#linger);
+    this.#demand?.close();
     this.#producer?.close();
     const channel = this.via.link.channel;
     if (notify && !channel.closed && !this.via.closed) {
@@ -106,7 +131,11 @@ export class Subscription {
     const o = this.#options;
     const answer = await this.via.link.channel.request('subscribe', { room: o.roomId, producerId: o.producerId });
     if (this.#closed || this.via.closed) throw new Error('subscription closed while subscribing');
-    const producer = await this.via.transport.produce({
+    // A capped link sends video as one layer over its PlainTransport; everything else comes through the pipe.
+    const transport = answer.single ? this.via.plain : this.via.transport;
+    if (!transport) throw new Error('single-layer stream offered on a link without a plain transport');
+    this.single = answer.single === true;
+    const producer = await transport.produce({
       id: o.producerId,
       kind: answer.kind,
       rtpParameters: answer.rtpParameters as types.RtpParameters,
@@ -121,5 +150,6 @@ export class Subscription {
     // The link or the transport went away under us: nothing to tell upstream.
     producer.observer.once('close', () => this.close(false));
     if (producer.paused !== o.paused()) await this.setPaused(o.paused());
+    if (answer.kind === 'video') this.pushDemand(true);
   }
 }

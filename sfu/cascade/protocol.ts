@@ -10,11 +10,25 @@ import { MAX_CONTROLLED_SITES, controlStateSchema, handSchema, mediaSourceSchema
 // `subscribe` requests run beside them so one slow upstream pipe does not stall the catalog.
 // Every message is validated here; the bounds below cap what one neighbour can make a node hold.
 
-/** Largest control message (a conference snapshot of a few thousand producers fits). */
+/** Largest control message (a catalog chunk of 2,000 entries is ~300 KB). */
 export const MAX_CONTROL_MESSAGE_BYTES = 4 * 1024 * 1024;
-/** Remote peers / producers one conference may list on a node. */
-export const MAX_REMOTE_PEERS = 5000;
-export const MAX_REMOTE_PRODUCERS = 10000;
+/**
+ * Entries (peers + producers) one catalog message carries: an openRoom snapshot beyond this goes on
+ * in `catalog` notifications, so a 10,000-site conference attaches within the message bound.
+ */
+export const CATALOG_CHUNK = 2000;
+/**
+ * What one received catalog message may list (each array): more than we send, so a node of the previous
+ * version (up to 5,000 peers / 10,000 producers in one openRoom) still attaches; 4 MiB bounds it anyway.
+ */
+export const MAX_CATALOG_MESSAGE_ENTRIES = 10_000;
+/** What one neighbour may make a node hold (all conferences together), and the whole node. */
+export const MAX_REMOTE_PEERS_PER_LINK = 50_000;
+export const MAX_REMOTE_PRODUCERS_PER_LINK = 100_000;
+export const MAX_REMOTE_PEERS_PER_NODE = 200_000;
+export const MAX_REMOTE_PRODUCERS_PER_NODE = 200_000;
+/** Largest subtree count a child may claim (a city has ~10,000 sites; anything far beyond is a lie). */
+export const MAX_SITE_COUNT = 1_000_000;
 
 const entityId = z.string().min(1).max(64);
 
@@ -53,12 +67,19 @@ const conferenceSchema = z.object({
 const proofToken = z.string().min(1).max(4096);
 const chairProofsSchema = z.record(entityId, proofToken).refine((o) => Object.keys(o).length <= 100, 'too many chair proofs');
 
+const chunk = {
+  peers: z.array(peerInfoSchema).max(MAX_CATALOG_MESSAGE_ENTRIES),
+  producers: z.array(producerInfoSchema).max(MAX_CATALOG_MESSAGE_ENTRIES),
+};
 const snapshot = {
-  peers: z.array(peerInfoSchema).max(MAX_REMOTE_PEERS),
-  producers: z.array(producerInfoSchema).max(MAX_REMOTE_PRODUCERS),
+  ...chunk,
   // Optional so that a node of the previous version still attaches.
   conference: conferenceSchema.optional(),
+  /** `venue` (sites watch the stage; children are told only the stage) or `open` (absent = open). */
+  layout: z.enum(['open', 'venue']).optional(),
 };
+const layer = z.number().int().min(-1).max(2);
+const siteCount = z.number().int().nonnegative().max(MAX_SITE_COUNT);
 
 const reqId = z.number().int().nonnegative();
 const req = <M extends string, D extends z.ZodType>(m: M, d: D) => z.object({ t: z.literal('req'), id: reqId, m: z.literal(m), d });
@@ -68,13 +89,23 @@ const room = roomIdSchema;
 export const requestSchemas = {
   /** Child -> parent: attach a conference; both sides exchange pipe endpoints and catalogs. */
   // `grant`: a join token for this room someone at or below the child was admitted with (see CascadeNode).
-  openRoom: z.object({ room, pipe: pipeInfoSchema, grant: z.string().max(4096).optional(), chairProofs: chairProofsSchema.optional(), ...snapshot }),
+  // `capacityKbps` + `plain`: the child's uplink is capped; video crosses it single-layer over a PlainTransport pair.
+  openRoom: z.object({
+    room,
+    pipe: pipeInfoSchema,
+    grant: z.string().max(4096).optional(),
+    chairProofs: chairProofsSchema.optional(),
+    capacityKbps: z.number().int().min(16).max(10_000_000).optional(),
+    plain: pipeInfoSchema.optional(),
+    ...snapshot,
+  }),
   /** Either way, towards a producer's origin: start piping it over this link. */
   subscribe: z.object({ room, producerId: entityId }),
 };
 export const responseSchemas = {
-  openRoom: z.object({ pipe: pipeInfoSchema, ...snapshot }),
-  subscribe: z.object({ kind: z.enum(['audio', 'video']), rtpParameters: rtpParametersSchema, paused: z.boolean() }),
+  openRoom: z.object({ pipe: pipeInfoSchema, plain: pipeInfoSchema.optional(), ...snapshot }),
+  /** `single`: one layer, sent over the link's PlainTransport (capped links); produce it there. */
+  subscribe: z.object({ kind: z.enum(['audio', 'video']), rtpParameters: rtpParametersSchema, paused: z.boolean(), single: z.literal(true).optional() }),
 };
 export const notificationSchemas = {
   /** Child -> parent: the child no longer takes part in the conference. */
@@ -90,6 +121,16 @@ export const notificationSchemas = {
   producerPaused: z.object({ room, producerId: entityId, paused: z.boolean() }),
   /** The conference state changed (chair command, hand): flooded like the catalog. */
   conference: z.object({ room, ...conferenceSchema.shape }),
+  /** The rest of an openRoom snapshot (either way), applied in order after it. Chairs' proofs only upwards. */
+  catalog: z.object({ room, ...chunk, chairProofs: chairProofsSchema.optional() }),
+  /** Towards a producer's origin: the highest layer anyone beyond this link wants of it (-1 = nobody). */
+  demand: z.object({ room, producerId: entityId, layer }),
+  /** Either way: the room became a venue after the link attached (venue is sticky; never back to open). */
+  layout: z.object({ room, layout: z.literal('venue') }),
+  /** Child -> parent: sites (chairs and participants) at and below the child. */
+  count: z.object({ room, sites: siteCount }),
+  /** Parent -> child: sites in the whole conference. */
+  total: z.object({ room, sites: siteCount }),
 };
 
 export type RequestMethod = keyof typeof requestSchemas;
@@ -110,6 +151,11 @@ export const incomingSchema = z.discriminatedUnion('t', [
     ntf('producerRemoved', notificationSchemas.producerRemoved),
     ntf('producerPaused', notificationSchemas.producerPaused),
     ntf('conference', notificationSchemas.conference),
+    ntf('catalog', notificationSchemas.catalog),
+    ntf('demand', notificationSchemas.demand),
+    ntf('layout', notificationSchemas.layout),
+    ntf('count', notificationSchemas.count),
+    ntf('total', notificationSchemas.total),
   ]),
   z.object({
     t: z.literal('res'),

@@ -36,6 +36,12 @@ export interface TreeNodeOptions {
   parentUrlFor?: (childName: string, parentUrl: string) => string;
   /** Per node: send a link's media through a relay (a WAN link emulator) instead of directly. */
   pipeRouteFor?: (nodeName: string) => PipeRoute | undefined;
+  /** Per node: the capacity of its uplink in kbit/s (SFU_UPLINK_KBPS): video to/from its parent single-layer. */
+  uplinkKbpsFor?: (nodeName: string) => number | undefined;
+  /** Allow peers' plain RTP transports (SFU_PLAIN_RTP=1): in-process synthetic sites. */
+  plainRtp?: boolean;
+  /** Least time between two count/total messages on a link (default 1000 ms). */
+  countIntervalMs?: number;
 }
 
 /** One SFU node of the chain, with its HTTP server (browsers' /sfu and children's /cascade). */
@@ -77,6 +83,7 @@ export class TreeNode {
       rtcMinPort: this.#options.rtcMinPort,
       rtcMaxPort: this.#options.rtcMaxPort,
       logger: createLogger(`sfu-${this.name}`),
+      ...(this.#options.plainRtp ? { plainRtp: true } : {}),
       cascade: {
         nodeId: this.name,
         unitId: this.unitId,
@@ -86,6 +93,8 @@ export class TreeNode {
         admission: this.#options.admission ?? 'open',
         ...this.#options.nodeAuthFor?.(this.name),
         ...(this.#options.pipeRouteFor?.(this.name) ? { pipeRoute: this.#options.pipeRouteFor(this.name)! } : {}),
+        ...(this.#options.uplinkKbpsFor?.(this.name) ? { uplinkKbps: this.#options.uplinkKbpsFor(this.name)! } : {}),
+        ...(this.#options.countIntervalMs !== undefined ? { countIntervalMs: this.#options.countIntervalMs } : {}),
         unsubscribeLingerMs: this.#options.lingerMs ?? 300,
         pingIntervalMs: this.#options.pingIntervalMs ?? 1000,
         requestTimeoutMs: 5000,
@@ -129,6 +138,14 @@ export class TreeNode {
   async camera(roomId: string, o: { ssrc: number; fps: number; size: number; displayName?: string }): Promise<{ ingest: Ingest; source: RtpSource }> {
     const source = await RtpSource.create(o.ssrc, o.fps, o.size);
     const ingest = await this.node.ingest(roomId, { displayName: o.displayName ?? this.name, unitId: this.unitId, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(o.ssrc) });
+    source.start(ingest.localPort);
+    return { ingest, source };
+  }
+
+  /** A simulcast site camera: a synthetic 3-layer H.264 source sending into a video ingest of the room. */
+  async simulcastCamera(roomId: string, o: { layers: readonly LayerSpec[]; displayName?: string }): Promise<{ ingest: Ingest; source: SimulcastRtpSource }> {
+    const source = await SimulcastRtpSource.create(o.layers);
+    const ingest = await this.node.ingest(roomId, { displayName: o.displayName ?? this.name, unitId: this.unitId, kind: 'video', source: 'camera', rtpParameters: source.rtpParameters() });
     source.start(ingest.localPort);
     return { ingest, source };
   }
@@ -186,6 +203,17 @@ export class EmulatedLink {
     }
     return undefined;
   };
+
+  /** Bytes that entered the link each way, over every emulator (pipe and plain paths of every conference). */
+  async bytesIn(): Promise<{ aToB: number; bToA: number }> {
+    let aToB = 0;
+    let bToA = 0;
+    for (const e of await this.emulators()) {
+      aToB += e.counters.aToB.bytesIn;
+      bToA += e.counters.bToA.bytesIn;
+    }
+    return { aToB, bToA };
+  }
 
   /** Cuts or restores the media path of every conference on this link. */
   async setDown(down: boolean): Promise<void> {
@@ -337,6 +365,9 @@ interface SinkCount {
   /** Arrival gaps longer than FREEZE_MS: how many, and their total length. */
   freezes: number;
   freezeMs: number;
+  /** Packets per simulcast layer mark (SimulcastRtpSource), and the last layer seen. */
+  layers: Map<number, number>;
+  lastLayer: number;
 }
 
 /** A gap in arrivals this long counts as a freeze (as WebRTC stats do: ~150 ms beyond the frame interval). */
@@ -374,6 +405,10 @@ export function rtpPayloadOffset(pkt: Buffer): number {
   return off;
 }
 
+function emptyCount(): SinkCount {
+  return { packets: 0, bytes: 0, last: 0, latencies: [], frames: new Map(), freezes: 0, freezeMs: 0, layers: new Map(), lastLayer: -1 };
+}
+
 /** Counts RTP arriving from taps, per sending port (one tap = one PlainTransport = one port). */
 export class RtpSink {
   readonly socket: dgram.Socket;
@@ -387,7 +422,7 @@ export class RtpSink {
       if (pt >= 192 && pt <= 223) return; // RTCP
       if (msg.readUInt32BE(8) === PROBATION_SSRC) return; // mediasoup's bandwidth probes, not media
       let c = this.#counts.get(rinfo.port);
-      if (!c) this.#counts.set(rinfo.port, (c = { packets: 0, bytes: 0, last: 0, latencies: [], frames: new Map(), freezes: 0, freezeMs: 0 }));
+      if (!c) this.#counts.set(rinfo.port, (c = emptyCount()));
       const now = performance.now();
       if (c.last && now - c.last > FREEZE_MS) {
         c.freezes++;
@@ -403,6 +438,11 @@ export class RtpSink {
         const lat = performance.timeOrigin + performance.now() - sentAt;
         const f = msg.readUInt32BE(off + 12);
         if (c.frames.size < 100_000 && !c.frames.has(f)) c.frames.set(f, now);
+        if (msg.length >= off + 18 && msg[off + 17] === LAYER_MAGIC) {
+          const layer = msg[off + 16]!;
+          c.layers.set(layer, (c.layers.get(layer) ?? 0) + 1);
+          c.lastLayer = layer;
+        }
         if (lat >= 0 && lat < 10_000) {
           c.latencies.push(lat);
           if (c.latencies.length > 500) c.latencies.shift();
@@ -422,7 +462,7 @@ export class RtpSink {
   }
 
   count(fromPort: number): SinkCount {
-    return this.#counts.get(fromPort) ?? { packets: 0, bytes: 0, last: 0, latencies: [], frames: new Map(), freezes: 0, freezeMs: 0 };
+    return this.#counts.get(fromPort) ?? emptyCount();
   }
 
   get totalPackets(): number {
@@ -433,5 +473,124 @@ export class RtpSink {
 
   close(): void {
     this.socket.close();
+  }
+}
+
+/** One layer of a synthetic simulcast camera: its own frame rate and packet size (so its bitrate), and the maxBitrate it announces. */
+export interface LayerSpec {
+  ssrc: number;
+  fps: number;
+  size: number;
+  maxBitrate: number;
+}
+
+/** Marks the payload byte after the layer number (tells a SimulcastRtpSource packet from others). */
+const LAYER_MAGIC = 0xa5;
+
+/** RTP parameters of a 3-layer H.264 simulcast sender (one SSRC per layer, lowest first). */
+export function h264SimulcastRtpParameters(layers: readonly LayerSpec[]): types.RtpParameters {
+  const p = h264RtpParameters(layers[0]!.ssrc);
+  return { ...p, encodings: layers.map((l) => ({ ssrc: l.ssrc, maxBitrate: l.maxBitrate })) };
+}
+
+/**
+ * A synthetic simulcast camera: each layer is a stream of one-packet frames on its own SSRC at its own
+ * rate and size, the payload marked with the layer (byte 16 after the NAL header's offset) so a receiver
+ * behind a consumer (which rewrites SSRCs) can tell which layer it gets. A keyframe every second per
+ * layer, and at once on the layer a PLI/FIR names (all layers if it names none of them).
+ */
+export class SimulcastRtpSource {
+  readonly socket: dgram.Socket;
+  readonly layers: readonly LayerSpec[];
+  readonly #seq: number[];
+  readonly #frame: number[];
+  readonly #timers: NodeJS.Timeout[] = [];
+  #port = 0;
+  sent: number[];
+  sentBytes: number[];
+  /** Keyframe requests per layer. */
+  plis: number[];
+  keyframes: number[];
+
+  private constructor(socket: dgram.Socket, layers: readonly LayerSpec[]) {
+    this.socket = socket;
+    this.layers = layers;
+    this.#seq = layers.map(() => 0);
+    this.#frame = layers.map(() => 0);
+    this.sent = layers.map(() => 0);
+    this.sentBytes = layers.map(() => 0);
+    this.plis = layers.map(() => 0);
+    this.keyframes = layers.map(() => 0);
+    socket.on('message', (msg) => this.#onRtcp(msg));
+  }
+
+  static async create(layers: readonly LayerSpec[]): Promise<SimulcastRtpSource> {
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+    return new SimulcastRtpSource(s, layers);
+  }
+
+  rtpParameters(): types.RtpParameters {
+    return h264SimulcastRtpParameters(this.layers);
+  }
+
+  start(port: number): void {
+    this.#port = port;
+    this.stop();
+    for (const [i, l] of this.layers.entries()) {
+      this.#timers.push(setInterval(() => this.#send(i, this.#frame[i]! % l.fps === 0), 1000 / l.fps));
+    }
+  }
+
+  stop(): void {
+    for (const t of this.#timers.splice(0)) clearInterval(t);
+  }
+
+  close(): void {
+    this.stop();
+    this.socket.close();
+  }
+
+  #send(layer: number, key: boolean): void {
+    const l = this.layers[layer]!;
+    const pkt = Buffer.alloc(l.size);
+    const frame = this.#frame[layer]!;
+    pkt[0] = 0x80;
+    pkt[1] = 0x80 | H264_PT;
+    pkt.writeUInt16BE(this.#seq[layer]!++ & 0xffff, 2);
+    pkt.writeUInt32BE(Math.floor(frame * (90000 / l.fps)) >>> 0, 4);
+    pkt.writeUInt32BE(l.ssrc, 8);
+    pkt[12] = key ? 0x67 : 0x41;
+    pkt.writeDoubleBE(performance.timeOrigin + performance.now(), 16);
+    pkt.writeUInt32BE(frame, 24);
+    pkt[28] = layer;
+    pkt[29] = LAYER_MAGIC;
+    if (key) this.keyframes[layer]!++;
+    this.#frame[layer]!++;
+    this.sent[layer]!++;
+    this.sentBytes[layer]! += pkt.length;
+    this.socket.send(pkt, this.#port, '127.0.0.1');
+  }
+
+  #onRtcp(msg: Buffer): void {
+    let off = 0;
+    const asked = new Set<number>();
+    while (off + 4 <= msg.length) {
+      const fmt = msg[off]! & 0x1f;
+      const pt = msg[off + 1]!;
+      const len = (msg.readUInt16BE(off + 2) + 1) * 4;
+      // PLI names the media SSRC at +8; FIR names it in its FCI at +12.
+      const named = pt === 206 && fmt === 1 && off + 12 <= msg.length ? msg.readUInt32BE(off + 8) : pt === 206 && fmt === 4 && off + 16 <= msg.length ? msg.readUInt32BE(off + 12) : undefined;
+      if (named !== undefined) {
+        const i = this.layers.findIndex((l) => l.ssrc === named);
+        if (i >= 0) asked.add(i);
+        else for (const j of this.layers.keys()) asked.add(j);
+      }
+      off += len;
+    }
+    for (const i of asked) {
+      this.plis[i]!++;
+      this.#send(i, true);
+    }
   }
 }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import { tmpDir } from './browser.ts';
 import { CASCADE_SECRET } from './cascade-harness.ts';
@@ -13,6 +14,8 @@ export interface NodeProcessOptions {
   /** The parent's cascade URL (ws://host:port/cascade). */
   parentUrl?: string;
   rtcBase: number;
+  /** How many media ports from rtcBase (PipeTransports, PlainTransports); default 300. */
+  rtcPorts?: number;
   /** The node's address (listen and announced); default 127.0.0.1. */
   ip?: string;
   /** Runs the process in this network namespace (`ip netns exec`). */
@@ -53,7 +56,7 @@ export class NodeProcess {
       ...(options.ip ? { SFU_ANNOUNCED_IP: options.ip } : {}),
       SFU_RTC_PORT: '0',
       SFU_RTC_MIN_PORT: String(options.rtcBase),
-      SFU_RTC_MAX_PORT: String(options.rtcBase + 299),
+      SFU_RTC_MAX_PORT: String(options.rtcBase + (options.rtcPorts ?? 300) - 1),
       SFU_NODE_ID: name,
       SFU_UNIT_ID: String(options.unitId),
       ...(options.parentUrl ? { SFU_PARENT_URL: options.parentUrl } : {}),
@@ -74,11 +77,46 @@ export class NodeProcess {
     const [cmd, ...args] = this.#netns ? ['ip', 'netns', 'exec', this.#netns, ...node] : node;
     this.proc = spawn(cmd!, args, { env: this.#env, stdio: ['ignore', 'ignore', 'pipe'] });
     this.proc.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${this.name}] ${d}`));
+    const proc = this.proc;
+    proc.once('exit', (code, signal) => {
+      if (signal !== 'SIGKILL') process.stderr.write(`[${this.name}] exited: code ${code} signal ${signal}\n`);
+    });
   }
 
   async health(): Promise<NodeHealth> {
     const res = await fetch(`http://${this.ip}:${this.port}/healthz`);
     return (await res.json()) as NodeHealth;
+  }
+
+  /** The node's Prometheus metrics, parsed (loopback scrape, or METRICS_TOKEN from its env). */
+  async metrics(): Promise<Metrics> {
+    const token = this.#env.METRICS_TOKEN;
+    // A kept-alive socket the server is just closing resets the request: try again (on a fresh one).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await fetch(`http://${this.ip}:${this.port}/metrics`, { headers: { connection: 'close', ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+        if (!res.ok) throw new Error(`${this.name} /metrics: HTTP ${res.status}`);
+        return new Metrics(await res.text());
+      } catch (err) {
+        if (attempt >= 3) throw err;
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
+    }
+  }
+
+  /**
+   * CPU seconds (user + system) and resident memory of the node's processes, from /proc: the Node.js
+   * process (signalling, cascade) and its mediasoup worker children (media), separately.
+   */
+  usage(): { node: ProcUsage; workers: ProcUsage } {
+    const pid = this.proc?.pid;
+    const none = { cpuSeconds: 0, rssBytes: 0 };
+    if (!pid || this.proc?.exitCode !== null) return { node: none, workers: none };
+    const workers = childPids(pid).map(procUsage);
+    return {
+      node: procUsage(pid),
+      workers: workers.reduce((a, b) => ({ cpuSeconds: a.cpuSeconds + b.cpuSeconds, rssBytes: a.rssBytes + b.rssBytes }), none),
+    };
   }
 
   kill(): Promise<void> {
@@ -97,4 +135,117 @@ export async function freePort(): Promise<number> {
   const { port } = srv.address() as net.AddressInfo;
   await new Promise((r) => srv.close(r));
   return port;
+}
+
+export interface ProcUsage {
+  cpuSeconds: number;
+  rssBytes: number;
+}
+
+const CLK_TCK = 100;
+const PAGE = 4096;
+
+function procUsage(pid: number): ProcUsage {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces): state is field 3; utime 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const cpu = (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    const rssPages = Number(fs.readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]);
+    return { cpuSeconds: cpu, rssBytes: rssPages * PAGE };
+  } catch {
+    return { cpuSeconds: 0, rssBytes: 0 };
+  }
+}
+
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      const c = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      if (c) out.push(...c.split(/\s+/).map(Number));
+    }
+  } catch {
+    // gone
+  }
+  return out;
+}
+
+/** One Prometheus text exposition, parsed into samples. */
+export class Metrics {
+  readonly samples: Array<{ name: string; labels: Record<string, string>; value: number }> = [];
+
+  constructor(text: string) {
+    for (const line of text.split('\n')) {
+      if (!line || line.startsWith('#')) continue;
+      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+      if (!m) continue;
+      const labels: Record<string, string> = {};
+      for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+      this.samples.push({ name: m[1]!, labels, value: Number(m[3]) });
+    }
+  }
+
+  /** Sum of a metric's samples whose labels match `where` (all of them if absent); undefined if none. */
+  get(name: string, where: Record<string, string | ((v: string) => boolean)> = {}): number | undefined {
+    let sum: number | undefined;
+    for (const s of this.samples) {
+      if (s.name !== name) continue;
+      const ok = Object.entries(where).every(([k, v]) => (typeof v === 'function' ? s.labels[k] !== undefined && v(s.labels[k]!) : s.labels[k] === v));
+      if (ok) sum = (sum ?? 0) + s.value;
+    }
+    return sum;
+  }
+
+  /** Every sample of a metric. */
+  all(name: string): Array<{ labels: Record<string, string>; value: number }> {
+    return this.samples.filter((s) => s.name === name);
+  }
+}
+
+/** One node of a process tree: its name, its parent's name (none for the root), its unit and settings. */
+export interface TreeSpec {
+  name: string;
+  parent?: string;
+  unitId: number;
+  env?: Record<string, string>;
+  /** This node's media ports (default: the tree's `rtcPorts`). */
+  rtcPorts?: number;
+}
+
+/**
+ * Starts a tree of node processes (parent-first order), each with its own range of `rtcPorts` media ports
+ * from `rtcBase`; resolves when every node serves and every child's link to its parent is up.
+ */
+export async function startNodeTree(
+  spec: readonly TreeSpec[],
+  options: { rtcBase: number; rtcPorts: number; env?: Record<string, string>; timeoutMs?: number },
+): Promise<Map<string, NodeProcess>> {
+  const nodes = new Map<string, NodeProcess>();
+  let base = options.rtcBase;
+  for (const s of spec) {
+    const parent = s.parent ? nodes.get(s.parent) : undefined;
+    if (s.parent && !parent) throw new Error(`parent ${s.parent} of ${s.name} must come first`);
+    const p = new NodeProcess(s.name, {
+      unitId: s.unitId,
+      port: await freePort(),
+      rtcBase: base,
+      rtcPorts: s.rtcPorts ?? options.rtcPorts,
+      ...(parent ? { parentUrl: parent.cascadeUrl } : {}),
+      env: { ...options.env, ...s.env },
+    });
+    nodes.set(s.name, p);
+    base += s.rtcPorts ?? options.rtcPorts;
+  }
+  for (const p of nodes.values()) p.start();
+  const deadline = Date.now() + (options.timeoutMs ?? 90_000);
+  for (;;) {
+    const hs = await Promise.all([...nodes.values()].map((p) => p.health().catch((): NodeHealth => ({ ok: false }))));
+    if (hs.every((h, i) => h.ok && (!spec[i]!.parent || h.cascade?.parentConnected === true))) return nodes;
+    if (Date.now() > deadline) {
+      for (const p of nodes.values()) await p.kill();
+      throw new Error(`node tree not up: ${JSON.stringify(hs)}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

@@ -49,9 +49,15 @@ export async function openMeetingLink(browser: Browser, baseUrl: string, token: 
   return page;
 }
 
-/** Opens the app in a fresh browser context (1366x768) and signs in through the login form. */
-export async function signIn(browser: Browser, baseUrl: string, username: string, password: string): Promise<Page> {
-  const page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
+/**
+ * Opens the app in a fresh browser context (1366x768) and signs in through the login form.
+ * `camera` ("320x240" or "320x240@15") sets the device's capture size as a person would in the page's
+ * local settings: tests with many pages keep the encoders small on 2 cores.
+ */
+export async function signIn(browser: Browser, baseUrl: string, username: string, password: string, opts: { camera?: string } = {}): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+  if (opts.camera) await context.addInitScript((size) => localStorage.setItem('camera', size), opts.camera);
+  const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${username}]`, e.message));
   await page.goto(baseUrl + '/');
   await page.getByLabel('用户名').fill(username);

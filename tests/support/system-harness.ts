@@ -10,7 +10,8 @@ import { Recorder } from '../../recorder/Recorder.ts';
 import { RoomRecordings } from '../../recorder/RoomRecordings.ts';
 import { CASCADE_SECRET } from './cascade-harness.ts';
 import { fastRecorderConfig } from './recorder-fixture.ts';
-import { createWebServer } from '../../web/server.ts';
+import { attendanceRecorderOf, createWebServer } from '../../web/server.ts';
+import type { AttendanceRecorder } from '../../web/attendance-recorder.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { TEST_SECRET } from './sfu-harness.ts';
 import { TEST_JOIN_KEYS } from './join-keys.ts';
@@ -29,6 +30,8 @@ export interface SystemHarness {
   recorder?: Recorder;
   recordings?: RoomRecordings;
   server: http.Server;
+  /** Writes meeting attendance from this node's rooms (as in `npm start`). */
+  attendance: AttendanceRecorder;
   /** ws:// URL of this node's browser signalling, and of its cascade endpoint for child nodes. */
   wsUrl: string;
   cascadeUrl: string;
@@ -59,6 +62,8 @@ export async function startSystemHarness(
     headersTimeoutMs?: number;
     /** Live inspection caps (per node, per person). */
     liveCameras?: { maxCameras?: number; maxPerUser?: number };
+    /** MEETING_OPEN_MAX_SITES (default 8) and MEETING_ROTATION_SECONDS (default 10). */
+    meetings?: { openMaxSites?: number; rotationSeconds?: number };
     /** SFU_NODE_HOSTS; default loopback and the reserved *.example names the tests and the demo use. */
     sfuNodeHosts?: string;
   } = {},
@@ -104,7 +109,9 @@ export async function startSystemHarness(
     ...(opts.joinTokenTtlSeconds ? { joinTokenTtlSeconds: opts.joinTokenTtlSeconds } : {}),
     ...(opts.headersTimeoutMs ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),
     ...(opts.liveCameras ? { liveCameras: opts.liveCameras } : {}),
+    ...(opts.meetings ? { meetings: opts.meetings } : {}),
   });
+  const attendance = attendanceRecorderOf(server)!;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   const baseUrl = `http://127.0.0.1:${port}`;
@@ -123,6 +130,7 @@ export async function startSystemHarness(
     ...(storage ? { storage } : {}),
     ...(recorder && recordings ? { recorder, recordings } : {}),
     server,
+    attendance,
     baseUrl,
     wsUrl: `ws://127.0.0.1:${port}/sfu`,
     cascadeUrl: `ws://127.0.0.1:${port}/cascade`,
@@ -135,6 +143,7 @@ export async function startSystemHarness(
     async close() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
+      await attendance.close();
       await recordings?.close();
       await recorder?.close({ drain: true, drainTimeoutMs: 5_000 });
       await sfu.close();

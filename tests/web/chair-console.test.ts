@@ -13,7 +13,9 @@ import { startSystemHarness, type SystemHarness } from '../support/system-harnes
 let h: SystemHarness;
 let browser: Browser;
 before(async () => {
-  h = await startSystemHarness({ towns: 2, communities: 4, villages: 60 });
+  // Above MEETING_OPEN_MAX_SITES a meeting is held as main venue / branch venues (tests/web/venue-meeting.test.ts);
+  // this file tests the open model, where every site sees every other.
+  h = await startSystemHarness({ towns: 2, communities: 4, villages: 60, meetings: { openMaxSites: 1000 } });
   browser = await launchChromium();
 });
 after(async () => {

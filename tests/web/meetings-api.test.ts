@@ -13,6 +13,9 @@ interface Meeting {
   room: string;
   site_count: number;
   state: string;
+  layout: 'open' | 'venue';
+  rotation_seconds: number;
+  can_rotate?: boolean;
   your_role?: string;
   error?: { code: string };
 }
@@ -41,10 +44,12 @@ test('a town leader opens a meeting of its villages; sites, watchers and outside
   assert.equal(created.status, 201, JSON.stringify(created.body));
   assert.equal(created.body.site_count, villages.length);
   assert.equal(created.body.room, `m-${created.body.id}`);
+  // More sites than MEETING_OPEN_MAX_SITES (default 8): held as main venue / branch venues.
+  assert.deepEqual([created.body.layout, created.body.rotation_seconds], ['venue', 10]);
 
   const chairToken = await h.call<Token>(leader, 'POST', `/api/meetings/${created.body.id}/join-token`);
   const chairClaims = await verifyJoinToken(TEST_JOIN_KEYS.publicKey, chairToken.body.token);
-  assert.deepEqual([chairClaims.role, chairClaims.room], ['chair', created.body.room]);
+  assert.deepEqual([chairClaims.role, chairClaims.room, chairClaims.layout, chairClaims.rotate], ['chair', created.body.room, 'venue', true]);
 
   // A village secretary of this town is a site; one of the other town is not, and cannot tell it exists.
   const secretaries = h.demo.users.filter((u) => u.role === 'secretary' && u.level === 'village');
@@ -58,7 +63,8 @@ test('a town leader opens a meeting of its villages; sites, watchers and outside
   const site = await h.login(inside[0]!);
   const siteToken = await h.call<Token>(site, 'POST', `/api/meetings/${created.body.id}/join-token`);
   assert.equal(siteToken.status, 201);
-  assert.equal((await verifyJoinToken(TEST_JOIN_KEYS.publicKey, siteToken.body.token)).role, 'participant');
+  const siteClaims = await verifyJoinToken(TEST_JOIN_KEYS.publicKey, siteToken.body.token);
+  assert.deepEqual([siteClaims.role, siteClaims.layout, siteClaims.rotate], ['participant', 'venue', undefined], 'a site may not rotate');
   const listed = await h.call<{ items: Meeting[] }>(site, 'GET', '/api/meetings?state=live');
   assert.deepEqual(listed.body.items.map((m) => m.id), [created.body.id]);
 
@@ -72,11 +78,13 @@ test('a town leader opens a meeting of its villages; sites, watchers and outside
   const [cp] = await q<{ path: string }>('SELECT path FROM units WHERE id = $1', [countySupervisor.unitId]);
   if (town!.path.startsWith(cp!.path)) {
     const sup = await h.login(countySupervisor.username);
-    assert.equal((await h.call<Meeting>(sup, 'GET', `/api/meetings/${created.body.id}`)).body.your_role, 'viewer');
+    const seen = await h.call<Meeting>(sup, 'GET', `/api/meetings/${created.body.id}`);
+    assert.deepEqual([seen.body.your_role, seen.body.can_rotate], ['viewer', true]);
   }
   const city = await h.login('wf.leader');
   const watch = await h.call<Token>(city, 'POST', `/api/meetings/${created.body.id}/join-token`);
-  assert.equal((await verifyJoinToken(TEST_JOIN_KEYS.publicKey, watch.body.token)).role, 'viewer');
+  const watchClaims = await verifyJoinToken(TEST_JOIN_KEYS.publicKey, watch.body.token);
+  assert.deepEqual([watchClaims.role, watchClaims.rotate], ['viewer', true], 'leaders above watch and may rotate');
 
   // Hand-picked sites must all lie in the chair's subtree.
   const otherVillage = (await q<{ id: number }>(`SELECT id FROM units WHERE level = 'village' AND path LIKE $1 LIMIT 1`, [`${otherTown!.path}%`]))[0]!;
@@ -84,7 +92,7 @@ test('a town leader opens a meeting of its villages; sites, watchers and outside
   assert.equal(bad.status, 404);
   assert.equal((await q<{ n: number }>('SELECT count(*)::int AS n FROM meetings'))[0]!.n, 1, 'nothing written');
   const picked = await h.call<Meeting>(leader, 'POST', '/api/meetings', { title: '点名', unitIds: [villages[0]!.id, villages[1]!.id] });
-  assert.equal(picked.body.site_count, 2);
+  assert.deepEqual([picked.body.site_count, picked.body.layout], [2, 'open'], 'a small meeting: everyone sees everyone');
 
   assert.equal((await h.call(leader, 'POST', '/api/meetings', { title: 'x' })).status, 400, 'neither levels nor unitIds');
   assert.equal((await h.call(leader, 'POST', '/api/meetings', { title: 'x', levels: ['hamlet'] })).status, 400);

@@ -16,6 +16,9 @@ import { id, idQuery } from '../schemas.ts';
 // a unit ("all villages of this town"), or a hand-picked list — and chairs the SFU room `m-<id>`.
 // A user whose unit is a site joins as a participant; leaders and supervisors above the chair's unit
 // may watch; everyone else gets 404, as if the meeting did not exist.
+// Above MEETING_OPEN_MAX_SITES sites (and for broadcasts) the room is held as main venue / branch venues
+// (`layout: 'venue'` in every join token: sites watch the stage); the chair and those watching from above
+// get `rotate: true` (they may step through the sites, 轮巡). Roster and attendance: meeting-roster.ts.
 
 /** Upper bound on sites per meeting (a city has ~10,000 units). */
 export const MAX_SITES = 20_000;
@@ -33,7 +36,7 @@ const createBody = z
   })
   .refine((b) => (b.levels === undefined) !== (b.unitIds === undefined), { message: '须指定 levels 或 unitIds 之一 / give either levels or unitIds' });
 
-interface MeetingRow {
+export interface MeetingRow {
   id: number;
   title: string;
   mode: 'meeting' | 'broadcast';
@@ -52,19 +55,30 @@ const SELECT_MEETING = `
          m.created_at, m.ended_at, (SELECT count(*)::int FROM meeting_sites s WHERE s.meeting_id = m.id) AS site_count
     FROM meetings m JOIN units u ON u.id = m.chair_unit_id`;
 
-const present = (m: MeetingRow) => ({
-  id: m.id,
-  title: m.title,
-  mode: m.mode,
-  state: m.state,
-  room: `m-${m.id}`,
-  chair: { unit_id: m.chair_unit_id, unit_name: m.chair_unit_name },
-  site_count: m.site_count,
-  created_at: m.created_at,
-  ended_at: m.ended_at,
-});
+/** Default of MEETING_OPEN_MAX_SITES: above this many sites a meeting is held as main venue / branch venues. */
+export const DEFAULT_OPEN_MAX_SITES = 8;
+/** Default of MEETING_ROTATION_SECONDS: the chair's rotation (轮巡) step. */
+export const DEFAULT_ROTATION_SECONDS = 10;
+
+export type MeetingLayout = NonNullable<JoinClaims['layout']>;
+
+/** Everyone sees everyone in small meetings; above the threshold, and for broadcasts, sites watch the stage. */
+export const layoutOf = (m: Pick<MeetingRow, 'mode' | 'site_count'>, openMaxSites: number): MeetingLayout =>
+  m.mode === 'broadcast' || m.site_count > openMaxSites ? 'venue' : 'open';
+
+/** The caller's part in a meeting (see `createMeetingRoutes`' load). */
+export interface MeetingPart {
+  meeting: MeetingRow;
+  role: JoinClaims['role'];
+  /** The chair, or a leader/supervisor watching from above: may rotate through the sites and read the roster. */
+  rotate: boolean;
+}
 
 export interface MeetingRoutesOptions {
+  /** MEETING_OPEN_MAX_SITES: meetings with more sites than this get `layout: 'venue'`; default 8. */
+  openMaxSites?: number;
+  /** MEETING_ROTATION_SECONDS: the console's default rotation step; default 10. */
+  rotationSeconds?: number;
   /** Ends the meeting's SFU room (every peer on every node of the cascade is told and removed). */
   endRoom?: (room: string) => void;
   /** Which SFU node each person joins; default: this process's /sfu. */
@@ -89,22 +103,42 @@ const FILM_ERRORS: Record<string, [number, string]> = {
   ended: [409, '会议已结束 / the meeting has ended'],
 };
 
+/**
+ * The caller's part in a meeting, or 404 when they have none: the chair; a user whose unit is a site
+ * (participant, or viewer of a broadcast); a leader or supervisor at or above the chair's unit, who
+ * watches (viewer) and may rotate through the sites.
+ */
+export async function loadMeetingPart(pool: Pool, user: AuthUser, meetingId: number): Promise<MeetingPart> {
+  const { rows } = await pool.query<MeetingRow>(`${SELECT_MEETING} WHERE m.id = $1`, [meetingId]);
+  const meeting = rows[0];
+  if (meeting) {
+    if (meeting.chair_user_id === user.id) return { meeting, role: 'chair', rotate: true };
+    const site = await pool.query('SELECT 1 FROM meeting_sites WHERE meeting_id = $1 AND unit_id = $2', [meetingId, user.unitId]);
+    if (site.rowCount) return { meeting, role: meeting.mode === 'broadcast' ? 'viewer' : 'participant', rotate: false };
+    if ((user.role === 'leader' || user.role === 'supervisor') && inSubtree(user, meeting.chair_unit_path)) return { meeting, role: 'viewer', rotate: true };
+  }
+  throw notFound('会议', 'meeting');
+}
+
 export function createMeetingRoutes(pool: Pool, joinKey: KeyObject, options: MeetingRoutesOptions = {}): ApiRoutes {
   const routes = new ApiRoutes();
   const ttl = options.joinTokenTtlSeconds ?? JOIN_TOKEN_TTL_SECONDS;
-
-  /** The caller's part in a meeting, or 404 when they have none. */
-  async function load(user: AuthUser, meetingId: number): Promise<{ meeting: MeetingRow; role: JoinClaims['role'] }> {
-    const { rows } = await pool.query<MeetingRow>(`${SELECT_MEETING} WHERE m.id = $1`, [meetingId]);
-    const meeting = rows[0];
-    if (meeting) {
-      if (meeting.chair_user_id === user.id) return { meeting, role: 'chair' };
-      const site = await pool.query('SELECT 1 FROM meeting_sites WHERE meeting_id = $1 AND unit_id = $2', [meetingId, user.unitId]);
-      if (site.rowCount) return { meeting, role: meeting.mode === 'broadcast' ? 'viewer' : 'participant' };
-      if ((user.role === 'leader' || user.role === 'supervisor') && inSubtree(user, meeting.chair_unit_path)) return { meeting, role: 'viewer' };
-    }
-    throw notFound('会议', 'meeting');
-  }
+  const openMaxSites = options.openMaxSites ?? DEFAULT_OPEN_MAX_SITES;
+  const rotationSeconds = options.rotationSeconds ?? DEFAULT_ROTATION_SECONDS;
+  const present = (m: MeetingRow) => ({
+    id: m.id,
+    title: m.title,
+    mode: m.mode,
+    state: m.state,
+    room: `m-${m.id}`,
+    chair: { unit_id: m.chair_unit_id, unit_name: m.chair_unit_name },
+    site_count: m.site_count,
+    layout: layoutOf(m, openMaxSites),
+    rotation_seconds: rotationSeconds,
+    created_at: m.created_at,
+    ended_at: m.ended_at,
+  });
+  const load = (user: AuthUser, meetingId: number): Promise<MeetingPart> => loadMeetingPart(pool, user, meetingId);
 
   routes.add(
     {
@@ -182,8 +216,8 @@ export function createMeetingRoutes(pool: Pool, joinKey: KeyObject, options: Mee
   routes.add(
     { method: 'get', path: '/meetings/:id', summary: 'One meeting and your role in it', tag: 'meetings', params: z.object({ id: idQuery }) },
     async ({ params, user }) => {
-      const { meeting, role } = await load(user, params.id);
-      return { ...present(meeting), your_role: role };
+      const { meeting, role, rotate } = await load(user, params.id);
+      return { ...present(meeting), your_role: role, can_rotate: rotate };
     },
   );
 
@@ -209,15 +243,18 @@ export function createMeetingRoutes(pool: Pool, joinKey: KeyObject, options: Mee
   routes.add(
     { method: 'post', path: '/meetings/:id/join-token', summary: 'A join token for the meeting room with your role (chair, participant or viewer)', tag: 'meetings', params: z.object({ id: idQuery }), status: 201 },
     async ({ params, user, req }) => {
-      const { meeting, role } = await load(user, params.id);
+      const { meeting, role, rotate } = await load(user, params.id);
       if (meeting.state !== 'live') throw new HttpError(409, 'ended', '会议已结束 / the meeting has ended');
       const room = `m-${meeting.id}`;
+      const layout = layoutOf(meeting, openMaxSites);
       const { rows } = await pool.query<{ name: string }>('SELECT name FROM units WHERE id = $1', [user.unitId]);
       const displayName = `${rows[0]?.name ?? ''} ${user.displayName}`.trim().slice(0, 64);
-      const token = await signJoinToken(joinKey, { userId: user.id, displayName, unitId: user.unitId, room, role }, ttl);
-      await audit(pool, { action: 'meeting.join_token', user, objectType: 'meeting', objectId: meeting.id, unitId: user.unitId, ip: req.ip ?? null, detail: { role } });
+      // The node enforces both: a venue room's sites consume only the stage; `rotate` may consume any site.
+      const claims: JoinClaims = { userId: user.id, displayName, unitId: user.unitId, room, role, layout, ...(rotate ? { rotate: true } : {}) };
+      const token = await signJoinToken(joinKey, claims, ttl);
+      await audit(pool, { action: 'meeting.join_token', user, objectType: 'meeting', objectId: meeting.id, unitId: user.unitId, ip: req.ip ?? null, detail: { role, layout, rotate } });
       const sfu = options.directory ? await options.directory.urlFor(user.unitPath) : LOCAL_SFU;
-      return { room, token, role, sfu, expires_in: ttl };
+      return { room, token, role, sfu, expires_in: ttl, layout, rotate };
     },
   );
 
