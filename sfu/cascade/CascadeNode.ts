@@ -318,7 +318,14 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
         let open = 0;
         for (const cr of this.#rooms.values()) if (cr.links.has(link.id)) open++;
         if (open >= MAX_ROOMS_PER_CHILD && !this.#rooms.get(req.d.room)?.links.has(link.id)) throw new CascadeError('busy', `at most ${MAX_ROOMS_PER_CHILD} conferences per child`);
-        if (this.#options.admission === 'grant') await this.#admit(link, req.d.room, req.d.grant);
+        if (this.#options.admission === 'grant') {
+          const claims = await this.#admit(link, req.d.room, req.d.grant);
+          // A venue only as the API made it: a child cannot turn an open meeting into a venue.
+          if (req.d.layout === 'venue' && claims.layout !== 'venue') {
+            this.#refusals.warn({ child: link.nodeId, room: req.d.room }, 'a child called an open meeting a venue; not believed');
+            req.d.layout = 'open';
+          }
+        }
         await this.#verifyChairs(link, req.d.room, req.d.peers, req.d.chairProofs);
         for (let attempt = 0; attempt < 3; attempt++) {
           const room = await this.#host.openRoom(req.d.room);
@@ -338,7 +345,7 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
     }
   }
 
-  async #admit(link: Link, roomId: string, grant: string | undefined): Promise<void> {
+  async #admit(link: Link, roomId: string, grant: string | undefined): Promise<JoinClaims> {
     const refuse = (why: string): never => {
       this.#log.warn({ child: link.nodeId, room: roomId, why }, 'conference refused to a child');
       this.emit('refused', link.nodeId, roomId, why);
@@ -352,6 +359,18 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
       return refuse('grant not signed by the API, or too old');
     }
     if (claims.room !== roomId) refuse('grant is for another conference');
+    return claims;
+  }
+
+  /** Whether the latest join token admitted to this room here (a local peer's or a child's grant) is a venue's. */
+  async #grantSaysVenue(roomId: string): Promise<boolean> {
+    const grant = this.#host.rooms.get(roomId)?.grant;
+    if (!grant) return false;
+    try {
+      return (await verifyJoinToken(this.#host.joinKey, grant, GRANT_MAX_AGE_SECONDS)).layout === 'venue';
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -389,6 +408,11 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
     // The rest of a child's snapshot: its chairs need proofs like openRoom's.
     if (ntf.m === 'catalog' && link.kind === 'child' && ntf.d.peers.some((p) => p.role === 'chair')) {
       await this.#verifyChairs(link, ntf.d.room, ntf.d.peers, ntf.d.chairProofs);
+    }
+    // Later, the same rule: a child's word that the room became a venue needs the API's grant saying so.
+    if (ntf.m === 'layout' && link.kind === 'child' && this.#options.admission === 'grant' && !(await this.#grantSaysVenue(ntf.d.room))) {
+      this.#refusals.warn({ child: link.nodeId, room: ntf.d.room }, 'a child called an open meeting a venue; not believed');
+      return;
     }
     const cr = this.#rooms.get(ntf.d.room);
     if (!cr) return;

@@ -58,4 +58,23 @@ describe('cascade admission: a child brings in only conferences it holds a grant
     await waitFor('the town learns the village camera', () => town.node.cascade!.rooms.get(ROOM)?.producer(villageProducer) !== undefined);
     assert.equal(refusals.length, 5, refusals.join('\n'));
   });
+
+  test("a child's word that a meeting is a venue counts only with the API's grant saying so", async () => {
+    // The open meeting above, attached with an open grant: the village turns its room into a venue
+    // (a compromised node would) and tells the town, which does not believe it.
+    const villageRoom = village.node.rooms.get(ROOM)!;
+    const townRoom = town.node.rooms.get(ROOM)!;
+    villageRoom.setLayout('venue');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(townRoom.layout, 'open', 'the open meeting stays open at the town');
+
+    // A meeting the API made a venue: its grant says so, and the town follows the child.
+    const venueRoom = 'city-wide-venue';
+    await village.node.ingest(venueRoom, { displayName: 'village camera', unitId: 5, kind: 'video', source: 'camera', rtpParameters: h264RtpParameters(11_223_355) });
+    const room = village.node.rooms.get(venueRoom)!;
+    room.setLayout('venue');
+    room.noteGrant(await signJoinToken(TEST_JOIN_KEYS.privateKey, { ...claims, room: venueRoom, layout: 'venue' }));
+    await waitFor('attached at the town', () => town.link(venueRoom, 'child:village') !== undefined, 10_000);
+    assert.equal(town.node.rooms.get(venueRoom)!.layout, 'venue');
+  });
 });

@@ -7,26 +7,28 @@ import type { SfuClient } from './SfuClient.ts';
  */
 export class ScreenBroadcast {
   #track: MediaStreamTrack | undefined;
-  readonly #client: SfuClient;
+  // A getter: the component's `client` prop is read when used, not captured once.
+  readonly #client: () => SfuClient;
 
-  constructor(client: SfuClient) {
+  constructor(client: () => SfuClient) {
     this.#client = client;
   }
 
   /** Starts when `on` is false, stops when true; errors (no permission, node refused) are thrown. */
   async toggle(on: boolean): Promise<void> {
+    const client = this.#client();
     if (on) {
-      await this.#client.chair({ action: 'broadcast', producerId: null });
+      await client.chair({ action: 'broadcast', producerId: null });
       this.#track?.stop();
       this.#track = undefined;
-      await this.#client.unpublish('screen');
+      await client.unpublish('screen');
       return;
     }
     const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 } });
     this.#track = stream.getVideoTracks()[0];
     if (!this.#track) return;
-    await this.#client.publish(this.#track, 'screen');
-    const id = this.#client.producerId('screen');
-    if (id) await this.#client.chair({ action: 'broadcast', producerId: id });
+    await client.publish(this.#track, 'screen');
+    const id = client.producerId('screen');
+    if (id) await client.chair({ action: 'broadcast', producerId: id });
   }
 }
