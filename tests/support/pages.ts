@@ -25,6 +25,8 @@ export interface MediaStats {
   /** Frames decoded per remote peer id. */
   videoFramesDecoded: Record<string, number>;
   audioPacketsReceived: number;
+  /** Per consumer (SfuClient.stats): whose stream, its kind, packets and decoded frame size. */
+  consumers?: Array<{ peerId: string; kind: 'audio' | 'video'; packetsReceived: number; framesDecoded: number; frameWidth: number }>;
   peers: number;
   peerId: string;
   reconnects: number;
