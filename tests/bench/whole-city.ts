@@ -14,8 +14,8 @@
 //   BENCH_OUT=/tmp/brief/bench-whole-city.txt  where the printed figures are saved too
 import fs from 'node:fs';
 import os from 'node:os';
-import { startNodeTree, type Metrics, type NodeProcess, type TreeSpec } from '../support/node-process.ts';
-import { SyntheticSite, UdpMux, inBatches, quantile, type SiteMedia, type SyntheticSiteOptions } from '../support/synthetic-site.ts';
+import { startNodeTree, wholeCityTree, type Metrics, type NodeProcess } from '../support/node-process.ts';
+import { SITE_MEDIA, SyntheticSite, UdpMux, inBatches, quantile, type SiteMedia, type SyntheticSiteOptions } from '../support/synthetic-site.ts';
 
 const STEPS = (process.env.BENCH_STEPS ?? '100,1000,2000,3000,4000,5000').split(',').map(Number);
 const STORM_S = Number(process.env.BENCH_STORM_S ?? 3);
@@ -37,31 +37,11 @@ const CHAIR: SiteMedia = {
   ],
   keyframeEveryMs: 4000,
 };
-const SITE: SiteMedia = {
-  audioPps: 17,
-  audioSize: 100,
-  fps: 2,
-  layers: [
-    { size: 300, packets: 1, maxBitrate: 120_000 },
-    { size: 700, packets: 1, maxBitrate: 400_000 },
-    { size: 1000, packets: 2, maxBitrate: 1_200_000 },
-  ],
-  keyframeEveryMs: 5000,
-};
+// The test's site camera (same layers), at a lower rate.
+const SITE: SiteMedia = { ...SITE_MEDIA, audioPps: 17, fps: 2, keyframeEveryMs: 5000 };
 
 const LEVEL: Record<string, string> = {};
-const SPEC: TreeSpec[] = [
-  { name: 'city', unitId: 1 },
-  { name: 'county-a', parent: 'city', unitId: 2 },
-  { name: 'county-b', parent: 'city', unitId: 3 },
-  { name: 'town-a', parent: 'county-a', unitId: 4 },
-  { name: 'town-b', parent: 'county-b', unitId: 5 },
-  { name: 'community-a', parent: 'town-a', unitId: 6, rtcPorts: 1000 },
-  { name: 'community-b', parent: 'town-b', unitId: 7, rtcPorts: 1000 },
-  { name: 'village-a1', parent: 'community-a', unitId: 8, rtcPorts: 4500 },
-  { name: 'village-a2', parent: 'community-a', unitId: 9, rtcPorts: 1400, env: { SFU_UPLINK_KBPS: '300' } },
-  { name: 'village-b1', parent: 'community-b', unitId: 10, rtcPorts: 4500 },
-];
+const SPEC = wholeCityTree(300, { 'community-a': 1000, 'community-b': 1000, 'village-a1': 4500, 'village-a2': 1400, 'village-b1': 4500 });
 for (const s of SPEC) LEVEL[s.name] = s.name.replace(/-.*/, '');
 
 /** Where N sites join: mostly at village nodes, some at community / town / county nodes. */

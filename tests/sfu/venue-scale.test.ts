@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startNodeTree, type Metrics, type NodeProcess, type TreeSpec } from '../support/node-process.ts';
+import { startNodeTree, wholeCityTree, type Metrics, type NodeProcess } from '../support/node-process.ts';
 import { CHAIR_MEDIA, SITE_MEDIA, SyntheticSite, UdpMux, inBatches, quantile, type SyntheticSiteOptions } from '../support/synthetic-site.ts';
 
 // The whole-city meeting at protocol level (issue 11): ten SFU node processes (sfu/main.ts) in five levels
@@ -18,18 +18,7 @@ import { CHAIR_MEDIA, SITE_MEDIA, SyntheticSite, UdpMux, inBatches, quantile, ty
 const ROOM = 'm-venue-scale';
 const CAP_KBPS = 300;
 
-const SPEC: TreeSpec[] = [
-  { name: 'city', unitId: 1 },
-  { name: 'county-a', parent: 'city', unitId: 2 },
-  { name: 'county-b', parent: 'city', unitId: 3 },
-  { name: 'town-a', parent: 'county-a', unitId: 4 },
-  { name: 'town-b', parent: 'county-b', unitId: 5 },
-  { name: 'community-a', parent: 'town-a', unitId: 6 },
-  { name: 'community-b', parent: 'town-b', unitId: 7 },
-  { name: 'village-a1', parent: 'community-a', unitId: 8 },
-  { name: 'village-a2', parent: 'community-a', unitId: 9, env: { SFU_UPLINK_KBPS: String(CAP_KBPS) } },
-  { name: 'village-b1', parent: 'community-b', unitId: 10 },
-];
+const SPEC = wholeCityTree(CAP_KBPS);
 
 /** Where the sites join: first 100, then one more (the measured join), then 110 more. */
 const PHASE1: Record<string, number> = { 'village-a1': 35, 'village-a2': 15, 'village-b1': 35, 'town-a': 8, 'community-b': 7 };

@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import WebSocket from 'ws';
 import { createLogger } from '../../infra/logger.ts';
 import { signJoinToken, type JoinClaims } from '../../infra/tokens.ts';
 import { SfuNode } from '../../sfu/SfuNode.ts';
 import type { ConferenceStateView, ProducerInfo, StageView } from '../../sfu/protocol.ts';
 import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 import { startChain, type TreeNode } from '../support/cascade-harness.ts';
+import { SignalClient, type Msg } from '../security/sfu-support.ts';
 
 // A venue meeting (主会场 / 分会场) on one in-process node: a chair and a dozen sites joined over the
 // real signalling with signed tokens, media over plain RTP transports (the node's plainRtp option).
@@ -19,7 +19,6 @@ import { startChain, type TreeNode } from '../support/cascade-harness.ts';
 const ROOM = 'venue-stage';
 const SITES = 12;
 
-type Msg = { type: string; id?: string; ok?: boolean; data?: unknown; error?: { code: string; message: string }; method?: string };
 type JoinAnswer = { peerId: string; layout: string; counts: { joined: number }; peers: Array<{ peerId: string }>; producers: ProducerInfo[]; conference: ConferenceStateView; routerRtpCapabilities: unknown };
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -32,41 +31,23 @@ async function until(what: string | (() => string), pred: () => boolean, timeout
   }
 }
 
-/** A signalling client without a browser: every notification kept, media over plain RTP. */
-class Client {
-  readonly ws: WebSocket;
-  readonly notes: Array<{ method: string; data: unknown }> = [];
-  readonly #waiting = new Map<string, (m: Msg) => void>();
-  #n = 0;
-  peerId = '';
+/** A signalling client without a browser (the attack suite's SignalClient): media over plain RTP. */
+class Client extends SignalClient {
   answer!: JoinAnswer;
   sendTransport: { transportId: string; ip: string; port: number } | undefined;
   camera = '';
   mic = '';
-  constructor(url: string) {
-    this.ws = new WebSocket(url);
-    this.ws.on('message', (d) => {
-      const m = JSON.parse(String(d)) as Msg;
-      if (m.type === 'notification') this.notes.push({ method: m.method!, data: m.data });
-      else if (m.id) this.#waiting.get(m.id)?.(m);
-    });
-  }
-  static async join(url: string, claims: Partial<JoinClaims> & { userId: number }): Promise<Client> {
+  static override async join(url: string, claims: Partial<JoinClaims> & { userId: number }): Promise<Client> {
     const c = new Client(url);
-    await new Promise((res, rej) => (c.ws.once('open', res), c.ws.once('error', rej)));
+    await c.opened();
     const token = await signJoinToken(TEST_JOIN_KEYS.privateKey, { displayName: `site-${claims.userId}`, unitId: 100 + claims.userId, room: ROOM, role: 'participant', layout: 'venue', ...claims });
     c.answer = (await c.ok('join', { token })) as JoinAnswer;
     c.peerId = c.answer.peerId;
     await c.ok('setRtpCapabilities', { rtpCapabilities: c.answer.routerRtpCapabilities });
     return c;
   }
-  request(method: string, data: unknown = {}): Promise<Msg> {
-    const id = `r${++this.#n}`;
-    return new Promise((res, rej) => {
-      const t = setTimeout(() => rej(new Error(`${method}: no response`)), 8000);
-      this.#waiting.set(id, (m) => (clearTimeout(t), this.#waiting.delete(id), res(m)));
-      this.ws.send(JSON.stringify({ id, method, data }));
-    });
+  override request(method: string, data: unknown = {}, timeoutMs = 8000): Promise<Msg> {
+    return super.request(method, data, timeoutMs);
   }
   async ok(method: string, data: unknown = {}): Promise<unknown> {
     const r = await this.request(method, data);
@@ -108,9 +89,6 @@ class Client {
   }
   get state(): ConferenceStateView {
     return this.last<ConferenceStateView>('conferenceState') ?? this.answer.conference;
-  }
-  close(): void {
-    this.ws.close();
   }
 }
 

@@ -214,6 +214,26 @@ export interface TreeSpec {
 }
 
 /**
+ * The large-meeting test and benchmark tree: five levels, the city with two child links, three villages
+ * (village-a2's uplink capped at `capKbps`). `rtcPorts` gives some nodes a larger media port range.
+ */
+export function wholeCityTree(capKbps: number, rtcPorts: Partial<Record<string, number>> = {}): TreeSpec[] {
+  const spec: TreeSpec[] = [
+    { name: 'city', unitId: 1 },
+    { name: 'county-a', parent: 'city', unitId: 2 },
+    { name: 'county-b', parent: 'city', unitId: 3 },
+    { name: 'town-a', parent: 'county-a', unitId: 4 },
+    { name: 'town-b', parent: 'county-b', unitId: 5 },
+    { name: 'community-a', parent: 'town-a', unitId: 6 },
+    { name: 'community-b', parent: 'town-b', unitId: 7 },
+    { name: 'village-a1', parent: 'community-a', unitId: 8 },
+    { name: 'village-a2', parent: 'community-a', unitId: 9, env: { SFU_UPLINK_KBPS: String(capKbps) } },
+    { name: 'village-b1', parent: 'community-b', unitId: 10 },
+  ];
+  return spec.map((s) => (rtcPorts[s.name] === undefined ? s : { ...s, rtcPorts: rtcPorts[s.name]! }));
+}
+
+/**
  * Starts a tree of node processes (parent-first order), each with its own range of `rtcPorts` media ports
  * from `rtcBase`; resolves when every node serves and every child's link to its parent is up.
  */
