@@ -81,8 +81,17 @@ describe('a venue meeting: the chair and six sites over two nodes, in Chromium',
     town = new TreeNode('town-a', townA, h.cascadeUrl, { rtcMinPort: 45000, rtcMaxPort: 45499, lingerMs: 300 });
     await town.start();
     await waitUntil('town A linked to the root', async () => town.node.cascade?.parentConnected ?? false, (up) => up, 10_000);
-    // Town A's centre has its node; every other control centre is the system's own (the root).
-    await h.db.pool.query('UPDATE sfu_nodes SET signalling_url = CASE WHEN unit_id = $1 THEN $2 ELSE $3 END', [townA, town.wsUrl, h.wsUrl]);
+    // Town A's centre has its node; every other control centre is the system's own (the root). The city's
+    // operator points the registered nodes there through the API, as from the console.
+    const cityOperator = h.demo.users.find((u) => u.role === 'operator' && u.level === 'city');
+    assert.ok(cityOperator, 'the demo has a city operator');
+    const op = await h.login(cityOperator.username);
+    const registered = await h.call<{ items: Array<{ id: number; unit_id: number }> }>(op, 'GET', '/api/sfu-nodes?limit=100');
+    assert.equal(registered.status, 200);
+    for (const n of registered.body.items) {
+      const changed = await h.call(op, 'PATCH', `/api/sfu-nodes/${n.id}`, { signalling_url: n.unit_id === townA ? town.wsUrl : h.wsUrl });
+      assert.equal(changed.status, 200, JSON.stringify(changed.body));
+    }
     browser = await launchChromium();
   });
 
