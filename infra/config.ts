@@ -4,6 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { nodeIdSchema } from './tokens.ts';
 import { sfuNodeHostProblem } from './sfu-node-hosts.ts';
+import { withHostConfigFile } from './deploy/host-config.ts';
 
 // Publicly known credentials of S3 servers' out-of-the-box setups: never accepted.
 const WELL_KNOWN_S3_CREDENTIALS = new Set(['S3RVER', 'minioadmin', 'minio', 'minio123', 'admin', 'password']);
@@ -116,10 +117,43 @@ const schema = z.object({
   S3_ACCESS_KEY: z.string().default(''),
   S3_SECRET_KEY: z.string().default(''),
   S3_BUCKET: z.string().default('recordings'),
+  // Which roles `npm start` (infra/system.ts) runs inside itself besides the API, pages and SFU node:
+  // `recorder,scheduler` on one machine; `none` on an api host of a deployment across hosts (infra/deploy/).
+  EMBEDDED_ROLES: z.string().trim().default('recorder,scheduler').transform((v, ctx) => {
+    const roles = v === 'none' || v === '' ? [] : v.split(',').map((r) => r.trim());
+    for (const r of roles) if (r !== 'recorder' && r !== 'scheduler') ctx.addIssue({ code: 'custom', message: `"${r}": give recorder, scheduler, both comma-separated, or none` });
+    return roles;
+  }),
+  // HTTPS and WSS (infra/tls/): `auto` serves TLS when HTTP_HOST is not loopback, with the operator's
+  // TLS_CERT_FILE/TLS_KEY_FILE (and TLS_CA_FILE to publish at /tls/ca.pem) or a leaf from a local CA made in
+  // DATA_DIR/tls for HTTP_HOST and TLS_HOSTNAMES (comma-separated extra names/addresses).
+  TLS_MODE: z.enum(['auto', 'on', 'off']).default('auto'),
+  TLS_CERT_FILE: z.string().optional(),
+  TLS_KEY_FILE: z.string().optional(),
+  TLS_CA_FILE: z.string().optional(),
+  TLS_HOSTNAMES: z.string().optional(),
+  // A wss:// SFU_PARENT_URL is checked against SFU_PARENT_FINGERPRINT (SHA-256 of the parent's CA or leaf
+  // certificate, AB:CD:…) or SFU_PARENT_CA_FILE; with neither, against the system's trusted CAs.
+  SFU_PARENT_FINGERPRINT: z.string().regex(/^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$/, 'SHA-256 fingerprint AB:CD:… (32 bytes)').optional(),
+  SFU_PARENT_CA_FILE: z.string().optional(),
+  // TURN (infra/turn/): pages get short-lived TURN REST credentials with their join (username
+  // `<expiry>:<userId>`, HMAC-SHA1 with TURN_SECRET). TURN_START=true runs Debian's coturn here.
+  TURN_ENABLED: z.enum(['true', 'false']).default('false'),
+  TURN_URLS: z.string().optional(),
+  TURN_SECRET: z.string().min(16).optional(),
+  TURN_TTL_SECONDS: z.coerce.number().int().min(60).max(86400).default(21600),
+  TURN_START: z.enum(['true', 'false']).default('true'),
+  TURN_LISTEN_IP: z.string().optional(),
+  TURN_PORT: z.coerce.number().int().min(1).max(65535).default(3478),
+  TURN_TLS_PORT: z.coerce.number().int().min(1).max(65535).default(5349),
+  // Where browsers reach the store (scheme://host[:port]); presigned playback and thumbnail URLs are signed for it.
+  S3_PUBLIC_URL: z.string().url().refine((u) => /^https?:\/\/[^/?#@]+\/?$/.test(u), 'scheme://host[:port] only').optional(),
 }).superRefine((c, ctx) => {
   if (c.TOKEN_SECRET !== undefined && c.SFU_CASCADE_SECRET === c.TOKEN_SECRET) {
     ctx.addIssue({ code: 'custom', path: ['SFU_CASCADE_SECRET'], message: 'must differ from TOKEN_SECRET: SFU nodes hold the cascade secret, only the API the token secret' });
   }
+  if ((c.TLS_CERT_FILE === undefined) !== (c.TLS_KEY_FILE === undefined)) ctx.addIssue({ code: 'custom', path: ['TLS_KEY_FILE'], message: 'give TLS_CERT_FILE and TLS_KEY_FILE together' });
+  if (c.TURN_ENABLED === 'true' && !c.TURN_SECRET) ctx.addIssue({ code: 'custom', path: ['TURN_SECRET'], message: 'required with TURN_ENABLED=true (at least 16 characters, shared with the TURN server)' });
   if (c.S3_ENDPOINT) {
     for (const k of ['S3_ACCESS_KEY', 'S3_SECRET_KEY'] as const) {
       if (c[k].length < 3 || WELL_KNOWN_S3_CREDENTIALS.has(c[k])) ctx.addIssue({ code: 'custom', path: [k], message: 'required with S3_ENDPOINT, and not a well-known default' });
@@ -128,12 +162,15 @@ const schema = z.object({
 });
 
 export type Config = z.infer<typeof schema>;
+/** Every key of the configuration (a host file may set only these and its role's own). */
+export const CONFIG_KEYS: readonly string[] = Object.keys(schema.shape);
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = schema.safeParse(env);
+  // CONFIG_FILE: the host's configuration file beneath the environment (infra/deploy/host-config.ts).
+  const parsed = schema.safeParse(withHostConfigFile(env, Object.keys(schema.shape)));
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
-    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+    throw new Error(`invalid configuration${env.CONFIG_FILE ? ` (${env.CONFIG_FILE} or the environment)` : ''}:\n${lines.join('\n')}`);
   }
   return parsed.data;
 }

@@ -10,10 +10,12 @@ import { refuseDemoPasswordsBeyondLoopback } from './auth/demo-guard.ts';
 import { openDatabase } from './db/open-database.ts';
 import { DEMO_PASSWORD } from './demo/generate.ts';
 import { ensureDemoFilm } from './demo/demo-film.ts';
+import { generateDemoHistory } from './demo/history.ts';
 import { createWebServer } from '../web/server.ts';
 import { SfuNodeHosts } from './sfu-node-hosts.ts';
 import { SfuNode } from '../sfu/SfuNode.ts';
 import { nodeOptionsFromConfig } from '../sfu/nodeOptionsFromConfig.ts';
+import { withEnrolledChildren } from '../sfu/cascade/EnrolmentKeys.ts';
 import { schedulerSettingsSchema, startScheduler } from '../scheduler/startScheduler.ts';
 import { recorderConfigSchema } from '../recorder/config.ts';
 import { Recorder } from '../recorder/Recorder.ts';
@@ -21,6 +23,9 @@ import { registerRecorderMetrics } from '../recorder/RecorderMetrics.ts';
 import { RoomRecordings } from '../recorder/RoomRecordings.ts';
 import { ObjectStorage } from './storage/ObjectStorage.ts';
 import { startEmbeddedS3 } from './storage/embedded-s3.ts';
+import { startWebFront } from './tls/web-listener.ts';
+import { mountHealth } from './health/mount-health.ts';
+import { systemReadiness } from './health/system-readiness.ts';
 
 const config = loadConfig();
 const log = createLogger('system');
@@ -41,7 +46,8 @@ if (db.seeded) log.info(`demo organisation generated; sign in as e.g. wf.leader,
 const keys = loadSystemKeys(config);
 const tokenSecret = keys.accessSecret;
 const joinKeys = keys.join;
-const sfu = new SfuNode(nodeOptionsFromConfig(config, { joinKey: joinKeys.publicKey, cascadeSecret: keys.cascadeSecret }, createLogger('sfu')));
+// With per-node keys it also admits children enrolled through the API (sfu/cascade/EnrolmentKeys.ts).
+const sfu = new SfuNode(withEnrolledChildren(nodeOptionsFromConfig(config, { joinKey: joinKeys.publicKey, cascadeSecret: keys.cascadeSecret }, createLogger('sfu')), pool));
 await sfu.start();
 stops.push(() => sfu.close());
 
@@ -55,26 +61,32 @@ const storage = new ObjectStorage({
   accessKey: s3?.accessKey ?? config.S3_ACCESS_KEY,
   secretKey: s3?.secretKey ?? config.S3_SECRET_KEY,
   bucket: config.S3_BUCKET,
+  ...(config.S3_PUBLIC_URL ? { publicUrl: config.S3_PUBLIC_URL } : {}),
 });
 await storage.ensureBucket();
-const recorder = await Recorder.start({
+if (db.seeded) {
+  const h = await generateDemoHistory(pool, { storage });
+  log.info(h, 'demo history generated (previous quarter and this one so far)');
+}
+// EMBEDDED_ROLES: on a deployment across hosts the recorder and scheduler run on their own hosts (infra/deploy/).
+const recorder = !config.EMBEDDED_ROLES.includes('recorder') ? undefined : await Recorder.start({
   pool,
   storage,
   config: recorderConfigSchema.parse({ bucket: config.S3_BUCKET, spoolDir: path.join(config.DATA_DIR, 'spool') }),
   log: createLogger('recorder'),
 });
-stops.push(() => recorder.close({ drain: true, drainTimeoutMs: 10_000 }));
-registerRecorderMetrics(sfu.metrics.registry, recorder);
+if (recorder) stops.push(() => recorder.close({ drain: true, drainTimeoutMs: 10_000 }));
+if (recorder) registerRecorderMetrics(sfu.metrics.registry, recorder);
 
-const scheduler = await startScheduler(schedulerSettingsSchema.parse(process.env), pool, db.url, createLogger('scheduler'), { storage });
-stops.push(() => scheduler.stop());
+const scheduler = !config.EMBEDDED_ROLES.includes('scheduler') ? undefined : await startScheduler(schedulerSettingsSchema.parse(process.env), pool, db.url, createLogger('scheduler'), { storage });
+if (scheduler) stops.push(() => scheduler.stop());
 
 // Face-to-face calls with the record flag are recorded on this node: alone, or as the cascade's
 // root, it holds every conference and pulls the station's streams here while they are recorded.
 // Sending people to other nodes without this one in their cascade would leave it nothing to record.
 const canRecordCalls = config.SFU_ROUTING === 'local' || (sfu.cascade !== undefined && !config.SFU_PARENT_URL);
 if (!canRecordCalls) log.warn('SFU_ROUTING=nearest but this node is not the cascade root: face-to-face calls will not be recorded');
-const recordings = canRecordCalls ? new RoomRecordings({ sfu, recorder, log: createLogger('room-recordings') }) : undefined;
+const recordings = canRecordCalls && recorder ? new RoomRecordings({ sfu, recorder, log: createLogger('room-recordings') }) : undefined;
 if (recordings) stops.push(() => recordings.close());
 
 const filmsDir = config.FILMS_DIR ?? path.join(config.DATA_DIR, 'films');
@@ -86,9 +98,11 @@ ensureDemoFilm(filmsDir).then(
 // Meeting attendance is recorded from this process's node when it is the cascade's root (no parent): only
 // the root hears of every site of a conference.
 const server = createWebServer({ pool, tokenSecret, joinKey: joinKeys.privateKey, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, sfuNodeHosts: new SfuNodeHosts(config.SFU_NODE_HOSTS ?? SfuNodeHosts.defaultFor(config.HTTP_HOST)), filmsDir, trustProxy: config.TRUST_PROXY, ...(config.METRICS_TOKEN ? { metricsToken: config.METRICS_TOKEN } : {}), meetings: { openMaxSites: config.MEETING_OPEN_MAX_SITES, rotationSeconds: config.MEETING_ROTATION_SECONDS }, attendance: !config.SFU_PARENT_URL });
-server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
-  log.info(`ready: http://${config.HTTP_HOST}:${config.HTTP_PORT}/`);
-});
+mountHealth(server, systemReadiness({ pool, storage, sfu, hasParent: config.SFU_PARENT_URL !== undefined }), { sfu, metricsToken: config.METRICS_TOKEN, log });
+// Beyond loopback: HTTPS and WSS (local CA in DATA_DIR/tls or the operator's files), and coturn when TURN_ENABLED.
+const front = await startWebFront(server, config, log);
+stops.push(front.stop);
+log.info(`ready: ${front.url}`);
 
 let stopping = false;
 installProcessPolicy(log, { shuttingDown: () => stopping });

@@ -6,10 +6,14 @@ import type { Pool } from '../infra/db/pool.ts';
 import { createLogger, type Logger } from '../infra/logger.ts';
 import type { ObjectStorage } from '../infra/storage/ObjectStorage.ts';
 import { recorderConfig, type RecorderConfig, type RecorderConfigInput } from './config.ts';
-import { fileSize, recoverUnlisted, SegmentCapture, type RawSegment } from './SegmentCapture.ts';
+import ffmpeg from 'fluent-ffmpeg';
+import { ffmpegCommandPath, fileSize, recoverUnlisted, redact, SegmentCapture, type RawSegment } from './SegmentCapture.ts';
 import { SegmentJournal, type RunContext } from './SegmentJournal.ts';
 import { Retention } from './Retention.ts';
 import { SegmentSpool } from './SegmentSpool.ts';
+import { JobLease, type LeasedJobRow } from './JobLease.ts';
+import type { CaptureFailure } from './CaptureFailure.ts';
+import { probeCamera } from './CameraProbe.ts';
 import type { ClosedSegment, IndexedSegment } from './types.ts';
 
 export interface RecorderEvents {
@@ -25,7 +29,8 @@ export interface RecorderEvents {
   quarantined: [ClosedSegment, string];
 }
 
-export type CaptureJobState = 'scheduled' | 'recording' | 'done' | 'failed' | 'cancelled';
+/** `recording` is the running state; a finished job is done, partial (part of its window) or failed (nothing). */
+export type CaptureJobState = 'scheduled' | 'recording' | 'done' | 'partial' | 'failed' | 'cancelled';
 
 export const captureRequestSchema = z
   .object({
@@ -58,6 +63,8 @@ interface CameraRow {
   rtsp_url: string;
   username: string | null;
   password: string | null;
+  /** The camera's RTSP transport (tcp, udp, or auto: TCP then UDP); read per run. */
+  rtsp_transport?: 'tcp' | 'udp' | 'auto';
 }
 
 interface ActiveCamera {
@@ -67,7 +74,39 @@ interface ActiveCamera {
   jobs: Map<number, CaptureJob>;
   /** Wall-clock end of the newest closed segment: capture stops only once the window is covered. */
   coveredUntil: number;
+  /** The newest reason the camera gave for not recording (SegmentCapture's `failure`, or a run's end). */
+  lastFailure: CaptureFailure | undefined;
+  /** Set while the capture waits for its place in the start spread (see startDelayMs). */
+  startTimer: NodeJS.Timeout | undefined;
 }
+
+/** Time left before a window opens that a capture needs for connecting (RTSP, ffmpeg's stream analysis). */
+const CONNECT_ALLOWANCE_MS = 2_000;
+
+/**
+ * How long to hold a camera's capture start: a fixed fraction of the spread per camera (golden-ratio
+ * sequence, so any set of camera ids lands spread out), never past the window's opening less the
+ * connect allowance. A window already open starts at once.
+ */
+export function startDelayMs(cameraId: number, spreadMs: number, msUntilWindow: number): number {
+  const room = Math.min(spreadMs, msUntilWindow - CONNECT_ALLOWANCE_MS);
+  if (!(room > 0)) return 0;
+  const fraction = (cameraId * 0.6180339887498949) % 1;
+  return Math.floor(room * fraction);
+}
+
+/**
+ * fluent-ffmpeg asks `ffmpeg -encoders` and `ffmpeg -formats` before a command runs, caching the
+ * answer only once the first reply is in: 64 captures starting together would each spawn both (the
+ * largest single cost of the start-up burst in a CPU profile). Asked once here, before any capture.
+ */
+export async function warmFfmpegCapabilities(ffmpegPath: string): Promise<void> {
+  const cmd = ffmpeg().setFfmpegPath(ffmpegCommandPath(ffmpegPath));
+  await new Promise<void>((resolve) => cmd.availableEncoders(() => cmd.availableFormats(() => resolve())));
+}
+
+/** Intervals this host recorded per camera, kept until their jobs are judged (bounded). */
+const RECENT_PER_CAMERA = 4_096;
 
 export interface RecorderOptions {
   pool: Pool;
@@ -101,8 +140,15 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   readonly #spool: SegmentSpool;
   readonly #cameras = new Map<number, ActiveCamera>();
   readonly #finishing = new Set<number>();
+  readonly #lease: JobLease;
+  /** Segments (start, end) this host closed per camera, for jobs' covered seconds before indexing ends. */
+  readonly #recent = new Map<number, Array<[number, number]>>();
+  /** Failures seen per camera after its capture stopped, for jobs finished later. */
+  readonly #failures = new Map<number, CaptureFailure>();
+  #fenced = false;
   #timer: NodeJS.Timeout | undefined;
   #diskTimer: NodeJS.Timeout | undefined;
+  #heartbeatTimer: NodeJS.Timeout | undefined;
   #diskFault: string | undefined;
   #reportedFault: string | undefined;
   #retentionTimer: NodeJS.Timeout | undefined;
@@ -119,6 +165,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     this.#log = log;
     this.#journal = journal;
     this.#spool = new SegmentSpool({ pool: opts.pool, storage: opts.storage, journal, config, log });
+    this.#lease = new JobLease({ pool: opts.pool, recorderId: config.recorderId, leaseMs: config.leaseMs, heartbeatMs: config.leaseHeartbeatMs, claimGraceMs: config.claimGraceMs, log });
     this.#spool.on('indexed', (s) => this.emit('indexed', s));
     this.#spool.on('rejected', (s, r) => this.emit('rejected', s, r));
     this.#spool.on('dropped', (s) => this.emit('dropped', s));
@@ -162,6 +209,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     const log = opts.log ?? createLogger('recorder');
     fs.mkdirSync(config.spoolDir, { recursive: true });
     await opts.storage.ensureBucket().catch((err: Error) => log.warn({ err: err.message }, 'bucket check failed; uploads will retry'));
+    await warmFfmpegCapabilities(config.ffmpegPath).catch((err: Error) => log.warn({ err: err.message }, 'could not ask ffmpeg for its capabilities'));
     const { journal, state } = await SegmentJournal.open(path.join(config.spoolDir, 'journal.jsonl'));
     const rec = new Recorder(opts, config, journal, log);
     // Runs the previous process died in: stop any ffmpeg it left, then take what ffmpeg finished.
@@ -173,7 +221,13 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       log.info({ runId: run.runId, recovered: recovered.length }, 'recovered segments of an interrupted run');
     }
     for (const seg of state.pending) rec.#spool.enqueue(seg, true);
-    rec.#timer = setInterval(() => rec.wake(), config.jobPollMs);
+    rec.#timer = setInterval(() => {
+      rec.#fenceIfStale();
+      rec.wake();
+    }, Math.min(config.jobPollMs, Math.max(100, Math.floor(config.leaseHeartbeatMs / 2))));
+    rec.#heartbeatTimer = setInterval(() => {
+      rec.#lease.renew(!rec.storageFault, rec.runningJobs).catch((err: Error) => log.warn({ err: err.message }, 'capture lease renewal failed'));
+    }, config.leaseHeartbeatMs);
     await rec.#checkDisk();
     rec.#diskTimer = setInterval(() => void rec.#checkDisk(), config.diskCheckMs);
     if (config.retentionMaxAgeDays > 0 || config.retentionDiskPath) {
@@ -199,6 +253,16 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     return rec;
   }
 
+  /** Jobs this host runs now (attached to a camera it records). */
+  get runningJobs(): number {
+    return [...this.#cameras.values()].reduce((n, c) => n + c.jobs.size, 0);
+  }
+
+  /** True while captures are stopped because the leases could not be renewed (database unreachable). */
+  get leaseFenced(): boolean {
+    return this.#fenced;
+  }
+
   get spool(): SegmentSpool {
     return this.#spool;
   }
@@ -216,7 +280,7 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   }
 
   async cancelCapture(jobId: number): Promise<void> {
-    await this.#pool.query(`UPDATE capture_jobs SET state = 'cancelled', finished_at = now() WHERE id = $1 AND state IN ('scheduled', 'recording')`, [jobId]);
+    await this.#pool.query(`UPDATE capture_jobs SET state = 'cancelled', finished_at = now(), lease_until = NULL WHERE id = $1 AND state IN ('scheduled', 'recording')`, [jobId]);
     this.wake();
   }
 
@@ -240,20 +304,14 @@ export class Recorder extends EventEmitter<RecorderEvents> {
 
   async #tick(): Promise<void> {
     const leadS = this.config.startLeadMs / 1000;
-    // Claim unclaimed due jobs for this recorder (a job another recorder holds is left alone), then
-    // read all of ours. The statement's snapshot does not see its own UPDATE, hence `claimed`.
-    const res = await this.#pool.query<JobRow>(
-      `WITH claimed AS (
-         UPDATE capture_jobs SET recorder_id = $2
-          WHERE state IN ('scheduled', 'recording') AND recorder_id IS NULL
-            AND starts_at - make_interval(secs => pre_roll_s + $1) <= now()
-          RETURNING id)
-       SELECT * FROM capture_jobs
-        WHERE state IN ('scheduled', 'recording')
-          AND (recorder_id = $2 OR id IN (SELECT id FROM claimed))
-          AND starts_at - make_interval(secs => pre_roll_s + $1) <= now()`,
-      [leadS, this.config.recorderId],
-    );
+    // Renew our leases, claim due jobs by load, then read the jobs we hold now (leased).
+    const held = await this.#lease.sync(leadS, !this.storageFault, this.runningJobs);
+    if (this.#fenced && !this.#lease.mustFence()) {
+      this.#fenced = false;
+      this.#log.warn('leases renewed again: resuming captures');
+    }
+    if (this.#fenced) return;
+    const res = { rows: held };
     res.rows.sort((a, b) => a.starts_at.getTime() - b.starts_at.getTime());
     const now = Date.now();
     const wanted = new Map<number, CaptureJob[]>();
@@ -273,23 +331,32 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     for (const cam of this.#cameras.values()) {
       for (const id of cam.jobs.keys()) if (!res.rows.some((r) => Number(r.id) === id)) cam.jobs.delete(id);
     }
+    // A job whose window was shortened (session ended early) is no longer wanted: its attached copy
+    // must see the new end, or the camera records on to the planned one.
+    for (const row of res.rows) {
+      const job = jobFromRow(row);
+      for (const cam of this.#cameras.values()) if (cam.jobs.has(job.id)) cam.jobs.set(job.id, job);
+    }
     for (const [cameraId, jobs] of wanted) {
       let cam = this.#cameras.get(cameraId);
       // A full spool disk: leave the jobs scheduled; they start when the disk takes writes again.
       if (!cam && this.storageFault) continue;
-      if (!cam) cam = await this.#startCamera(cameraId);
       if (!cam) {
-        for (const j of jobs) await this.#setJobState(j.id, 'failed', 'camera not found or disabled');
+        const opensAt = Math.min(...jobs.map((j) => j.startsAt.getTime() - j.preRollS * 1000));
+        cam = await this.#startCamera(cameraId, startDelayMs(cameraId, this.config.startSpreadMs, opensAt - now));
+      }
+      if (!cam) {
+        for (const j of jobs) await this.#setJobState(j.id, 'failed', 'camera not found or disabled', 'not_found', 0);
         continue;
       }
       for (const j of jobs) {
-        if (!cam.jobs.has(j.id)) {
-          cam.jobs.set(j.id, j);
-          if (j.state === 'scheduled') await this.#setJobState(j.id, 'recording');
-        }
+        const known = cam.jobs.has(j.id);
+        cam.jobs.set(j.id, j); // the window may have changed since (a session ended early)
+        if (!known && j.state === 'scheduled') await this.#setJobState(j.id, 'recording');
       }
     }
     // Cameras with no job left in their window: stop (flushing the last segment), then close jobs.
+    const stopping: ActiveCamera[] = [];
     for (const cam of [...this.#cameras.values()]) {
       const live = [...cam.jobs.values()].filter((j) => now < j.endsAt.getTime() + j.postRollS * 1000);
       if (live.length > 0) continue;
@@ -297,35 +364,96 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       // end (at most one more segment), bounded in case the camera is down at that moment.
       const graceMs = 2 * this.config.segmentSeconds * 1000 + 5_000;
       const windowEnd = Math.max(0, ...[...cam.jobs.values()].map((j) => j.endsAt.getTime() + j.postRollS * 1000));
-      if (cam.coveredUntil < windowEnd && now < windowEnd + graceMs) continue;
+      // A camera waiting out a backoff has no segment in flight: nothing to wait for.
+      if (cam.coveredUntil < windowEnd && now < windowEnd + graceMs && cam.capture.state !== 'backoff') continue;
       this.#cameras.delete(cam.cameraId);
-      await cam.capture.stop();
-      this.emit('captureStopped', cam.cameraId);
-      for (const j of cam.jobs.values()) await this.#finishJob(j.id);
+      clearTimeout(cam.startTimer);
+      stopping.push(cam);
     }
+    // Stopped together: a county's meetings end at once, and each ffmpeg takes a moment to flush its
+    // last segment; one after another, the last camera would record on for minutes and no job would
+    // be polled meanwhile.
+    await Promise.all(
+      stopping.map(async (cam) => {
+        await cam.capture.stop();
+        if (cam.lastFailure) this.#failures.set(cam.cameraId, cam.lastFailure);
+        this.emit('captureStopped', cam.cameraId);
+        for (const j of cam.jobs.values()) await this.#finishJob(j, cam.lastFailure);
+      }),
+    );
     for (const id of [...this.#finishing]) {
       if ([...this.#cameras.values()].some((c) => c.jobs.has(id))) continue;
-      await this.#finishJob(id);
+      const row = res.rows.find((r) => Number(r.id) === id);
+      if (row) await this.#finishJob(jobFromRow(row), this.#failures.get(Number(row.camera_id)));
+      else this.#finishing.delete(id);
     }
   }
 
-  async #finishJob(jobId: number): Promise<void> {
-    this.#finishing.delete(jobId);
-    await this.#setJobState(jobId, 'done');
+  /** Stops every capture when our leases may run out unrenewed: another host may start them then. */
+  #fenceIfStale(): void {
+    if (this.#fenced || this.#closed || !this.#lease.mustFence()) return;
+    this.#fenced = true;
+    this.#log.error({ leaseMs: this.config.leaseMs }, 'capture leases not renewed in time: stopping captures so another recorder can take them over');
+    for (const cam of [...this.#cameras.values()]) {
+      this.#cameras.delete(cam.cameraId);
+      clearTimeout(cam.startTimer);
+      void cam.capture.stop(500).then(() => this.emit('captureStopped', cam.cameraId));
+    }
   }
 
-  async #setJobState(jobId: number, state: CaptureJobState, error?: string): Promise<void> {
+  /**
+   * Judges a job whose window is over: covered seconds of its window (segments indexed by any host,
+   * plus those this host closed and may still be uploading); nothing = failed with the reason, part
+   * of it = partial.
+   */
+  async #finishJob(job: CaptureJob, failure: CaptureFailure | undefined): Promise<void> {
+    this.#finishing.delete(job.id);
+    const ws = job.startsAt.getTime() - job.preRollS * 1000;
+    const we = job.endsAt.getTime() + job.postRollS * 1000;
+    const rows = await this.#pool.query<{ s: Date; e: Date }>(
+      'SELECT started_at AS s, ended_at AS e FROM recording_segments WHERE camera_id = $1 AND ended_at > $2 AND started_at < $3',
+      [job.cameraId, new Date(ws), new Date(we)],
+    );
+    const intervals: Array<[number, number]> = rows.rows.map((r) => [r.s.getTime(), r.e.getTime()]);
+    for (const iv of this.#recent.get(job.cameraId) ?? []) intervals.push(iv);
+    const coveredMs = Math.min(we - ws, coveredWithin(intervals, ws, we, this.config.gapToleranceMs));
+    const missingMs = we - ws - coveredMs;
+    let state: CaptureJobState = 'done';
+    let why = failure;
+    if (coveredMs <= 0) {
+      state = 'failed';
+      why ??= await this.#diagnose(job.cameraId);
+    } else if (missingMs > this.config.gapToleranceMs) state = 'partial';
+    else why = undefined;
+    await this.#setJobState(job.id, state, why?.detail, why?.reason, coveredMs / 1000);
+  }
+
+  async #diagnose(cameraId: number): Promise<CaptureFailure> {
+    const r = await this.#pool.query<CameraRow>('SELECT id, unit_id, rtsp_url, username, password FROM cameras WHERE id = $1', [cameraId]);
+    const row = r.rows[0];
+    if (!row) return { reason: 'unreachable', detail: 'camera not found', at: new Date() };
+    // The capture never said why (its window ended before a run did): ask the camera once.
+    try {
+      const p = await probeCamera(cameraPullUrl(row), { timeoutMs: this.config.rtspTimeoutMs });
+      return p.ok ? { reason: 'no_media', detail: 'the camera answers but sent no media in the window', at: new Date() } : p.failure;
+    } catch (err) {
+      return { reason: 'unreachable', detail: redact((err as Error).message).slice(0, 300), at: new Date() };
+    }
+  }
+
+  async #setJobState(jobId: number, state: CaptureJobState, error?: string, reason?: CaptureFailure['reason'], coveredS?: number): Promise<void> {
     const res = await this.#pool.query(
-      `UPDATE capture_jobs SET state = $2, error = COALESCE($3, error),
+      `UPDATE capture_jobs SET state = $2, error = COALESCE($3, error), reason = COALESCE($5, reason), covered_s = COALESCE($6, covered_s),
               started_capture_at = CASE WHEN $2 = 'recording' THEN COALESCE(started_capture_at, now()) ELSE started_capture_at END,
-              finished_at = CASE WHEN $2 IN ('done', 'failed') THEN now() ELSE finished_at END
+              finished_at = CASE WHEN $2 IN ('done', 'partial', 'failed') THEN now() ELSE finished_at END,
+              lease_until = CASE WHEN $2 IN ('done', 'partial', 'failed') THEN NULL ELSE lease_until END
         WHERE id = $1 AND state IN ('scheduled', 'recording') AND (recorder_id IS NULL OR recorder_id = $4)`,
-      [jobId, state, error ?? null, this.config.recorderId],
+      [jobId, state, error ?? null, this.config.recorderId, reason ?? null, coveredS ?? null],
     );
     if (res.rowCount) this.emit('jobState', jobId, state);
   }
 
-  async #startCamera(cameraId: number): Promise<ActiveCamera | undefined> {
+  async #startCamera(cameraId: number, delayMs = 0): Promise<ActiveCamera | undefined> {
     const res = await this.#pool.query<CameraRow>('SELECT id, unit_id, rtsp_url, username, password FROM cameras WHERE id = $1 AND enabled AND retired_at IS NULL', [cameraId]);
     const row = res.rows[0];
     if (!row) return undefined;
@@ -337,10 +465,11 @@ export class Recorder extends EventEmitter<RecorderEvents> {
       log: this.#log,
       input: async () => {
         // Re-read every run so a changed URL or password takes effect on the next restart.
-        const r = await this.#pool.query<CameraRow>('SELECT id, unit_id, rtsp_url, username, password FROM cameras WHERE id = $1', [cameraId]);
+        const r = await this.#pool.query<CameraRow>('SELECT id, unit_id, rtsp_url, username, password, rtsp_transport FROM cameras WHERE id = $1', [cameraId]);
         const c = r.rows[0] ?? row;
         return {
           url: cameraPullUrl(c),
+          ...(c.rtsp_transport ? { rtspTransport: c.rtsp_transport } : {}),
           label,
           inputOptions: [
             '-rtsp_transport', 'tcp',
@@ -351,14 +480,31 @@ export class Recorder extends EventEmitter<RecorderEvents> {
         };
       },
     });
-    const cam: ActiveCamera = { cameraId, unitId: Number(row.unit_id), capture, jobs: new Map(), coveredUntil: 0 };
+    const cam: ActiveCamera = { cameraId, unitId: Number(row.unit_id), capture, jobs: new Map(), coveredUntil: 0, lastFailure: this.#failures.get(cameraId), startTimer: undefined };
+    this.#failures.delete(cameraId);
     capture.on('segment', (raw) => {
       cam.coveredUntil = Math.max(cam.coveredUntil, raw.endedAt);
+      const list = this.#recent.get(cameraId) ?? [];
+      list.push([raw.startedAt, raw.endedAt]);
+      if (list.length > RECENT_PER_CAMERA) list.splice(0, list.length - RECENT_PER_CAMERA);
+      this.#recent.set(cameraId, list);
+    });
+    // The capture's own account of why a run got no media: the job's reason if its window falls short.
+    capture.on('failure', (f) => {
+      cam.lastFailure = f;
     });
     this.attachCapture(capture, (startMs, endMs) => this.#contextFor(cam, startMs, endMs));
     this.#cameras.set(cameraId, cam);
-    capture.start();
-    this.emit('captureStarted', cameraId);
+    if (delayMs > 0) {
+      cam.startTimer = setTimeout(() => {
+        cam.startTimer = undefined;
+        capture.start();
+        this.emit('captureStarted', cameraId);
+      }, delayMs);
+    } else {
+      capture.start();
+      this.emit('captureStarted', cameraId);
+    }
     return cam;
   }
 
@@ -410,10 +556,14 @@ export class Recorder extends EventEmitter<RecorderEvents> {
     this.#closed = true;
     clearInterval(this.#timer);
     clearInterval(this.#diskTimer);
+    clearInterval(this.#heartbeatTimer);
     clearInterval(this.#retentionTimer);
     await this.#ticking;
+    for (const c of this.#cameras.values()) clearTimeout(c.startTimer);
     await Promise.all([...this.#cameras.values()].map((c) => c.capture.stop()));
     this.#cameras.clear();
+    // Hand our jobs back at once (an upgrade or stop): another host, or this one restarted, goes on.
+    await this.#lease.release().catch((err: Error) => this.#log.warn({ err: err.message }, 'could not release capture leases'));
     if (opts.drain) {
       await Promise.race([this.#spool.idle(), new Promise((r) => setTimeout(r, opts.drainTimeoutMs ?? 30_000))]);
     }
@@ -423,16 +573,30 @@ export class Recorder extends EventEmitter<RecorderEvents> {
   }
 }
 
-interface JobRow {
-  id: number;
-  camera_id: number;
-  session_id: number | null;
-  starts_at: Date;
-  ends_at: Date;
-  pre_roll_s: number;
-  post_roll_s: number;
-  state: CaptureJobState;
-  evidence: boolean;
+type JobRow = LeasedJobRow;
+
+/**
+ * Milliseconds of [from, to) covered by the union of the intervals, where a hole of at most `joinMs`
+ * between two of them counts as covered (the timeline calls only longer holes gaps; ffmpeg leaves a
+ * few milliseconds between segments, which over an hour would otherwise add up to a false `partial`).
+ */
+export function coveredWithin(intervals: Array<[number, number]>, from: number, to: number, joinMs = 0): number {
+  const clipped = intervals
+    .map(([s, e]) => [Math.max(s, from), Math.min(e, to)] as [number, number])
+    .filter(([s, e]) => e > s)
+    .sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let curS = -Infinity;
+  let curE = -Infinity;
+  for (const [s, e] of clipped) {
+    if (s > curE + joinMs) {
+      if (curE > curS) total += curE - curS;
+      curS = s;
+      curE = e;
+    } else curE = Math.max(curE, e);
+  }
+  if (curE > curS) total += curE - curS;
+  return total;
 }
 
 function jobFromRow(r: JobRow): CaptureJob {

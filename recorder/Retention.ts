@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import type { Pool } from '../infra/db/pool.ts';
 import { createLogger, type Logger } from '../infra/logger.ts';
 import type { ObjectStorage } from '../infra/storage/ObjectStorage.ts';
+import { renditionKeyFor } from './TranscodeCache.ts';
 
 export interface RetentionOptions {
   pool: Pool;
@@ -118,7 +119,18 @@ export class Retention {
   }
 
   async #delete(batch: Victim[]): Promise<number> {
-    const keys = batch.flatMap((v) => [v.object_key, v.thumb_key, v.strip_key].filter((k): k is string => !!k));
+    // An H.264 rendition (made for browsers from H.265) goes with its original; deleting one never made is a no-op.
+    // Review images are shared by the segments of a stretch (thumbnailEverySeconds): one still named
+    // by a segment that stays is kept.
+    const images = [...new Set(batch.flatMap((v) => [v.thumb_key, v.strip_key]).filter((k): k is string => !!k))];
+    const thumbs = [...new Set(batch.map((v) => v.thumb_key).filter((k): k is string => !!k))];
+    const keptThumbs = thumbs.length === 0 ? new Set<string>() : new Set((await this.#o.pool.query<{ k: string }>(
+      'SELECT DISTINCT thumb_key AS k FROM recording_segments WHERE thumb_key = ANY($1::text[]) AND NOT id = ANY($2::bigint[])',
+      [thumbs, batch.map((v) => v.id)],
+    )).rows.map((r) => r.k));
+    // A strip goes or stays with the thumbnail of its group.
+    const kept = new Set(batch.filter((v) => v.thumb_key && keptThumbs.has(v.thumb_key)).flatMap((v) => [v.thumb_key, v.strip_key]));
+    const keys = [...batch.flatMap((v) => [v.object_key, renditionKeyFor(v.object_key)]), ...images.filter((k) => !kept.has(k))];
     await this.#o.storage.remove(keys);
     await this.#o.pool.query('DELETE FROM recording_segments WHERE id = ANY($1::bigint[])', [batch.map((v) => v.id)]);
     return batch.reduce((n, v) => n + Number(v.bytes), 0);

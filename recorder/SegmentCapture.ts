@@ -7,7 +7,9 @@ import ffmpeg from 'fluent-ffmpeg';
 import type { Logger } from '../infra/logger.ts';
 import type { RecorderConfig } from './config.ts';
 import { probe, ProbeError, probeWithRetry } from './probe.ts';
-import { pullSource, type PullSource } from './RtspAuthRelay.ts';
+import { pullSource, type PullSource } from './RtspRestreamer.ts';
+import { classifyFfmpegOutput, type CaptureFailure } from './CaptureFailure.ts';
+import { probeCamera } from './CameraProbe.ts';
 import type { SegmentFile } from './types.ts';
 
 /** What one ffmpeg run reads. `url` may hold credentials: it is never logged; `label` is. */
@@ -19,6 +21,27 @@ export interface CaptureInput {
   audioCodec?: string | null;
   /** Video codec arguments; default stream copy. (A conference's VP8 cannot go into MP4 as-is.) */
   videoArgs?: string[];
+  /**
+   * RTSP lower transport (the camera's setting), used between the restreamer and the camera
+   * ('auto': TCP, and UDP after the camera refuses TCP with 461). ffmpeg itself always reads the
+   * loopback restreamer over TCP (any `-rtsp_transport` in inputOptions is replaced).
+   */
+  rtspTransport?: RtspTransport;
+}
+
+export type RtspTransport = 'tcp' | 'udp' | 'auto';
+
+/** Input options with `-rtsp_transport` set to `transport` (replacing any given). */
+export function withRtspTransport(inputOptions: readonly string[], transport: 'tcp' | 'udp'): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < inputOptions.length; i++) {
+    if (inputOptions[i] === '-rtsp_transport') {
+      i++;
+      continue;
+    }
+    out.push(inputOptions[i]!);
+  }
+  return ['-rtsp_transport', transport, ...out];
 }
 
 /** A segment closed by ffmpeg, as the capture reports it. */
@@ -41,6 +64,11 @@ export interface SegmentCaptureEvents {
   run: [RunInfo];
   segment: [RawSegment];
   runEnded: [{ runId: string; reason: string; segments: number }];
+  /**
+   * A run ended (or could not start) while the capture should be running, classified from ffmpeg's
+   * output and, where that is not decisive, an RTSP DESCRIBE of the camera. Emitted before the wait.
+   */
+  failure: [CaptureFailure];
 }
 
 export interface SegmentCaptureOptions {
@@ -93,6 +121,7 @@ export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
   #backoffTimer: NodeJS.Timeout | undefined;
   #wake: (() => void) | undefined;
   #audioCodec: string | null | undefined;
+  #lastFailure: CaptureFailure | undefined;
 
   constructor(opts: SegmentCaptureOptions) {
     super();
@@ -104,6 +133,11 @@ export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
 
   get state(): CaptureState {
     return this.#state;
+  }
+
+  /** Why the last run ended without media; cleared by a run that records. */
+  get lastFailure(): CaptureFailure | undefined {
+    return this.#lastFailure;
   }
 
   start(): void {
@@ -143,50 +177,118 @@ export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
       let produced = 0;
       let reason: string;
       let source: PullSource | undefined;
+      let lines: string[] = [];
+      let failure: CaptureFailure | undefined;
+      let cameraUrl: string | undefined;
+      let transport: RtspTransport | undefined;
       try {
         this.#setState('connecting');
         const given = await this.#opts.input();
-        // Credentials stay in this process: ffmpeg and ffprobe get a loopback relay URL.
-        source = await pullSource(given.url);
-        const input = { ...given, url: source.url };
+        const rtsp = /^rtsps?:/i.test(given.url);
+        cameraUrl = rtsp ? given.url : undefined;
+        transport = rtsp ? (given.rtspTransport ?? 'tcp') : undefined;
+        // Credentials stay in this process: ffmpeg gets the restreamer's loopback URL (one camera
+        // session shared with live viewing), read over TCP; the camera's transport is the restreamer's.
+        source = await pullSource(given.url, transport ? { transport } : {});
+        const input = { ...given, url: source.url, inputOptions: rtsp ? withRtspTransport(given.inputOptions, 'tcp') : given.inputOptions };
         if (!this.#wantRunning) break;
-        const audio = await this.#resolveAudio(input);
+        const audio = await this.#resolveAudio(input, cameraUrl);
         if (!this.#wantRunning) break;
-        const r = await this.#runOnce(input, audio);
-        produced = r.segments;
-        reason = r.reason;
+        if (typeof audio !== 'string' && audio !== null) {
+          failure = audio;
+          reason = `${failure.reason}: ${failure.detail}`;
+        } else {
+          const r = await this.#runOnce(input, audio);
+          produced = r.segments;
+          reason = r.reason;
+          lines = r.lines;
+        }
       } catch (err) {
         reason = redact((err as Error).message);
+        lines = [reason];
       } finally {
         await source?.close();
       }
       if (!this.#wantRunning) break;
+      failure ??= classifyFfmpegOutput(lines);
+      if (!failure && cameraUrl) {
+        // ffmpeg's output was not decisive (a timeout, a stream that just stopped): ask the camera.
+        const p = await probeCamera(cameraUrl, { timeoutMs: this.#opts.config.rtspTimeoutMs });
+        failure = p.ok ? { reason: 'no_media', detail: redact(lines.at(-1) ?? reason).slice(0, 300), at: new Date() } : p.failure;
+      }
+      failure ??= { reason: 'no_media', detail: reason.slice(0, 300), at: new Date() };
+      this.#lastFailure = failure;
+      this.emit('failure', failure);
       // A run that produced media or lived long proves the input works: start the backoff afresh.
       if (produced > 0 || Date.now() - started >= this.#opts.config.healthyRunMs) this.#backoffMs = this.#opts.config.restartBackoffMinMs;
       const wait = this.#backoffMs;
       this.#backoffMs = Math.min(this.#backoffMs * 2, this.#opts.config.restartBackoffMaxMs);
-      this.#log.warn({ reason, restartInMs: wait }, 'capture run ended; restarting');
+      this.#log.warn({ reason, failure: failure.reason, restartInMs: wait }, 'capture run ended; restarting');
       this.#setState('backoff');
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        this.#backoffTimer = setTimeout(resolve, wait);
-      });
+      // Reasons a DESCRIBE sees too: the probe can tell when they clear (a 404 until an encoder republishes).
+      await this.#waitForRetry(wait, cameraUrl, failure.reason === 'unreachable' || failure.reason === 'not_found' || failure.reason === 'auth');
+    }
+  }
+
+  /**
+   * Waits out the backoff, but while it lasts asks the camera (cheap DESCRIBE) every
+   * cameraProbeIntervalMs: a camera seen down and then answering ends the wait at once, so a
+   * reboot costs seconds of footage, not the doubled backoff.
+   */
+  async #waitForRetry(wait: number, cameraUrl: string | undefined, seenDown: boolean): Promise<void> {
+    const until = Date.now() + wait;
+    let down = seenDown;
+    let woken = false;
+    const wake = new Promise<void>((resolve) => {
+      this.#wake = () => {
+        woken = true;
+        resolve();
+      };
+    });
+    try {
+      while (!woken && this.#wantRunning) {
+        const left = until - Date.now();
+        if (left <= 0) return;
+        const step = cameraUrl ? Math.min(left, this.#opts.config.cameraProbeIntervalMs) : left;
+        await Promise.race([wake, new Promise<void>((r) => (this.#backoffTimer = setTimeout(r, step)))]);
+        clearTimeout(this.#backoffTimer);
+        if (woken || !cameraUrl || Date.now() >= until) return;
+        // The whole RTSP timeout: a server that prepares its media on DESCRIBE may take over a second to answer.
+        const p = await probeCamera(cameraUrl, { timeoutMs: this.#opts.config.rtspTimeoutMs });
+        if (!p.ok) {
+          down = true;
+          this.#lastFailure = p.failure;
+        } else if (down) {
+          this.#log.info('camera answers again; restarting capture now');
+          return;
+        }
+      }
+    } finally {
       clearTimeout(this.#backoffTimer);
       this.#wake = undefined;
     }
   }
 
-  async #resolveAudio(input: CaptureInput): Promise<string | null> {
+  /** The input's audio codec (null: none or dropped), or why the camera gave no streams. */
+  async #resolveAudio(input: CaptureInput, cameraUrl: string | undefined): Promise<string | null | CaptureFailure> {
     if (this.#opts.config.audio === 'drop') return null;
     if (input.audioCodec !== undefined) return input.audioCodec;
     if (this.#audioCodec !== undefined) return this.#audioCodec;
+    if (cameraUrl) {
+      // The camera's SDP says what it sends, whatever the transport: no ffprobe session needed.
+      const p = await probeCamera(cameraUrl, { timeoutMs: this.#opts.config.rtspTimeoutMs });
+      if (!p.ok) return p.failure;
+      if (!p.videoCodec) return { reason: 'no_media', detail: 'the camera offers no video stream', at: new Date() };
+      this.#audioCodec = p.audioCodec;
+      return this.#audioCodec;
+    }
     const p = await probe(input.url, { rtspTimeoutMs: this.#opts.config.rtspTimeoutMs, timeoutMs: this.#opts.config.rtspTimeoutMs * 2, ffprobePath: this.#opts.config.ffprobePath });
     if (!p.videoCodec) throw new Error(`${input.label}: no video stream`);
     this.#audioCodec = p.audioCodec ?? null;
     return this.#audioCodec;
   }
 
-  #runOnce(input: CaptureInput, audioCodec: string | null): Promise<{ segments: number; reason: string }> {
+  #runOnce(input: CaptureInput, audioCodec: string | null): Promise<{ segments: number; reason: string; lines: string[] }> {
     const cfg = this.#opts.config;
     const runId = `${Date.now().toString(36)}${crypto.randomBytes(3).toString('hex')}`;
     const dir = path.join(this.#opts.dir, `run-${runId}`);
@@ -227,6 +329,8 @@ export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
       let lastTimemark = '';
       let finished = false;
       const listed = new Set<string>();
+      // ffmpeg's last words, for classifying why the run ended (bounded).
+      const lines: string[] = [];
 
       const readList = (): void => {
         if (inputStartMs === undefined) return;
@@ -284,6 +388,9 @@ export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
           log.warn({ err: (err as Error).message }, 'could not write ffmpeg.pid');
         }
         log.debug({ input: input.label }, 'ffmpeg started');
+        // stop() came while fluent-ffmpeg was still preparing (no process to signal then): stop it now,
+        // or it records on and stop() waits for it for ever.
+        if (!this.#wantRunning) cmd.kill('SIGINT');
       });
       const startRun = (ms: number): void => {
         inputStartMs = ms;
@@ -305,7 +412,11 @@ export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
         if (t && t[1] !== lastTimemark) {
           lastTimemark = t[1]!;
           lastProgress = Date.now();
-        } else if (!t) log.debug({ ffmpeg: redact(line) }, 'ffmpeg');
+        } else if (!t) {
+          lines.push(line);
+          if (lines.length > 40) lines.shift();
+          log.debug({ ffmpeg: redact(line) }, 'ffmpeg');
+        }
       });
       const done = async (reason: string): Promise<void> => {
         if (finished) return;
@@ -325,7 +436,8 @@ export class SegmentCapture extends EventEmitter<SegmentCaptureEvents> {
         fs.rmSync(listFile, { force: true });
         fs.rmdir(dir, () => undefined);
         this.emit('runEnded', { runId, reason, segments });
-        resolve({ segments, reason });
+        if (segments > 0) this.#lastFailure = undefined;
+        resolve({ segments, reason, lines: [...lines, reason] });
       };
       cmd.on('end', () => void done('ffmpeg exited'));
       cmd.on('error', (err: Error) => void done(redact(err.message.split('\n').slice(-3).join(' ')).slice(0, 500)));

@@ -13,6 +13,8 @@ export const recorderConfigSchema = z.object({
   /** No ffmpeg progress for this long = stalled; the watchdog kills and restarts it. */
   stallTimeoutMs: z.number().int().positive().default(15_000),
   restartBackoffMinMs: z.number().int().positive().default(1_000),
+  /** While a camera is down, ask it (RTSP DESCRIBE) this often, and restart at once when it answers. */
+  cameraProbeIntervalMs: z.number().int().positive().default(2_000),
   restartBackoffMaxMs: z.number().int().positive().default(30_000),
   /** A run that lived this long resets the backoff. */
   healthyRunMs: z.number().int().positive().default(30_000),
@@ -25,6 +27,14 @@ export const recorderConfigSchema = z.object({
   /** How often the spool disk's free space is measured. */
   diskCheckMs: z.number().int().positive().default(2_000),
   uploadConcurrency: z.number().int().min(1).max(64).default(4),
+  /** ffprobe and thumbnail ffmpegs the spool runs at once (CPU-bound; default half the cores, at least 2). */
+  toolConcurrency: z.number().int().min(1).max(64).default(Math.max(2, Math.floor(os.availableParallelism() / 2))),
+  /**
+   * Capture starts spread over up to this long (per camera by a fixed fraction of it), within the time
+   * left before the window opens: cameras whose meetings start together do not start their ffmpegs, close
+   * their segments or make their first review images all at the same instant. 0: start at once.
+   */
+  startSpreadMs: z.number().int().min(0).default(4_000),
   uploadRetryMinMs: z.number().int().positive().default(500),
   uploadRetryMaxMs: z.number().int().positive().default(15_000),
   /** Attempts (upload, index) before a segment is quarantined: transient failures (S3 or database down). */
@@ -35,6 +45,18 @@ export const recorderConfigSchema = z.object({
   probeAttempts: z.number().int().min(1).max(20).default(4),
   probeRetryMs: z.number().int().positive().default(500),
   thumbnails: z.boolean().default(true),
+  /** Review images at most this often per camera (and for each new ffmpeg run); segments between share them. 0: every segment. */
+  thumbnailEverySeconds: z.number().min(0).default(30),
+  /** Review images from keyframes only (decodes a fraction of the video). */
+  thumbnailKeyframesOnly: z.boolean().default(true),
+  /** ffprobe every closed segment (the old way); false: the first of each ffmpeg run, then a structural MP4 check. */
+  probeEverySegment: z.boolean().default(false),
+  /** Index rows gathered for up to this long into one INSERT (0: one INSERT per segment). */
+  indexBatchMs: z.number().int().min(0).max(5_000).default(50),
+  /** Segment media goes to S3 as a streamed presigned PUT (false: the SDK's buffered, hashed putObject). */
+  streamUploads: z.boolean().default(true),
+  /** Review images asked for within this long are decoded by one ffmpeg (0: one ffmpeg per segment). */
+  imageBatchMs: z.number().int().min(0).max(5_000).default(100),
   stripFrames: z.number().int().min(1).max(32).default(6),
   thumbWidth: z.number().int().min(16).max(1920).default(320),
   stripFrameWidth: z.number().int().min(16).max(640).default(120),
@@ -44,6 +66,12 @@ export const recorderConfigSchema = z.object({
   startLeadMs: z.number().int().min(0).default(5_000),
   /** Two segments further apart than this are separated by a gap. */
   gapToleranceMs: z.number().int().min(0).default(1_000),
+  /** A claimed capture job's lease: a host that stops renewing loses its jobs to another host after this. */
+  leaseMs: z.number().int().min(1_000).default(25_000),
+  /** How often held leases are renewed; a host that could not renew for leaseMs - heartbeatMs stops its captures. */
+  leaseHeartbeatMs: z.number().int().min(100).default(5_000),
+  /** A due job the least-loaded host has not claimed within this long may be claimed by any host. */
+  claimGraceMs: z.number().int().min(0).default(5_000),
   /** Names this recorder in capture_jobs.recorder_id; keep it stable across restarts of one host. */
   recorderId: z.string().min(1).default(os.hostname()),
   /** Recordings older than this are deleted (meeting evidence never). 0 disables age retention. */

@@ -4,7 +4,7 @@ import { withTransaction } from '../infra/db/pool.ts';
 import { createLogger } from '../infra/logger.ts';
 import type { Clock } from './clock.ts';
 import type { Channel, DeliveryReceipt } from './channels/types.ts';
-import { queues, startQueue, inTransaction, type CheckJob, type SendJob } from './jobs/queue.ts';
+import { queues, startQueue, inTransaction, type CheckJob, type ReceiptJob, type SendJob } from './jobs/queue.ts';
 import { planReminders, type PlanResult } from './reminders/plan.ts';
 import type { ReminderPolicy } from './reminders/policy.ts';
 import { Dispatcher, defaultDispatcherOptions, type DispatcherOptions } from './sending/dispatcher.ts';
@@ -92,6 +92,22 @@ export class SchedulerService {
     this.workerIds.push(await boss.work<SendJob>(queues.sms, { batchSize: 20, pollingIntervalSeconds: 0.5 }, handleSends));
     // One at a time: the terminal paces sends by the card's interval anyway.
     this.workerIds.push(await boss.work<SendJob>(queues.beidou, { batchSize: 1, pollingIntervalSeconds: 0.5 }, handleSends));
+    // Status reports pushed by cloud SMS to the API: applied like SMPP/CMPP receipts. One after the
+    // other (reports of one send would only queue on its row lock); a database error fails the batch
+    // and pg-boss retries it, and applying a report twice changes nothing.
+    this.workerIds.push(
+      await boss.work<ReceiptJob>(queues.receipt, { batchSize: 50, pollingIntervalSeconds: 0.5 }, async (jobs) => {
+        for (const j of jobs) {
+          const r = j.data?.receipt;
+          if (!r || typeof r.providerMessageId !== 'string') {
+            log.warn({ job: j.id }, 'malformed status report job ignored');
+            continue;
+          }
+          await dispatcher.onReceipt(r);
+        }
+        if (jobs.length > 0) wakeAll();
+      }),
+    );
     const checker = this.o.checker;
     if (checker) {
       // Two ffmpeg analyses at a time on a small machine.

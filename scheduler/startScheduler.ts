@@ -3,7 +3,10 @@ import type { Pool } from '../infra/db/pool.ts';
 import type { Logger } from '../infra/logger.ts';
 import { ScaledClock, systemClock, type Clock } from './clock.ts';
 import { SmppChannel } from './channels/SmppChannel.ts';
+import { SmsRouter } from './channels/sms/SmsRouter.ts';
+import { smsReplies } from './replies/smsReplies.ts';
 import { BeidouTerminal } from './channels/BeidouTerminal.ts';
+import { beidouHooks } from './channels/beidou/replies.ts';
 import type { Channel } from './channels/types.ts';
 import { defaultReminderPolicy } from './reminders/policy.ts';
 import { SchedulerService } from './service.ts';
@@ -22,6 +25,10 @@ export const schedulerSettingsSchema = z.object({
   /** Serial device of the Beidou RDSS terminal; without it no Beidou channel. */
   BEIDOU_SERIAL: z.string().optional(),
   BEIDOU_BAUD: z.coerce.number().int().default(115200),
+  /** 'auto' detects 2.1 / 4.0 / BD-3 at open. */
+  BEIDOU_PROTOCOL: z.enum(['auto', '2.1', '4.0', 'bd3']).default('auto'),
+  /** A reminder too long for one frame: its short form ('short') or numbered frames ('split'). */
+  BEIDOU_TOO_LONG: z.enum(['short', 'split']).default('short'),
   TICK_MS: z.coerce.number().int().min(10).default(60_000),
   // Simulated time (tests, drills): sim = CLOCK_SIM_START + (real - CLOCK_REAL_EPOCH) * CLOCK_SCALE.
   CLOCK_SIM_START: z.string().datetime().optional(),
@@ -63,10 +70,12 @@ export async function startScheduler(
   let service: SchedulerService | null = null;
   const onReceipt = (r: Parameters<SchedulerService['onReceipt']>[0]) => service?.onReceipt(r);
   const sms = settings.SMPP_PORT
-    ? new SmppChannel({ host: settings.SMPP_HOST, port: settings.SMPP_PORT, systemId: settings.SMPP_SYSTEM_ID, password: settings.SMPP_PASSWORD }, onReceipt)
+    ? new SmppChannel({ host: settings.SMPP_HOST, port: settings.SMPP_PORT, systemId: settings.SMPP_SYSTEM_ID, password: settings.SMPP_PASSWORD }, onReceipt, smsReplies(pool, clock))
     : null;
-  if (sms) channels.sms = sms;
-  const beidou = settings.BEIDOU_SERIAL ? new BeidouTerminal({ path: settings.BEIDOU_SERIAL, baudRate: settings.BEIDOU_BAUD }) : null;
+  // Per-unit providers (sms_providers) first; the SMPP_* link where a unit has none.
+  const smsRouter = new SmsRouter(pool, { onReceipt, onMo: smsReplies(pool, clock) }, sms ? { fallback: sms } : {});
+  channels.sms = smsRouter;
+  const beidou = settings.BEIDOU_SERIAL ? new BeidouTerminal({ path: settings.BEIDOU_SERIAL, baudRate: settings.BEIDOU_BAUD, protocol: settings.BEIDOU_PROTOCOL, tooLong: settings.BEIDOU_TOO_LONG }, beidouHooks(pool, onReceipt, clock)) : null;
   if (beidou) {
     await beidou.open();
     channels.beidou = beidou;
@@ -97,6 +106,7 @@ export async function startScheduler(
     async stop() {
       await running.stop();
       await sms?.close();
+      await smsRouter.close();
       await beidou?.close();
     },
   };

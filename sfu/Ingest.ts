@@ -29,14 +29,17 @@ export class Ingest {
   readonly peerInfo: PeerInfo;
   readonly #room: Room;
   readonly #source: MediaSource;
+  readonly #makeRendition: (() => Promise<types.Producer>) | undefined;
+  #rendition: Promise<types.Producer> | undefined;
 
   private constructor(
     room: Room,
     transport: types.PlainTransport | undefined,
     producer: types.Producer,
-    options: Pick<IngestOptions, 'displayName' | 'unitId' | 'source'> & { peerId?: string },
+    options: Pick<IngestOptions, 'displayName' | 'unitId' | 'source'> & { peerId?: string; rendition?: () => Promise<types.Producer> },
   ) {
     this.#room = room;
+    this.#makeRendition = options.rendition;
     this.transport = transport;
     this.producer = producer;
     this.#source = options.source;
@@ -69,8 +72,14 @@ export class Ingest {
    * Registers a producer made elsewhere on this room's router (recorder/LiveCameraIngest runs
    * ffmpeg into its own PlainTransports) so the room announces and routes it like any ingest.
    * Producers adopted with the same `peerId` (a camera's video and audio) appear as one site.
+   * `rendition`: makes the same picture in a form every browser decodes (a camera forwarded in its own
+   * H.264 profile), asked for the first time a viewer cannot consume the producer; not announced.
    */
-  static adopt(room: Room, producer: types.Producer, options: Pick<IngestOptions, 'displayName' | 'unitId' | 'source'> & { peerId?: string }): Ingest {
+  static adopt(
+    room: Room,
+    producer: types.Producer,
+    options: Pick<IngestOptions, 'displayName' | 'unitId' | 'source'> & { peerId?: string; rendition?: () => Promise<types.Producer> },
+  ): Ingest {
     const ingest = new Ingest(room, undefined, producer, options);
     producer.observer.once('close', () => room.removeIngest(ingest));
     room.addIngest(ingest);
@@ -79,6 +88,20 @@ export class Ingest {
 
   get producerInfo(): ProducerInfo {
     return { producerId: this.producer.id, peerId: this.peerInfo.peerId, kind: this.producer.kind, source: this.#source, paused: this.producer.paused };
+  }
+
+  /** The producer's rendition for viewers that cannot decode it (made once, on first use); undefined if none. */
+  rendition(): Promise<types.Producer> | undefined {
+    if (!this.#makeRendition || this.producer.closed) return undefined;
+    if (!this.#rendition) {
+      const p = this.#makeRendition();
+      this.#rendition = p;
+      p.then(
+        (r) => r.observer.once('close', () => this.#rendition === p && (this.#rendition = undefined)),
+        () => this.#rendition === p && (this.#rendition = undefined),
+      );
+    }
+    return this.#rendition;
   }
 
   /** Where the sender should send RTP (and will receive RTCP from). */

@@ -14,6 +14,7 @@ import {
 } from './protocol.ts';
 import type { Room } from './Room.ts';
 import { refusedSource } from './sourcePolicy.ts';
+import { playoutDelayForRepair } from './playoutDelay.ts';
 
 // Per-peer bounds: a browser needs one send and one recv transport (a few more across ICE restarts),
 // at most camera+microphone+screen+film producers, and one consumer per remote track.
@@ -295,11 +296,19 @@ export class Peer {
     let consumer: types.Consumer;
     try {
       if (this.#closed) throw new SignallingError('not_joined', 'left the room');
+      let from = producerId;
       if (!this.#room.router.canConsume({ producerId, rtpCapabilities })) {
-        throw new SignallingError('cannot_consume', 'your device cannot decode this stream');
+        // A camera forwarded in its own H.264 profile: a browser without that decoder gets the
+        // ingest's constrained-baseline rendition (same camera, one RTSP session through the restreamer).
+        const rendition = local ? await this.#room.renditionFor(producerId)?.catch(() => undefined) : undefined;
+        if (!rendition || rendition.closed || !this.#room.router.canConsume({ producerId: rendition.id, rtpCapabilities })) {
+          throw new SignallingError('cannot_consume', 'your device cannot decode this stream');
+        }
+        if (this.#closed) throw new SignallingError('not_joined', 'left the room');
+        from = rendition.id;
       }
       // Paused until the client has set up its receiver, so the first packets (and keyframe) are not lost.
-      consumer = await transport.consume({ producerId, rtpCapabilities, paused: true });
+      consumer = await transport.consume({ producerId: from, rtpCapabilities, paused: true });
     } catch (err) {
       release();
       throw err;
@@ -316,7 +325,8 @@ export class Peer {
     const demandsLayers = consumer.kind === 'video';
     consumer.observer.on('close', () => {
       this.#consumers.delete(consumer.id);
-      if (demandsLayers) this.#room.setConsumerDemand(producerId, consumer.id, -1);
+      // consumer.producerId: a rendition's demand is kept under the rendition (see #setLayer).
+      if (demandsLayers) this.#room.setConsumerDemand(consumer.producerId, consumer.id, -1);
       release();
     });
     consumer.on('producerclose', () => {
@@ -332,6 +342,7 @@ export class Peer {
         if (!consumer.closed) throw err;
       }
     }
+    const playoutDelayMs = remote ? playoutDelayForRepair(this.#room.remote?.repairRttMs?.(producerId)) : 0;
     return {
       consumerId: consumer.id,
       producerId,
@@ -340,7 +351,13 @@ export class Peer {
       peerId: info.peerId,
       source: info.source,
       producerPaused: consumer.producerPaused,
+      ...(playoutDelayMs > 0 ? { playoutDelayMs } : {}),
     };
+  }
+
+  /** Tells the page to hold its consumers of this producer `delayMs` (see playoutDelayForRepair). */
+  setPlayoutDelay(producerId: string, delayMs: number): void {
+    for (const c of this.#consumers.values()) if (c.producerId === producerId && !c.closed) this.notify('playoutDelay', { consumerId: c.id, delayMs });
   }
 
   async setConsumerLayer({ consumerId, layer }: RequestData<'setConsumerLayer'>) {

@@ -1,6 +1,7 @@
 import type { types } from 'mediasoup';
 import type { Logger } from '../infra/logger.ts';
 import { mediaCodecs } from './mediaCodecs.ts';
+import { playoutDelayForRepair } from './playoutDelay.ts';
 import { ConferenceControl } from './ConferenceControl.ts';
 import type { Ingest } from './Ingest.ts';
 import { LayerDemandTable } from './LayerDemand.ts';
@@ -56,6 +57,8 @@ export interface RemoteDirectory {
   acquire(producerId: string): Promise<() => void>;
   /** Remote producers piped into this node now (metrics); optional. */
   subscriptionCount?(): number;
+  /** The worst round trip a loss of this (piped-in) producer takes to repair; undefined if unknown. */
+  repairRttMs?(producerId: string): number | undefined;
 }
 
 /** Where plain RTP transports listen (node option plainRtp); undefined: refused. */
@@ -325,6 +328,12 @@ export class Room extends TypedEmitter<RoomEvents> {
     if (this.#touchesStage(peerId)) this.#stageMayHaveChanged();
   }
 
+  /** The repair round trip of a piped-in producer changed: its consumers here get a new playout delay. */
+  remoteRepairRtt(producerId: string, rttMs: number): void {
+    const delayMs = playoutDelayForRepair(rttMs);
+    for (const peer of this.#peers.values()) peer.setPlayoutDelay(producerId, delayMs);
+  }
+
   /** The cascade learnt of a producer on another node: local peers are told (open rooms), watchers too. */
   remoteProducerAdded(info: ProducerInfo): void {
     if (this.#remoteProducers.has(info.producerId)) return;
@@ -579,6 +588,12 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   producerPauseChanged(producerId: string, paused: boolean): void {
     this.emit('localproducerpaused', producerId, paused);
+  }
+
+  /** An ingest's rendition of its producer for viewers that cannot decode the original (see Ingest.adopt). */
+  renditionFor(producerId: string): Promise<types.Producer> | undefined {
+    for (const ingest of this.#ingests.values()) if (ingest.producer.id === producerId) return ingest.rendition();
+    return undefined;
   }
 
   /** A producer of this node's own (peer or ingest); remote producers are in `remote`. */

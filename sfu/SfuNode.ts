@@ -14,7 +14,9 @@ import { SignallingSession, type SessionHost } from './SignallingSession.ts';
 import { DEFAULT_SIGNALLING_LIMITS, type SignallingLimits } from './SignallingLimits.ts';
 import { UpgradeDispatcher, refuseUpgrade } from './UpgradeDispatcher.ts';
 import { Tap } from './Tap.ts';
+import { DrainControl } from './DrainControl.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
+import type { IceServer, TurnCredentials } from '../infra/turn/TurnCredentials.ts';
 import { WorkerPool, type WorkerPoolOptions } from './WorkerPool.ts';
 
 /** How long, and for how many rooms, an ended meeting refuses joins. */
@@ -24,7 +26,7 @@ const MAX_ENDED_ROOMS = 10_000;
 export interface SfuNodeOptions extends WorkerPoolOptions {
   /** The public half of the API's join-token key: this node checks admissions, it cannot issue them. */
   joinKey: KeyObject;
-  /** Applied to every video producer: at most one keyframe request per interval reaches a sender. */
+  /** Applied to every video producer: at most one keyframe request per interval reaches a sender (default 500 ms). */
   keyFrameRequestDelayMs?: number;
   /** This node's place in the five-level tree; absent for a stand-alone node. */
   cascade?: CascadeOptions;
@@ -35,6 +37,8 @@ export interface SfuNodeOptions extends WorkerPoolOptions {
    * trusted network, and the scale tests' synthetic sites. Default off (`forbidden`).
    */
   plainRtp?: boolean;
+  /** TURN (infra/turn/): each join's answer carries short-lived credentials for these servers. */
+  turn?: TurnCredentials;
 }
 
 export type SfuNodeEvents = {
@@ -48,9 +52,12 @@ export type SfuNodeEvents = {
 /** One SFU node: a pool of mediasoup workers, the rooms on them, and the WebSocket signalling. */
 export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost {
   readonly joinKey: KeyObject;
+  readonly #turn: TurnCredentials | undefined;
   readonly pool: WorkerPool;
   readonly metrics: SfuMetrics;
   readonly cascade: CascadeNode | undefined;
+  /** Drain for an upgrade: no new rooms, open ones continue (sfu/DrainControl.ts). */
+  readonly drain = new DrainControl(() => this.#rooms.size);
   readonly #logger: Logger;
   readonly #listenIp: string;
   readonly #keyFrameRequestDelayMs: number;
@@ -69,9 +76,13 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
   constructor(options: SfuNodeOptions) {
     super();
     this.joinKey = options.joinKey;
+    this.#turn = options.turn;
     this.#logger = options.logger;
     this.#listenIp = options.listenIp;
-    this.#keyFrameRequestDelayMs = options.keyFrameRequestDelayMs ?? 1000;
+    // 500 ms (LiveKit's throttle for low layers): when the floor changes, every site's new consumer is
+    // served by the first or the next keyframe, so the last site waits at most half a second for it, and
+    // a sender still gets at most two keyframe requests a second however many sites join at once.
+    this.#keyFrameRequestDelayMs = options.keyFrameRequestDelayMs ?? 500;
     this.#plainRtp = options.plainRtp === true;
     this.#announcedAddress = options.announcedAddress;
     this.limits = { ...DEFAULT_SIGNALLING_LIMITS, ...options.signalling };
@@ -85,6 +96,10 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
     });
     this.pool.on('workerreplaced', (slot) => this.emit('workerreplaced', slot.worker.pid ?? -1));
     this.cascade = options.cascade ? new CascadeNode(this, options.cascade, options.logger) : undefined;
+  }
+
+  iceServers(claims: JoinClaims): IceServer[] | undefined {
+    return this.#turn ? [this.#turn.issue(claims.userId)] : undefined;
   }
 
   get rooms(): ReadonlyMap<string, Room> {
@@ -258,6 +273,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
     if (existing && !existing.closed) return existing;
     let pending = this.#creating.get(id);
     if (!pending) {
+      this.drain.refuseNewRoom(id);
       pending = Room.create(id, this.pool.pick(), this.#logger, this.#keyFrameRequestDelayMs).then((room) => {
         this.#rooms.set(id, room);
         if (this.cascade) room.control.nodeId = this.cascade.nodeId;
@@ -265,6 +281,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SessionHost 
         room.on('ended', () => this.#markEnded(id));
         room.on('close', () => {
           if (this.#rooms.get(id) === room) this.#rooms.delete(id);
+          this.drain.roomClosed();
           this.emit('roomclosed', room);
         });
         this.emit('roomcreated', room);

@@ -1,3 +1,4 @@
+import type { IceServer } from '../infra/turn/TurnCredentials.ts';
 import type { KeyObject } from 'node:crypto';
 import type { WebSocket, RawData } from 'ws';
 import type { types } from 'mediasoup';
@@ -32,6 +33,8 @@ export interface SessionHost {
   };
   countError(code: ErrorCode): void;
   countTimeout(reason: 'join' | 'ping'): void;
+  /** TURN servers with short-lived credentials for this person, handed out with the join (infra/turn/). */
+  iceServers?(claims: JoinClaims): IceServer[] | undefined;
 }
 
 // Bounds on one client: requests are handled one at a time in arrival order, at most MAX_PENDING
@@ -221,7 +224,8 @@ export class SignallingSession {
     }
     this.#peer = peer;
     clearTimeout(this.#joinTimer);
-    return { peerId: peer.id, roomId: claims.room, role: claims.role, ...this.#host.roomState(peer) };
+    const iceServers = this.#host.iceServers?.(claims);
+    return { peerId: peer.id, roomId: claims.room, role: claims.role, ...this.#host.roomState(peer), ...(iceServers ? { iceServers } : {}) };
   }
 
   #leave(): void {

@@ -2,8 +2,11 @@ import type { KeyObject } from 'node:crypto';
 import path from 'node:path';
 import type { Config } from '../infra/config.ts';
 import { childKeysIn, loadNodeKeys } from '../infra/secret.ts';
+import { enrolledNodeAuth } from './cascade/EnrolmentChildKeys.ts';
 import type { Logger } from '../infra/logger.ts';
 import type { SfuNodeOptions } from './SfuNode.ts';
+import { turnCredentialsFromConfig } from '../infra/turn/turn-from-config.ts';
+import { parentTlsFromConfig } from '../infra/tls/parent-tls.ts';
 
 /**
  * A node's settings from the validated configuration (standalone node or `npm start`): media ports,
@@ -23,12 +26,16 @@ export function nodeOptionsFromConfig(
           unitId: config.SFU_UNIT_ID,
           secret: keys.cascadeSecret,
           ...(config.SFU_PARENT_URL ? { parentUrl: config.SFU_PARENT_URL } : {}),
+          // wss:// parent: its certificate pinned (SFU_PARENT_FINGERPRINT) or CA-checked (SFU_PARENT_CA_FILE).
+          ...(parentTlsFromConfig(config) ? { parentTls: parentTlsFromConfig(config)! } : {}),
           pipeListenIp: config.SFU_LISTEN_IP,
           admission: config.SFU_ADMISSION,
           ...(config.SFU_NODE_AUTH === 'key'
             ? {
                 nodeKey: loadNodeKeys(config.DATA_DIR, config.SFU_NODE_KEY).privateKey,
                 childKey: childKeysIn(config.SFU_CHILD_KEYS_DIR ?? path.join(config.DATA_DIR, 'child-keys')),
+                // Enrolled through the API (sfu/bin/enrol.ts): key read at each attempt, children's keys from the API.
+                ...enrolledNodeAuth(config.DATA_DIR, childKeysIn(config.SFU_CHILD_KEYS_DIR ?? path.join(config.DATA_DIR, 'child-keys')), logger, config.SFU_NODE_KEY),
               }
             : {}),
           ...(pipeAnnounced ? { pipeAnnouncedAddress: pipeAnnounced } : {}),
@@ -46,6 +53,8 @@ export function nodeOptionsFromConfig(
     joinKey: keys.joinKey,
     signalling,
     plainRtp: config.SFU_PLAIN_RTP,
+    // TURN_ENABLED: each join carries short-lived TURN credentials (infra/turn/).
+    ...(turnCredentialsFromConfig(config) ? { turn: turnCredentialsFromConfig(config)! } : {}),
     ...(cascade ? { cascade } : {}),
     numWorkers: config.SFU_NUM_WORKERS,
     listenIp: config.SFU_LISTEN_IP,

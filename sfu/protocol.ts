@@ -277,6 +277,8 @@ export interface Notifications {
   producerPaused: { producerId: string };
   producerResumed: { producerId: string };
   consumerClosed: { consumerId: string; producerId: string };
+  /** Hold this consumer's media `delayMs` before playing it: repairs across a long cascade link need it (0: the browser's own). */
+  playoutDelay: { consumerId: string; delayMs: number };
   /** The conference state changed (or was sent on join); `selfMuted`: this peer's microphone is held muted by the chair. */
   conferenceState: ConferenceStateView;
   /** The chair (or the meetings API) ended the meeting; the peer has been removed from the room. */

@@ -13,8 +13,10 @@ import type { ApiRoutes } from './api/route-registry.ts';
 import { createCompletionRoutes } from './api/routes/completion.ts';
 import { createLiveCameraRoutes } from './api/routes/live-cameras.ts';
 import { createRecordingRoutes } from './api/routes/recordings.ts';
+import { createFilmRoutes } from './api/routes/films.ts';
 import { createMeetingRoutes } from './api/routes/meetings.ts';
 import { createReminderRoutes } from './api/routes/reminders.ts';
+import { createSessionRoutes } from './api/routes/sessions.ts';
 import { createServiceCallRoutes, type CallRecordings } from './api/routes/service-calls.ts';
 import { SfuDirectory } from './api/sfu-directory.ts';
 import { SfuNodeHosts } from '../infra/sfu-node-hosts.ts';
@@ -48,7 +50,7 @@ export interface WebServerOptions {
   /** Bearer token a scraper must show for /metrics; without it only un-proxied loopback requests are answered. */
   metricsToken?: string;
   /** Live inspection: cameras this node pulls at once (default 32) and one person may ask for (default 16). */
-  liveCameras?: { maxCameras?: number; maxPerUser?: number };
+  liveCameras?: { maxCameras?: number; maxPerUser?: number; cameraProbeIntervalMs?: number };
   /** How long a client may take to send its request headers; default 10 s. */
   headersTimeoutMs?: number;
   /** Built front end; default web/dist. */
@@ -80,7 +82,7 @@ export function apiExtra(routes: ApiRoutes): ExtraRouter {
  * Prometheus metrics on /metrics, and the Svelte pages for everything else.
  */
 export function createWebServer(opts: WebServerOptions): http.Server {
-  const live = new NodeLiveCameraProvider({ sfu: opts.sfu, log: createLogger('live-cameras'), ...(opts.liveCameras?.maxCameras ? { maxCameras: opts.liveCameras.maxCameras } : {}) });
+  const live = new NodeLiveCameraProvider({ sfu: opts.sfu, log: createLogger('live-cameras'), ...(opts.liveCameras?.maxCameras ? { maxCameras: opts.liveCameras.maxCameras } : {}), ...(opts.liveCameras?.cameraProbeIntervalMs ? { cameraProbeIntervalMs: opts.liveCameras.cameraProbeIntervalMs } : {}) });
   const sfuNodeHosts = opts.sfuNodeHosts ?? new SfuNodeHosts('loopback');
   const directory = new SfuDirectory(opts.pool, opts.routing ?? 'local', sfuNodeHosts);
   const endRoom = (room: string): void => void opts.sfu.endRoom(room);
@@ -100,14 +102,18 @@ export function createWebServer(opts: WebServerOptions): http.Server {
     tokenSecret: opts.tokenSecret,
     sfuNodeHosts,
     ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}),
+    // A revoked node's live link to this process's node is dropped at once.
+    nodeEnrolment: { onRevoke: (id: string) => opts.sfu.cascade?.dropChild(id, 'revoked') ?? false },
     extraRouters: [
       apiExtra(createServiceCallRoutes(opts.pool, opts.joinKey, { directory, endRoom, ...ttl, ...(opts.recordings ? { recordings: opts.recordings } : {}) })),
       apiExtra(createMeetingRoutes(opts.pool, opts.joinKey, { endRoom, directory, ...ttl, ...meetingSettings, ...(films ? { films } : {}) })),
       apiExtra(createMeetingRosterRoutes(opts.pool)),
       apiExtra(createReminderRoutes(opts.pool)),
-      apiExtra(createCompletionRoutes({ pool: opts.pool })),
+      apiExtra(createSessionRoutes({ pool: opts.pool, tokenSecret: opts.tokenSecret, joinKey: opts.joinKey, directory, endRoom, ...ttl, ...(opts.storage ? { storage: opts.storage } : {}) })),
+      apiExtra(createCompletionRoutes({ pool: opts.pool, ...(opts.storage ? { storage: opts.storage } : {}) })),
       apiExtra(createLiveCameraRoutes({ pool: opts.pool, joinKey: opts.joinKey, provider: live, ...(opts.liveCameras?.maxPerUser ? { maxPerUser: opts.liveCameras.maxPerUser } : {}) })),
       ...(opts.storage ? [apiExtra(createRecordingRoutes({ pool: opts.pool, storage: opts.storage }))] : []),
+      ...(opts.storage ? [apiExtra(createFilmRoutes({ pool: opts.pool, storage: opts.storage }))] : []),
       ...(opts.extraRouters ?? []),
     ],
   });

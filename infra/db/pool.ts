@@ -15,6 +15,12 @@ export function createPool(databaseUrl: string, max = 10): pg.Pool {
 
 export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A checked-out client has no listener of the pool's: a connection lost between two statements
+  // would be an uncaught 'error' and stop the process. Kept here, the statement fails instead, and
+  // the broken client is discarded rather than returned to the pool.
+  let lost: Error | undefined;
+  const onError = (err: Error): void => void (lost = err);
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const result = await fn(client);
@@ -24,6 +30,7 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
-    client.release();
+    client.off('error', onError);
+    client.release(lost);
   }
 }

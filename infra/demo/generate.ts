@@ -113,29 +113,63 @@ async function generateIn(client: PoolClient, opts: DemoOptions): Promise<DemoSu
     branchUnits.map((u, i) => ({ id: branchIds[i], unit_id: u.id, name: `${u.name}党支部` })),
     { overridingSystemValue: true },
   );
+  // Branch facts (中国共产党支部工作条例（试行）2018): membership mix (about one in eight probationary),
+  // a branch committee (支委会) where a branch has >= 7 full members (most of them set one up; a few
+  // small branches of 7-9 have only a secretary), party groups (党小组) in large branches.
   const members: Array<Record<string, unknown>> = [];
+  const groups: Array<{ id?: number; branch_id: number; name: string }> = [];
+  const committees: number[] = [];
+  const plans = branchUnits.map((u, i) => {
+    const size = u.level === 'community' ? rng.int(12, 45) : rng.int(4, 28);
+    const probationary = Math.min(size - 3, Math.round(size * rng.int(0, 25) / 100));
+    const full = size - probationary;
+    const committee = full >= 7 && (full >= 10 || rng.chance(0.6));
+    const nGroups = size >= 16 && rng.chance(0.7) ? rng.int(2, size >= 30 ? 4 : 3) : 0;
+    if (committee) committees.push(branchIds[i]!);
+    for (let g = 0; g < nGroups; g++) groups.push({ branch_id: branchIds[i]!, name: `第${'一二三四'[g]}党小组` });
+    return { size, full, committee, nGroups };
+  });
+  const groupIds = await allocateIds(client, 'party_groups', groups.length);
+  groups.forEach((g, k) => { g.id = groupIds[k]; });
+  let gNext = 0;
   branchUnits.forEach((u, i) => {
+    const plan = plans[i]!;
+    const myGroups = groups.slice(gNext, gNext + plan.nGroups).map((g) => g.id!);
+    gNext += plan.nGroups;
     const remote = REMOTE_COUNTIES.has(u.county) && u.level === 'village' && rng.chance(0.3);
     const card = remote || rng.chance(0.03) ? String(rng.int(100000, 9999999)) : null;
-    members.push({
-      branch_id: branchIds[i],
-      name: personName(rng),
-      is_secretary: true,
-      mobile: remote && rng.chance(0.5) ? null : mobile(rng),
-      beidou_card: card,
-      preferred_channel: remote && card ? 'beidou' : 'sms',
-    });
-    const n = rng.int(2, 4);
-    for (let k = 0; k < n; k++) {
-      members.push({ branch_id: branchIds[i], name: personName(rng), is_secretary: false, mobile: mobile(rng), beidou_card: null, preferred_channel: 'sms' });
+    const committeeSize = plan.full >= 15 ? 5 : 3;
+    for (let k = 0; k < plan.size; k++) {
+      const secretary = k === 0;
+      members.push({
+        branch_id: branchIds[i],
+        name: personName(rng),
+        is_secretary: secretary,
+        mobile: secretary ? (remote && rng.chance(0.5) ? null : mobile(rng)) : mobile(rng),
+        beidou_card: secretary ? card : null,
+        preferred_channel: secretary && remote && card ? 'beidou' : 'sms',
+        // full members first (the secretary and the committee are full members)
+        membership: k < plan.full ? 'full' : 'probationary',
+        committee_role: !plan.committee || k >= committeeSize ? null : k === 0 ? 'secretary' : k === 1 ? 'deputy_secretary' : 'member',
+        party_group_id: myGroups.length > 0 && k > 0 ? myGroups[k % myGroups.length] : null,
+      });
     }
   });
+  if (groups.length > 0) {
+    await insertRows(client, 'party_groups', { id: 'bigint[]', branch_id: 'bigint[]', name: 'text[]' }, groups, { overridingSystemValue: true });
+  }
   await insertRows(
     client,
     'members',
-    { branch_id: 'bigint[]', name: 'text[]', is_secretary: 'boolean[]', mobile: 'text[]', beidou_card: 'text[]', preferred_channel: 'text[]' },
+    { branch_id: 'bigint[]', name: 'text[]', is_secretary: 'boolean[]', mobile: 'text[]', beidou_card: 'text[]', preferred_channel: 'text[]', membership: 'text[]', committee_role: 'text[]', party_group_id: 'bigint[]' },
     members,
   );
+  if (committees.length > 0) await client.query(`UPDATE branches SET has_committee = true WHERE id = ANY($1::bigint[])`, [committees]);
+  // Each group's leader: its first member.
+  await client.query(
+    `UPDATE party_groups g SET leader_member_id = x.first
+       FROM (SELECT party_group_id, min(id) AS first FROM members WHERE party_group_id = ANY($1::bigint[]) GROUP BY 1) x
+      WHERE x.party_group_id = g.id`, [groupIds]);
 
   // ---- service stations / centres and their cameras -----------------------------------------
   const points: Array<{ unit: NewUnit; kind: 'station' | 'centre'; name: string }> = [

@@ -18,8 +18,17 @@ packages=(
   ffmpeg chromium fonts-noto-cjk fonts-noto-color-emoji
   # network namespaces for cascade tests, procps for process control
   iproute2 procps
+  # systemd-analyze verifies the deployment's units (tests/infra/deploy-config.test.ts)
+  systemd
   # pseudo-terminal pairs for the simulated Beidou terminal (scheduler tests)
   socat
+  # Janus (VideoRoom rtp_forward) compared beside mediasoup in tests/bench/sfu-forwarding.ts
+  janus
+  # Debian RTSP servers the camera tests pull from (tests/support/debian-rtsp.ts)
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  # TURN relay for pages behind NAT/firewalls that drop UDP (infra/turn/)
+  coturn
 )
 missing=()
 for p in "${packages[@]}"; do

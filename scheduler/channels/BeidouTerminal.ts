@@ -1,110 +1,108 @@
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import iconv from 'iconv-lite';
-import { SerialPort, ReadlineParser } from 'serialport';
+import { SerialPort } from 'serialport';
 import { z } from 'zod';
 import { createLogger } from '../../infra/logger.ts';
-import { frame, parseSentence, type Sentence } from './nmea.ts';
-import type { Channel, ChannelResult, SendTracker } from './types.ts';
+import { capacityBitsFor, payloadBytesFor } from './beidou/capacity.ts';
+import { Codec21 } from './beidou/Codec21.ts';
+import { Codec40 } from './beidou/Codec40.ts';
+import { CodecBd3 } from './beidou/CodecBd3.ts';
+import { compose, mixedPayload } from './beidou/compose.ts';
+import { FrameReader } from './beidou/FrameReader.ts';
+import { normaliseCard, type BeidouCodec, type BeidouProtocol, type CardReport, type Feedback, type Inbound } from './beidou/types.ts';
+import type { Channel, ChannelResult, DeliveryReceipt, SendTracker } from './types.ts';
+
+export { splitForCapacity } from './beidou/compose.ts';
 
 const log = createLogger('scheduler.beidou');
-
-/**
- * Message capacity per communication level, in bits. Assumption (no protocol text at hand):
- * BD-2 RDSS civil cards, level 1: 628 bits (78.5 bytes), 2: 784 (98), 3: 1040 (130), 4: 1680 (210).
- * Configurable, since providers publish different figures per card type.
- */
-export const defaultCapacityBits: Record<number, number> = { 1: 628, 2: 784, 3: 1040, 4: 1680 };
 
 export const BeidouConfig = z.object({
   path: z.string().min(1),
   baudRate: z.number().int().default(115200),
-  feedbackTimeoutMs: z.number().int().min(50).default(5000),
+  /** 'auto' asks in all three dialects at open and takes the one that answers (BD-3 first, then 2.1, then 4.0). */
+  protocol: z.enum(['auto', '2.1', '4.0', 'bd3']).default('auto'),
+  /** How long to wait for the card's feedback before the frame is "uncertain" (never resent blind). */
+  feedbackTimeoutMs: z.number().int().min(50).default(10_000),
   icTimeoutMs: z.number().int().min(50).default(3000),
+  /** After the first card answer, how long other dialects may still answer (a BD-3 terminal may speak 2.1 too). */
+  detectGraceMs: z.number().int().min(0).default(300),
   /** Messages waiting for the terminal; beyond this, sends are refused and retried later by the queue. */
   outboxMax: z.number().int().min(1).max(10_000).default(200),
   maxAttempts: z.number().int().min(1).max(50).default(5),
   suppressedBackoffMs: z.number().int().min(10).default(30_000),
-  capacityBits: z.record(z.string(), z.number().int().positive()).default({ '1': 628, '2': 784, '3': 1040, '4': 1680 }),
+  /** Overrides of the capacity table, keyed 'N1'..'N4' (plain) and 'E1'..'E4' (encrypted), in bits. */
+  capacityBits: z.record(z.string().regex(/^[NE][0-9]$/), z.number().int().min(24).max(8000)).default({}),
+  /** A long form that does not fit one frame: send the short form ('short') or numbered frames ('split'). */
+  tooLong: z.enum(['short', 'split']).default('short'),
+  /** Ask for receipts where the protocol has them (2.1 $BDHZR, BD-3 confirm flag). */
+  receipts: z.boolean().default(true),
 });
 export type BeidouConfig = z.input<typeof BeidouConfig>;
 
 export interface CardInfo {
+  protocol: BeidouProtocol;
   card: string;
   broadcastId: string;
   /** Service frequency: minimum seconds between two transmissions. */
   intervalS: number;
   level: number;
-  /** Usable message bytes per frame in mixed mode (one byte goes to the 0xA4 mode flag). */
+  encrypted: boolean;
+  capacityBits: number;
+  /** Usable text bytes per frame in mixed mode (one byte goes to the 0xA4 mode flag). */
   capacityBytes: number;
 }
 
-/** Parses $BDICI: user address, serial, broadcast id, user feature, service frequency, level, encryption, subordinates. */
-export function parseBdici(s: Sentence, capacityBits: Record<string, number>): Omit<CardInfo, 'capacityBytes'> & { capacityBits: number } {
-  const [card, , broadcastId, , freq, level] = s.fields;
-  const intervalS = Number(freq);
-  const lvl = Number(level);
-  if (!card || !/^\d{6,7}$/.test(card) || !Number.isFinite(intervalS) || !Number.isInteger(lvl)) {
-    throw new Error(`malformed $BDICI: ${s.fields.join(',')}`);
-  }
-  const bits = capacityBits[String(lvl)];
-  if (!bits) throw new Error(`unknown communication level ${lvl}`);
-  return { card, broadcastId: broadcastId ?? '', intervalS, level: lvl, capacityBits: bits };
+export interface IncomingMessage {
+  from: string;
+  text: string;
+  receivedAt: Date;
 }
 
-/**
- * Splits text into frames of at most `capacity` GB2312 bytes, on character boundaries, numbering
- * them "(i/n)" when there is more than one. Never cuts a message silently.
- */
-export function splitForCapacity(text: string, capacity: number): Buffer[] {
-  const whole = iconv.encode(text, 'gb2312');
-  if (whole.length <= capacity) return [whole];
-  const reserve = 7; // "(10/12)"
-  if (capacity <= reserve + 2) throw new Error(`card capacity ${capacity} bytes too small to split`);
-  const pieces: string[] = [];
-  let cur = '';
-  let curLen = 0;
-  for (const ch of text) {
-    const n = iconv.encode(ch, 'gb2312').length;
-    if (curLen + n > capacity - reserve) {
-      pieces.push(cur);
-      cur = '';
-      curLen = 0;
-    }
-    cur += ch;
-    curLen += n;
-  }
-  if (cur) pieces.push(cur);
-  return pieces.map((p, i) => iconv.encode(`(${i + 1}/${pieces.length})${p}`, 'gb2312'));
+export interface BeidouHooks {
+  /** A message received by the terminal ($BDTXR, $TXXX, $BDTCI); e.g. a secretary's reply. */
+  onMessage?: (m: IncomingMessage) => Promise<unknown> | unknown;
+  onReceipt?: (r: DeliveryReceipt) => Promise<unknown> | unknown;
 }
 
 interface OutboxItem {
   card: string;
-  frames: Buffer[];
+  body: string;
   tracker: SendTracker | undefined;
   resolve: (r: ChannelResult) => void;
 }
 
-type Feedback = { ok: true } | { ok: false; kind: 'interval' | 'suppressed' | 'refused'; waitS: number; detail: string; timedOut?: boolean };
+const codecs: Record<BeidouProtocol, BeidouCodec> = { '2.1': new Codec21(), '4.0': new Codec40(), bd3: new CodecBd3() };
+const preference: BeidouProtocol[] = ['bd3', '2.1', '4.0'];
 
 /**
- * Beidou RDSS user terminal on a serial port (protocol 2.1/4.0 sentences): $CCICA to read the card,
- * $CCTXA to send in mixed mode (0xA4 + GB2312), $BDFKI feedback. Sends are paced by the card's
- * service frequency and one outstanding $CCTXA at a time; the outbox is bounded.
+ * Beidou RDSS user terminal on a serial port, speaking RDSS 2.1, 4.0 (binary) or BD-3, detected at open
+ * with the card (level, encryption flag, interval). Sends are paced by the card's interval, one
+ * outstanding at a time, bounded outbox. A frame without feedback is never sent again blind.
  */
 export class BeidouTerminal extends EventEmitter implements Channel {
   readonly name = 'beidou' as const;
   private readonly cfg: z.infer<typeof BeidouConfig>;
   private port: SerialPort | null = null;
+  private codec: BeidouCodec | null = null;
   private cardInfo: CardInfo | null = null;
+  private readonly reader = new FrameReader();
   private readonly outbox: OutboxItem[] = [];
   private pumping = false;
   private nextTxAt = 0;
-  private waiting: { id: string; resolve: (s: Sentence | null) => void } | null = null;
+  private feedbackWaiter: ((fb: Feedback) => void) | null = null;
+  private cardAnswers: Array<{ protocol: BeidouProtocol; card: CardReport }> = [];
+  private cardListener: (() => void) | null = null;
+  /** Frames sent without feedback: never transmitted again by this terminal (key: card + payload hash). */
+  private readonly uncertain = new Map<string, number>();
+  /** Receipts expected per recipient card, oldest first (a receipt names the card, not the message). */
+  private readonly awaitingReceipt = new Map<string, string[]>();
+  private readonly inbox: IncomingMessage[] = [];
+  private inboxBusy = false;
+  private seq = 0;
   private closed = false;
-  badLines = 0;
   readonly txLog: Array<{ at: number; card: string; bytes: number }> = [];
 
-  constructor(config: BeidouConfig) {
+  constructor(config: BeidouConfig, private readonly hooks: BeidouHooks = {}) {
     super();
     this.cfg = BeidouConfig.parse(config);
   }
@@ -113,76 +111,122 @@ export class BeidouTerminal extends EventEmitter implements Channel {
     return this.cardInfo;
   }
 
+  get badLines(): number {
+    return this.reader.badFrames;
+  }
+
   async open(): Promise<CardInfo> {
     const port = new SerialPort({ path: this.cfg.path, baudRate: this.cfg.baudRate, autoOpen: false });
     await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
     this.port = port;
     port.on('error', (err) => log.warn({ err: err.message }, 'serial error'));
-    const parser = port.pipe(new ReadlineParser({ delimiter: '\r\n', encoding: 'latin1' }));
-    parser.on('data', (line: string) => this.onLine(line));
+    port.on('data', (chunk: Buffer) => {
+      for (const f of this.reader.push(chunk)) this.onFrame(f);
+    });
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.queryCard();
+        return await this.detect();
       } catch (err) {
         if (attempt >= 3) throw err;
       }
     }
   }
 
-  private onLine(line: string): void {
-    const s = parseSentence(line);
-    if (!s) {
-      if (line.trim()) this.badLines++;
-      return; // garbled or foreign line: ignore, never crash
-    }
-    if (this.waiting && s.id === this.waiting.id && (s.id !== 'BDFKI' || s.fields[0] === 'TXA')) {
-      const w = this.waiting;
-      this.waiting = null;
-      w.resolve(s);
+  private onFrame(f: Parameters<BeidouCodec['decode']>[0]): void {
+    const candidates = this.codec ? [this.codec] : Object.values(codecs);
+    for (const c of candidates) {
+      let m: Inbound | null = null;
+      try {
+        m = c.decode(f);
+      } catch {
+        m = null; // a malformed frame from one client never stops the driver
+      }
+      if (!m) continue;
+      this.onInbound(c.protocol, m);
       return;
     }
-    if (s.id === 'BDTXR') this.emit('message', { from: s.fields[1] ?? '', fields: s.fields });
   }
 
-  private request(body: string, replyId: string, timeoutMs: number): Promise<Sentence | null> {
-    const port = this.port;
-    if (!port) return Promise.resolve(null);
-    return new Promise<Sentence | null>((resolve) => {
+  private onInbound(protocol: BeidouProtocol, m: Inbound): void {
+    if (m.kind === 'card') {
+      this.cardAnswers.push({ protocol, card: m.card });
+      this.cardListener?.();
+    } else if (m.kind === 'feedback') {
+      const w = this.feedbackWaiter;
+      this.feedbackWaiter = null;
+      if (w) w(m.feedback);
+      else log.warn({ feedback: m.feedback }, 'feedback with nothing outstanding');
+    } else if (m.kind === 'message') {
+      if (this.inbox.length >= 1000) return void log.warn({ from: m.from }, 'beidou inbox full; message dropped');
+      this.inbox.push({ from: m.from, text: m.text, receivedAt: new Date() });
+      void this.drainInbox();
+    } else if (m.kind === 'receipt') {
+      const key = normaliseCard(m.card);
+      const ids = this.awaitingReceipt.get(key);
+      const id = ids?.shift();
+      if (!id) return;
+      const r: DeliveryReceipt = { providerMessageId: id, delivered: true, outcome: 'delivered', stat: 'DELIVRD', err: '000', recipient: m.card };
+      this.emit('receipt', r);
+      Promise.resolve(this.hooks.onReceipt?.(r)).catch((err: unknown) => log.error({ err: String(err) }, 'receipt not recorded'));
+    }
+  }
+
+  private async drainInbox(): Promise<void> {
+    if (this.inboxBusy) return;
+    this.inboxBusy = true;
+    try {
+      for (let m = this.inbox.shift(); m; m = this.inbox.shift()) {
+        this.emit('message', m);
+        await Promise.resolve(this.hooks.onMessage?.(m)).catch((err: unknown) => log.error({ err: String(err), from: m!.from }, 'incoming Beidou message not recorded'));
+      }
+    } finally {
+      this.inboxBusy = false;
+    }
+  }
+
+  private write(b: Buffer): void {
+    this.port?.write(b);
+  }
+
+  /** Asks for the card in every dialect (or the configured one); the dialect that answers is the terminal's. */
+  private async detect(): Promise<CardInfo> {
+    this.cardAnswers = [];
+    const asked = this.cfg.protocol === 'auto' ? preference : [this.cfg.protocol];
+    await new Promise<void>((resolve, reject) => {
+      let grace: NodeJS.Timeout | null = null;
       const timer = setTimeout(() => {
-        if (this.waiting?.resolve === done) this.waiting = null;
-        resolve(null);
-      }, timeoutMs);
-      const done = (s: Sentence | null) => {
+        this.cardListener = null;
+        reject(new Error('no card answer from the Beidou terminal ($BDICI / $BDICP / $ICXX)'));
+      }, this.cfg.icTimeoutMs);
+      this.cardListener = () => {
+        if (grace) return;
         clearTimeout(timer);
-        resolve(s);
+        grace = setTimeout(() => {
+          this.cardListener = null;
+          resolve();
+        }, asked.length > 1 ? this.cfg.detectGraceMs : 0);
       };
-      this.waiting = { id: replyId, resolve: done };
-      port.write(frame(body), 'latin1');
+      for (const p of asked) this.write(codecs[p].cardQuery());
     });
-  }
-
-  private async queryCard(): Promise<CardInfo> {
-    const s = await this.request('CCICA,0,00', 'BDICI', this.cfg.icTimeoutMs);
-    if (!s) throw new Error('no $BDICI answer from the terminal');
-    const p = parseBdici(s, this.cfg.capacityBits);
-    this.cardInfo = { card: p.card, broadcastId: p.broadcastId, intervalS: p.intervalS, level: p.level, capacityBytes: Math.floor(p.capacityBits / 8) - 1 };
-    log.info(this.cardInfo, 'beidou card');
+    const chosen = preference.map((p) => this.cardAnswers.find((a) => a.protocol === p)).find((a) => a !== undefined)!;
+    const c = chosen.card;
+    const bits = capacityBitsFor(c.level, c.encrypted, this.cfg.capacityBits);
+    this.codec = codecs[chosen.protocol];
+    this.cardInfo = {
+      protocol: chosen.protocol, card: c.card, broadcastId: c.broadcastId, intervalS: c.intervalS, level: c.level,
+      encrypted: c.encrypted, capacityBits: bits, capacityBytes: payloadBytesFor(bits),
+    };
+    log.info(this.cardInfo, 'beidou terminal detected');
     return this.cardInfo;
   }
 
   send(address: string, body: string, _ref?: number, tracker?: SendTracker): Promise<ChannelResult> {
     const info = this.cardInfo;
     if (this.closed || !info) return Promise.resolve({ ok: false, retryable: true, unavailable: true, reason: 'beidou terminal not ready' });
-    if (!/^\d{6,7}$/.test(address)) return Promise.resolve({ ok: false, retryable: false, reason: `invalid card number ${address}` });
+    if (!/^\d{6,8}$/.test(address) || Number(address) > 0xffffff) return Promise.resolve({ ok: false, retryable: false, reason: `invalid card number ${address}` });
     if (this.outbox.length >= this.cfg.outboxMax) return Promise.resolve({ ok: false, retryable: true, unavailable: true, reason: 'beidou outbox full' });
-    let frames: Buffer[];
-    try {
-      frames = splitForCapacity(body, info.capacityBytes);
-    } catch (err) {
-      return Promise.resolve({ ok: false, retryable: false, reason: String(err) });
-    }
     return new Promise<ChannelResult>((resolve) => {
-      this.outbox.push({ card: address.padStart(7, '0'), frames, tracker, resolve });
+      this.outbox.push({ card: address, body, tracker, resolve });
       void this.pump();
     });
   }
@@ -203,12 +247,22 @@ export class BeidouTerminal extends EventEmitter implements Channel {
   }
 
   private async transmit(item: OutboxItem): Promise<ChannelResult> {
+    const info = this.cardInfo!;
+    const codec = this.codec!;
+    const composed = compose(item.body, info.capacityBytes, this.cfg.tooLong);
+    if (!composed.ok) return { ok: false, retryable: false, reason: composed.reason };
+    const frames = composed.frames.map(mixedPayload);
     const parts: Array<{ providerMessageId: string | null }> = [];
     const tracker = item.tracker;
+    const wantReceipt = this.cfg.receipts && codec.protocol !== '4.0';
     // Frames a previous attempt got out are not sent again (the recipient would see "(1/3)" twice).
-    const done = tracker ? await tracker.begin(item.frames.length, null) : new Set<number>();
-    for (const [i, f] of item.frames.entries()) {
+    const done = tracker ? await tracker.begin(frames.length, null) : new Set<number>();
+    for (const [i, f] of frames.entries()) {
       if (done.has(i + 1)) continue;
+      const key = `${normaliseCard(item.card)}:${createHash('sha256').update(f).digest('hex')}`;
+      if (this.uncertain.has(key)) {
+        return { ok: false, retryable: false, uncertain: true, reason: `beidou: frame ${i + 1}/${frames.length} went out earlier without feedback; not transmitted again` };
+      }
       await tracker?.submitting(i + 1);
       let attempts = 0;
       for (;;) {
@@ -218,13 +272,25 @@ export class BeidouTerminal extends EventEmitter implements Channel {
           await tracker?.refused(i + 1);
           return { ok: false, retryable: tracker !== undefined || parts.length === 0, reason: 'terminal closed' };
         }
-        const fb = await this.sendFrame(item.card, f);
-        const intervalMs = (this.cardInfo?.intervalS ?? 60) * 1000;
-        if (fb.ok) {
+        const fb = await this.sendFrame(codec.send(info.card, item.card, f, wantReceipt));
+        const intervalMs = info.intervalS * 1000;
+        if (fb === null) {
+          // No feedback: the terminal may have transmitted. Resending could deliver it twice and cost
+          // another interval; the part stays "unconfirmed" and the dispatcher decides (e.g. SMS).
+          this.nextTxAt = Date.now() + intervalMs;
+          this.rememberUncertain(key);
+          return {
+            ok: false, retryable: false, uncertain: true,
+            reason: `beidou: no feedback for frame ${i + 1}/${frames.length} within ${this.cfg.feedbackTimeoutMs} ms; it may have been transmitted (uncertain), not resent`,
+          };
+        }
+        if (fb.kind === 'ok') {
           this.nextTxAt = Date.now() + intervalMs;
           this.txLog.push({ at: Date.now(), card: item.card, bytes: f.length });
-          await tracker?.accepted(i + 1, null);
-          parts.push({ providerMessageId: null });
+          const id = wantReceipt ? `bd:${info.card}:${Date.now().toString(36)}:${++this.seq}` : null;
+          if (id) this.expectReceipt(item.card, id);
+          await tracker?.accepted(i + 1, id);
+          parts.push({ providerMessageId: id });
           break;
         }
         attempts++;
@@ -234,40 +300,51 @@ export class BeidouTerminal extends EventEmitter implements Channel {
           continue;
         }
         if (fb.kind === 'suppressed' && attempts < this.cfg.maxAttempts) {
-          this.nextTxAt = Date.now() + this.cfg.suppressedBackoffMs;
+          this.nextTxAt = Date.now() + Math.max(this.cfg.suppressedBackoffMs, fb.waitS * 1000);
           continue;
         }
         const sentSome = i > 0;
-        // A frame that timed out may have gone out (no receipts on Beidou): it stays unconfirmed and is
-        // sent again on resume; a frame the terminal answered is known not sent.
-        if (!fb.timedOut) await tracker?.refused(i + 1);
+        await tracker?.refused(i + 1);
         return {
           ok: false,
           // Without a tracker a retry would repeat the frames already out; with one it resumes after them.
           retryable: fb.kind !== 'refused' && (tracker !== undefined || !sentSome),
-          reason: `beidou ${fb.detail}${sentSome ? ` after ${i} of ${item.frames.length} frames` : ''}`,
+          reason: `beidou ${fb.detail}${sentSome ? ` after ${i} of ${frames.length} frames` : ''}`,
         };
       }
     }
     return { ok: true, parts };
   }
 
-  private async sendFrame(card: string, payload: Buffer): Promise<Feedback> {
-    // Transmission mode 2 (mixed): the content starts with the 0xA4 flag, then GB2312 bytes as hex.
-    const body = `CCTXA,${card},1,2,A4${payload.toString('hex').toUpperCase()}`;
-    const s = await this.request(body, 'BDFKI', this.cfg.feedbackTimeoutMs);
-    if (!s) return { ok: false, kind: 'suppressed', waitS: 0, detail: 'no $BDFKI feedback (timeout)', timedOut: true };
-    // $BDFKI,TXA,<executed Y/N>,<frequency ok Y/N>,<suppression 0..3>,<wait mmss>
-    const [, exec, freqOk, suppress, waitField] = s.fields;
-    if (exec === 'Y') return { ok: true };
-    const w = waitField && /^\d{4}$/.test(waitField) ? Number(waitField.slice(0, 2)) * 60 + Number(waitField.slice(2)) : 0;
-    if (freqOk === 'N') return { ok: false, kind: 'interval', waitS: w, detail: 'interval not elapsed' };
-    const code = Number(suppress ?? '0');
-    if (code !== 0) {
-      const why = code === 1 ? 'transmit suppressed (no signal / beam)' : code === 2 ? 'radio silence' : 'transmitter power not locked';
-      return { ok: false, kind: 'suppressed', waitS: w, detail: why };
-    }
-    return { ok: false, kind: 'refused', waitS: 0, detail: 'terminal refused the message (card error or no permission)' };
+  private rememberUncertain(key: string): void {
+    const now = Date.now();
+    for (const [k, at] of this.uncertain) if (now - at > 7 * 86_400_000 || this.uncertain.size > 10_000) this.uncertain.delete(k);
+    this.uncertain.set(key, now);
+  }
+
+  private expectReceipt(card: string, id: string): void {
+    const key = normaliseCard(card);
+    const ids = this.awaitingReceipt.get(key) ?? [];
+    ids.push(id);
+    if (ids.length > 50) ids.shift();
+    this.awaitingReceipt.set(key, ids);
+    if (this.awaitingReceipt.size > 5000) this.awaitingReceipt.delete(this.awaitingReceipt.keys().next().value!);
+  }
+
+  /** Writes one send instruction and waits for its feedback; null when none came in time. */
+  private sendFrame(bytes: Buffer): Promise<Feedback | null> {
+    return new Promise<Feedback | null>((resolve) => {
+      const timer = setTimeout(() => {
+        if (this.feedbackWaiter === done) this.feedbackWaiter = null;
+        resolve(null);
+      }, this.cfg.feedbackTimeoutMs);
+      const done = (fb: Feedback) => {
+        clearTimeout(timer);
+        resolve(fb);
+      };
+      this.feedbackWaiter = done;
+      this.write(bytes);
+    });
   }
 
   async close(): Promise<void> {

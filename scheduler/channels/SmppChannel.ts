@@ -1,17 +1,35 @@
 import smpp, { type PDU, type Session } from 'smpp';
 import { z } from 'zod';
 import { createLogger } from '../../infra/logger.ts';
-import type { Channel, ChannelResult, DeliveryReceipt, ReceiptOutcome, SendTracker } from './types.ts';
-import { splitUcs2 } from './smsEncoding.ts';
+import type { ChannelResult, DeliveryReceipt, MobileOriginatedSms, ReceiptOutcome, SendTracker, SmsProvider } from './types.ts';
+import { partsToSend } from './smsEncoding.ts';
+import { AnswerWrites } from './AnswerWrites.ts';
 
 const log = createLogger('scheduler.smpp');
 
 export const SmppConfig = z.object({
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(1).max(65535),
-  systemId: z.string().min(1).max(16),
-  password: z.string().max(9),
-  sourceAddr: z.string().max(21).default('10690000'),
+  // SMPP 3.4 §4.1.5 / §4.4.1: the sizes (16, 9, 21) include the terminating NUL, so 15, 8 and 20 usable characters.
+  systemId: z.string().min(1).max(15),
+  password: z.string().max(8),
+  sourceAddr: z.string().min(1).max(20).default('10690000'),
+  /**
+   * How handset numbers are addressed. 'national' (default): the 11-digit national number with
+   * TON 2 (national) / NPI 1 (ISDN E.164), as Chinese SMSCs and 106 gateways that speak SMPP expect;
+   * 'international': TON 1 / NPI 1 with the country code 86 prepended. A national number with TON 1
+   * would be read as country code 1. destTon/destNpi override the pair for an SMSC that wants others (e.g. 0/1).
+   */
+  numbering: z.enum(['national', 'international']).default('national'),
+  destTon: z.number().int().min(0).max(6).optional(),
+  destNpi: z.number().int().min(0).max(18).optional(),
+  /**
+   * Source TON/NPI. Default: 5/0 (alphanumeric) only for a sender with letters; a numeric 106 service
+   * code (with its extension) is not alphanumeric and goes as 0/1 (unknown, ISDN), which the
+   * gateways route on the digits. Override per provider when the SMSC says otherwise (e.g. 3/0).
+   */
+  sourceTon: z.number().int().min(0).max(6).optional(),
+  sourceNpi: z.number().int().min(0).max(18).optional(),
   /** Submits outstanding at once (SMPP window). */
   window: z.number().int().min(1).max(100).default(10),
   /** Callers waiting for the window beyond this are refused (retried later through the job queue). */
@@ -65,9 +83,41 @@ class SubmitError extends Error {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** A mobile-originated message (a secretary's reply) received over SMPP deliver_sm. */
+export type MobileOriginated = MobileOriginatedSms;
+
+/** The TON/NPI pair and the address as sent for a handset number (see SmppConfig.numbering). */
+export function destinationFor(cfg: { numbering: 'national' | 'international'; destTon?: number | undefined; destNpi?: number | undefined }, address: string): { ton: number; npi: number; addr: string } {
+  const digits = address.replace(/^\+/, '');
+  const national = /^(0086|86)(1\d{10})$/.exec(digits)?.[2] ?? digits;
+  if (cfg.numbering === 'international') {
+    const intl = /^1\d{10}$/.test(national) ? `86${national}` : digits;
+    return { ton: cfg.destTon ?? 1, npi: cfg.destNpi ?? 1, addr: intl };
+  }
+  return { ton: cfg.destTon ?? 2, npi: cfg.destNpi ?? 1, addr: national };
+}
+
+/** Source TON/NPI: alphanumeric only when the sender has letters (see SmppConfig.sourceTon). */
+export function sourceNumbering(cfg: { sourceTon?: number | undefined; sourceNpi?: number | undefined }, source: string): { ton: number; npi: number } {
+  const alpha = /[^0-9+]/.test(source);
+  return { ton: cfg.sourceTon ?? (alpha ? 5 : 0), npi: cfg.sourceNpi ?? (alpha ? 0 : 1) };
+}
+
+/** Decodes an MO short_message by its data_coding: 8 UCS-2, 15 GBK (Chinese SMSCs), else 8-bit/ASCII. */
+export function decodeMoText(dataCoding: number, payload: Buffer): string {
+  if (dataCoding === 0x08) {
+    const b = Buffer.from(payload.subarray(0, payload.length - (payload.length % 2)));
+    b.swap16();
+    return b.toString('utf16le');
+  }
+  if (dataCoding === 0x0f) return new TextDecoder('gbk').decode(payload);
+  return payload.toString('latin1');
+}
+
 /** SMS over SMPP 3.4 as a transceiver: submits UCS-2 messages and receives delivery receipts. */
-export class SmppChannel implements Channel {
+export class SmppChannel implements SmsProvider {
   readonly name = 'sms' as const;
+  readonly kind = 'smpp' as const;
   private readonly cfg: z.infer<typeof SmppConfig>;
   private session: Session | null = null;
   private bound: Promise<void> | null = null;
@@ -76,8 +126,13 @@ export class SmppChannel implements Channel {
   private readonly waiters: Array<() => void> = [];
   private enquireTimer: NodeJS.Timeout | null = null;
   private ref = Math.floor(Math.random() * 256);
+  private readonly answers = new AnswerWrites();
 
-  constructor(config: SmppConfig, private readonly onReceipt: (r: DeliveryReceipt) => unknown) {
+  constructor(
+    config: SmppConfig,
+    private readonly onReceipt: (r: DeliveryReceipt) => unknown,
+    private readonly onMo?: (mo: MobileOriginated) => unknown,
+  ) {
     this.cfg = SmppConfig.parse(config);
   }
 
@@ -153,7 +208,7 @@ export class SmppChannel implements Channel {
       if (pdu.command === 'deliver_sm') {
         const esm = typeof pdu.esm_class === 'number' ? pdu.esm_class : 0;
         if ((esm & 0x3c) !== 0x04) {
-          session.send(pdu.response()); // a mobile-originated message, not a receipt
+          this.onMobileOriginated(session, pdu, esm);
           return;
         }
         const sm = pdu.short_message as { message?: unknown } | undefined;
@@ -183,7 +238,52 @@ export class SmppChannel implements Channel {
     }
   }
 
+  /**
+   * A secretary's reply. Acknowledged once stored (else ESME_RX_T_APPN: the SMSC redelivers it);
+   * a concatenated reply is passed on when its last part arrives.
+   */
+  private onMobileOriginated(session: Session, pdu: PDU, esm: number): void {
+    const sm = pdu.short_message as { message?: unknown; udh?: unknown } | Buffer | undefined;
+    const raw = Buffer.isBuffer(sm) ? sm : Buffer.isBuffer(sm?.message) ? sm.message : typeof sm?.message === 'string' ? null : Buffer.alloc(0);
+    const dc = typeof pdu.data_coding === 'number' ? pdu.data_coding : 0;
+    let text = raw ? decodeMoText(dc, raw) : String((sm as { message: string }).message);
+    const udh = !Buffer.isBuffer(sm) && Array.isArray(sm?.udh) ? (sm.udh as unknown[]) : [];
+    const from = typeof pdu.source_addr === 'string' ? pdu.source_addr : '';
+    const to = typeof pdu.destination_addr === 'string' ? pdu.destination_addr : '';
+    const concat = udh.find((ie): ie is Buffer => Buffer.isBuffer(ie) && ie[0] === 0x00 && ie.length >= 5);
+    if ((esm & 0x40) !== 0 && concat) {
+      const key = `${from}|${concat[2]}`;
+      const entry = this.moParts.get(key) ?? { total: concat[3]!, got: new Map<number, string>() };
+      entry.got.set(concat[4]!, text);
+      if (!this.moParts.has(key) && this.moParts.size >= 200) this.moParts.delete(this.moParts.keys().next().value!);
+      this.moParts.set(key, entry);
+      if (entry.got.size < entry.total) {
+        session.send(pdu.response());
+        return;
+      }
+      this.moParts.delete(key);
+      text = [...entry.got.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]).join('');
+    }
+    if (!this.onMo) {
+      session.send(pdu.response());
+      return;
+    }
+    const mo: MobileOriginated = { from, to, text, receivedAt: new Date() };
+    const id = typeof pdu.receipted_message_id === 'string' ? pdu.receipted_message_id : undefined;
+    if (id) mo.providerMessageId = id;
+    this.ackWhenStored(session, pdu, () => this.onMo!(mo), `mo from ${from}`);
+  }
+
+  private readonly moParts = new Map<string, { total: number; got: Map<number, string> }>();
+
   private ackAfter(session: Session, pdu: PDU, receipt: DeliveryReceipt): void {
+    this.ackWhenStored(session, pdu, async () => {
+      await this.answers.settled();
+      return this.onReceipt(receipt);
+    }, receipt.providerMessageId);
+  }
+
+  private ackWhenStored(session: Session, pdu: PDU, store: () => unknown, what: string): void {
     let answered = false;
     const answer = (status: number) => {
       if (answered) return;
@@ -197,9 +297,9 @@ export class SmppChannel implements Channel {
     };
     const timer = setTimeout(() => answer(ESME_RX_T_APPN), this.cfg.receiptAckTimeoutMs);
     Promise.resolve()
-      .then(() => this.onReceipt(receipt))
+      .then(store)
       .then(() => answer(ESME_ROK), (err: unknown) => {
-        log.warn({ err: String(err), id: receipt.providerMessageId }, 'receipt not stored; the SMSC will resend it');
+        log.warn({ err: String(err), what }, 'deliver_sm not stored; the SMSC will resend it');
         answer(ESME_RX_T_APPN);
       });
   }
@@ -288,13 +388,10 @@ export class SmppChannel implements Channel {
       } catch (err) {
         return { ok: false, retryable: true, unavailable: true, reason: `smpp: ${(err as Error).message}` };
       }
-      let concatRef = tracker?.concatRef ?? null;
-      if (concatRef === null) {
-        this.ref = (this.ref + 1) & 0xff;
-        concatRef = this.ref;
-      }
-      const parts = splitUcs2(body, concatRef);
-      const done = tracker ? await tracker.begin(parts.length, parts.length > 1 ? concatRef : null) : new Set<number>();
+      const dest = destinationFor(this.cfg, address);
+      const src = this.sourceFor(ref);
+      const srcNum = sourceNumbering(this.cfg, src);
+      const { parts, done } = await partsToSend(body, tracker, () => (this.ref = (this.ref + 1) & 0xff));
       const ids: Array<{ providerMessageId: string | null }> = [];
       for (const [i, part] of parts.entries()) {
         const partNo = i + 1;
@@ -305,12 +402,12 @@ export class SmppChannel implements Channel {
           let resp: PDU;
           try {
             resp = await this.submit({
-              source_addr_ton: 5,
-              source_addr_npi: 0,
-              source_addr: this.sourceFor(ref),
-              dest_addr_ton: 1,
-              dest_addr_npi: 1,
-              destination_addr: address,
+              source_addr_ton: srcNum.ton,
+              source_addr_npi: srcNum.npi,
+              source_addr: src,
+              dest_addr_ton: dest.ton,
+              dest_addr_npi: dest.npi,
+              destination_addr: dest.addr,
               esm_class: part.udh ? 0x40 : 0x00,
               data_coding: 0x08,
               registered_delivery: 0x01,
@@ -318,7 +415,7 @@ export class SmppChannel implements Channel {
             }, (lateResp) => {
               if (lateResp.command_status !== ESME_ROK || !tracker) return;
               const id = typeof lateResp.message_id === 'string' ? lateResp.message_id : null;
-              tracker.accepted(partNo, id).catch((err: unknown) => log.warn({ err: String(err), partNo }, 'late submit_sm_resp not recorded'));
+              this.answers.track(tracker.accepted(partNo, id)).catch((err: unknown) => log.warn({ err: String(err), partNo }, 'late submit_sm_resp not recorded'));
             });
           } catch (err) {
             const uncertain = err instanceof SubmitError && err.uncertain;
@@ -328,7 +425,7 @@ export class SmppChannel implements Channel {
           }
           if (resp.command_status === ESME_ROK) {
             const id = typeof resp.message_id === 'string' ? resp.message_id : null;
-            await tracker?.accepted(partNo, id);
+            if (tracker) await this.answers.track(tracker.accepted(partNo, id));
             ids.push({ providerMessageId: id });
             break;
           }

@@ -1,3 +1,5 @@
+import type { SendTracker } from './types.ts';
+
 /** One SMS part as sent in submit_sm: UCS-2 payload, with a concatenation UDH when split. */
 export interface SmsPart {
   udh: Buffer | null;
@@ -41,4 +43,33 @@ export function splitUcs2(text: string, ref: number): SmsPart[] {
     payload: ucs2(p),
     text: p,
   }));
+}
+
+/** A message id in the form ids are compared in: upper case, without leading zeros. */
+export function normaliseMessageId(id: string): string {
+  return id.toUpperCase().replace(/^0+/, '');
+}
+
+/**
+ * The forms one SMSC message id may take, normalised: SMSCs differ in whether submit_sm_resp and the
+ * receipt give it in hex or in decimal (SMPP 3.4 Appendix B leaves the receipt's "id:" format to the
+ * SMSC), so a receipt is matched on its id as given, then read in the other base.
+ */
+export function messageIdVariants(id: string): string[] {
+  const out = new Set<string>([normaliseMessageId(id)]);
+  if (/^[0-9a-f]{1,30}$/i.test(id)) out.add(normaliseMessageId(BigInt(`0x${id}`).toString(10)));
+  if (/^[0-9]{1,36}$/.test(id)) out.add(normaliseMessageId(BigInt(id).toString(16)));
+  return [...out];
+}
+
+/**
+ * The parts of a send, and those an earlier attempt already had accepted: a retry keeps the first
+ * attempt's concatenation reference (so the handset joins the parts) and resumes at the first part
+ * not accepted. `nextRef` gives a fresh reference when there was no earlier attempt.
+ */
+export async function partsToSend(body: string, tracker: SendTracker | undefined, nextRef: () => number): Promise<{ parts: SmsPart[]; done: ReadonlySet<number> }> {
+  const concatRef = tracker?.concatRef ?? nextRef();
+  const parts = splitUcs2(body, concatRef);
+  const done = tracker ? await tracker.begin(parts.length, parts.length > 1 ? concatRef : null) : new Set<number>();
+  return { parts, done };
 }

@@ -52,3 +52,27 @@ export interface DeliveryReceipt {
   sendRef?: number;
   recipient?: string;
 }
+
+/** A mobile-originated SMS (a secretary's reply), from any provider. */
+export interface MobileOriginatedSms {
+  from: string;
+  to: string;
+  text: string;
+  receivedAt: Date;
+  providerMessageId?: string;
+}
+
+/**
+ * One SMS provider (SMPP, CMPP, Alibaba Cloud, Tencent Cloud): sends like a Channel; receipts and
+ * mobile-originated replies come back through the callbacks given at construction.
+ */
+export interface SmsProvider extends Channel {
+  readonly name: 'sms';
+  readonly kind: 'smpp' | 'cmpp' | 'aliyun' | 'tencent';
+  close(): Promise<void>;
+}
+
+export interface SmsProviderEvents {
+  onReceipt: (r: DeliveryReceipt) => unknown;
+  onMo?: (mo: MobileOriginatedSms) => unknown;
+}

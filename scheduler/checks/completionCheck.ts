@@ -4,6 +4,7 @@ import { createLogger } from '../../infra/logger.ts';
 import type { SessionChecker } from '../service.ts';
 import { probeMedia, type MediaMeasurement, type Stretch } from './mediaProbe.ts';
 import type { SegmentSource } from './segmentSource.ts';
+import { judgeQuorum, type QuorumVerdict } from './quorum.ts';
 
 const log = createLogger('scheduler.check');
 
@@ -46,6 +47,8 @@ export type CheckRetry = z.input<typeof CheckRetry>;
 export interface Reason {
   code:
     | 'no_recording' | 'too_short' | 'black' | 'frozen' | 'no_audio' | 'silent' | 'unreadable'
+    // Per obligation: fewer than half of those who vote were present (条例 2018).
+    | 'no_quorum'
     // Why a check is pending (not a verdict):
     | 'storage_unavailable' | 'checker_unavailable' | 'probe_failed' | 'awaiting_upload';
   message: string;
@@ -135,9 +138,55 @@ export class CompletionChecker implements SessionChecker {
       [sessionId, result.passed, result.coveredS, result.requiredS, JSON.stringify(result.reasons), JSON.stringify(result.measurements),
         result.pending, attempts, probeFailures, nextCheckAt],
     );
+    await this.judgeKinds(sessionId, result);
     const codes = result.reasons.map((r) => r.code);
     if (result.pending) log.warn({ sessionId, attempts, codes, nextCheckAt }, 'session could not be checked yet; will retry');
     else log.info({ sessionId, passed: result.passed, reasons: codes }, 'session checked');
+  }
+
+  /**
+   * Per obligation of the session (session_obligations): the media reasons apply to every kind; a
+   * quorum failure only to the kinds with a quorum rule (reason 'no_quorum'). A pending check leaves
+   * every kind unjudged (NULL). completion_checks.passed becomes "every kind passed".
+   * Quorum is judged only once attendance was taken for the session (any session_attendance row):
+   * sessions recorded before the ledger existed, or imported without a roll, are judged on media alone
+   * (measurements.quorum = 'not_recorded').
+   */
+  private async judgeKinds(sessionId: number, result: CheckResult): Promise<void> {
+    // Kinds of sessions inserted before session_obligations (or by older code) get their row here.
+    await this.pool.query(
+      `INSERT INTO session_obligations (session_id, obligation, party_group_id)
+       SELECT id, obligation, party_group_id FROM meeting_sessions WHERE id = $1
+       ON CONFLICT (session_id, obligation) DO NOTHING`, [sessionId]);
+    if (result.pending) {
+      await this.pool.query(`UPDATE session_obligations SET passed = NULL, reasons = $2 WHERE session_id = $1`,
+        [sessionId, JSON.stringify(result.reasons)]);
+      return;
+    }
+    const taken = (await this.pool.query(`SELECT 1 FROM session_attendance WHERE session_id = $1 LIMIT 1`, [sessionId])).rowCount ?? 0;
+    const verdicts: QuorumVerdict[] = taken > 0 ? await judgeQuorum(this.pool, sessionId) : [];
+    const kinds = (await this.pool.query<{ obligation: string }>(
+      `SELECT obligation FROM session_obligations WHERE session_id = $1`, [sessionId])).rows;
+    let all = kinds.length > 0;
+    for (const k of kinds) {
+      const v = verdicts.find((q) => q.obligation === k.obligation);
+      const reasons: Reason[] = [...result.reasons];
+      if (v && v.rule !== 'none' && !v.passed) {
+        reasons.push({ code: 'no_quorum', message: v.message ?? `到会${v.present}人，应到${v.expected}人，未超过半数` });
+      }
+      const passed = reasons.length === 0;
+      all &&= passed;
+      await this.pool.query(`UPDATE session_obligations SET passed = $3, reasons = $4 WHERE session_id = $1 AND obligation = $2`,
+        [sessionId, k.obligation, passed, JSON.stringify(reasons)]);
+    }
+    const quorum = taken > 0 ? verdicts.map((v) => ({ obligation: v.obligation, rule: v.rule, expected: v.expected, present: v.present, passed: v.passed })) : 'not_recorded';
+    const extra = verdicts.filter((v) => v.rule !== 'none' && !v.passed)
+      .map((v) => ({ code: 'no_quorum', message: `${v.obligation}: ${v.message ?? ''}` }));
+    await this.pool.query(
+      `UPDATE completion_checks SET passed = $2, reasons = reasons || $3::jsonb,
+              measurements = measurements || jsonb_build_object('quorum', $4::jsonb)
+        WHERE session_id = $1`,
+      [sessionId, result.passed && all, JSON.stringify(extra), JSON.stringify(quorum)]);
   }
 
   /** ffmpeg decodes a synthetic input: if not, a failure says nothing about the recording. */
@@ -151,16 +200,21 @@ export class CompletionChecker implements SessionChecker {
   }
 
   async evaluate(sessionId: number, now: Date = new Date(), probeFailuresSoFar = 0): Promise<CheckResult & { measurements: Record<string, unknown> }> {
-    const s = await this.pool.query<{ camera_id: number | null; starts_at: Date; ends_at: Date; min_duration_s: number; capture_state: string | null }>(
-      `SELECT s.camera_id, s.starts_at, s.ends_at, bor.min_duration_s, j.state AS capture_state
+    const s = await this.pool.query<{ camera_id: number | null; starts_at: Date; ends_at: Date; min_duration_s: number | null; capture_state: string | null }>(
+      // The longest minimum of the session's kinds (one session may count for several obligations).
+      `SELECT s.camera_id, s.starts_at, s.ends_at, j.state AS capture_state,
+              (SELECT max(bor.min_duration_s) FROM branch_obligation_rules bor
+                WHERE bor.branch_id = s.branch_id
+                  AND (bor.obligation = s.obligation
+                       OR bor.obligation IN (SELECT so.obligation FROM session_obligations so WHERE so.session_id = s.id)))::int AS min_duration_s
          FROM meeting_sessions s
-         JOIN branch_obligation_rules bor ON bor.branch_id = s.branch_id AND bor.obligation = s.obligation
          LEFT JOIN capture_jobs j ON j.id = s.capture_job_id
         WHERE s.id = $1`,
       [sessionId],
     );
     const session = s.rows[0];
     if (!session) throw new Error(`session ${sessionId} not found`);
+    if (session.min_duration_s === null) throw new Error(`session ${sessionId}: no applicable rule for its kinds`);
     const requiredS = session.min_duration_s;
     const none = (reasons: Reason[]) => ({ passed: false, pending: false, coveredS: 0, requiredS, reasons, measurements: {} });
     const pending = (code: Reason['code'], message: string, probeFailed = false, measurements: Record<string, unknown> = {}) =>

@@ -54,6 +54,8 @@ export class PresignedUrlSegmentSource implements SegmentSource {
 export interface BucketPresigner {
   readonly bucket: string;
   presignGet(key: string, expirySeconds?: number): Promise<string>;
+  /** A URL for this host's own ffmpeg (the internal address, where S3_PUBLIC_URL is only for browsers). */
+  presignInternal?(key: string, expirySeconds?: number): Promise<string>;
   /** The object's metadata, undefined when missing; throws when the store cannot be reached. */
   stat?(key: string): Promise<unknown>;
 }
@@ -64,7 +66,7 @@ export class ObjectStorageSegmentSource implements SegmentSource {
     if (s.bucket !== this.storage.bucket) {
       return Promise.reject(new Error(`segment ${s.id} is in bucket ${s.bucket}, storage serves ${this.storage.bucket}`));
     }
-    return this.storage.presignGet(s.objectKey, this.expirySeconds);
+    return this.storage.presignInternal ? this.storage.presignInternal(s.objectKey, this.expirySeconds) : this.storage.presignGet(s.objectKey, this.expirySeconds);
   }
   async exists(s: SegmentRef): Promise<boolean> {
     if (!this.storage.stat || s.bucket !== this.storage.bucket) return true; // ffmpeg's read will tell

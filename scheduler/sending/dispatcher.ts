@@ -5,6 +5,7 @@ import { createLogger } from '../../infra/logger.ts';
 import type { Channel, ChannelResult, DeliveryReceipt, SendTracker } from '../channels/types.ts';
 import { inTransaction, sendQueueFor } from '../jobs/queue.ts';
 import { reminderText } from '../reminders/plan.ts';
+import { messageIdVariants } from '../channels/smsEncoding.ts';
 
 const log = createLogger('scheduler.dispatch');
 
@@ -216,12 +217,17 @@ export class Dispatcher {
                            WHERE send_id = $1 AND part_no = $2 AND state IN ('pending', 'unconfirmed')`, [row.id, partNo]);
       },
       async accepted(partNo, providerMessageId) {
+        // Under the send's row lock, as applyReceipt takes it: a receipt that overtakes this answer either
+        // finds the id stored here, or confirms this part itself before it, never the next part.
         // A receipt may have confirmed (and settled) the part already; keep its state then.
-        await pool.query(
-          `UPDATE message_send_parts SET provider_message_id = coalesce($3, provider_message_id), updated_at = now(),
-                  state = CASE WHEN state IN ('pending', 'unconfirmed') THEN 'sent' ELSE state END
-            WHERE send_id = $1 AND part_no = $2 AND (state IN ('pending', 'unconfirmed') OR provider_message_id IS NOT DISTINCT FROM $3)`,
-          [row.id, partNo, providerMessageId]);
+        await withTransaction(pool, async (c) => {
+          await c.query(`SELECT 1 FROM message_sends WHERE id = $1 FOR UPDATE`, [row.id]);
+          await c.query(
+            `UPDATE message_send_parts SET provider_message_id = coalesce($3, provider_message_id), updated_at = now(),
+                    state = CASE WHEN state IN ('pending', 'unconfirmed') THEN 'sent' ELSE state END
+              WHERE send_id = $1 AND part_no = $2 AND (state IN ('pending', 'unconfirmed') OR provider_message_id IS NOT DISTINCT FROM $3)`,
+            [row.id, partNo, providerMessageId]);
+        });
       },
       async refused(partNo) {
         await pool.query(`UPDATE message_send_parts SET state = 'pending', updated_at = now()
@@ -320,7 +326,9 @@ export class Dispatcher {
   async onReceipt(receipt: DeliveryReceipt): Promise<void> {
     const matched = await this.applyReceipt(receipt);
     if (matched) return;
-    const key = receipt.providerMessageId;
+    // Per message AND state: ACCEPTD and ENROUTE of one part waiting together are two receipts, and the
+    // second must not be folded into the first (its state would never be noted).
+    const key = pendingKey(receipt);
     const entry = this.pendingReceipts.get(key) ?? { receipt, tries: 0 };
     if (entry.tries >= 20) {
       this.pendingReceipts.delete(key);
@@ -332,45 +340,76 @@ export class Dispatcher {
     this.pendingReceipts.set(key, entry);
     setTimeout(() => {
       this.pendingReceipts.delete(key);
-      void this.onReceiptRetry(entry);
+      // The database may be gone by then (shutdown): a retry that cannot run is logged, never unhandled.
+      this.onReceiptRetry(entry).catch((err: unknown) => log.warn({ err: String(err), providerMessageId: key }, 'delivery receipt retry failed'));
     }, 250).unref();
   }
 
   private async onReceiptRetry(entry: { receipt: DeliveryReceipt; tries: number }): Promise<void> {
     if (await this.applyReceipt(entry.receipt).catch(() => false)) return;
-    this.pendingReceipts.set(entry.receipt.providerMessageId, entry);
+    this.pendingReceipts.set(pendingKey(entry.receipt), entry);
     await this.onReceipt(entry.receipt);
+  }
+
+  /** Every receipt state of a part once (ACCEPTD then DELIVRD: two rows, a repeated DELIVRD: none), for the delivery view. */
+  private async noteReceipt(c: PoolClient, sendId: number, partNo: number, r: DeliveryReceipt): Promise<void> {
+    const ins = await c.query(
+      `INSERT INTO message_send_receipts (send_id, part_no, provider_message_id, stat, err) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (send_id, part_no, stat) DO NOTHING`, [sendId, partNo, r.providerMessageId, r.stat, r.err]);
+    if (ins.rowCount && r.outcome === 'interim') {
+      await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'receipt', $2)`, [sendId, `part ${partNo}: ${r.stat} (interim)`]);
+    }
   }
 
   private async applyReceipt(r: DeliveryReceipt): Promise<boolean> {
     const partState = r.outcome === 'delivered' ? 'delivered' : r.outcome === 'failed' ? 'failed' : null;
     const detail = `${r.stat} err:${r.err}`;
     return withTransaction(this.pool, async (c) => {
-      // Interim receipts (ACCEPTD, ENROUTE, UNKNOWN) only note the state; final ones settle the part once.
-      const part = await c.query<{ send_id: number }>(
-        `UPDATE message_send_parts SET state = coalesce($2, state), detail = $3, updated_at = now()
-          WHERE provider_message_id = $1 AND state IN ('sent', 'pending', 'unconfirmed') RETURNING send_id`,
-        [r.providerMessageId, partState, detail],
+      // A tagged receipt takes its send's row lock before looking: the channel stores a part's id under
+      // the same lock (accepted()), so the id is either found below or not stored yet, in which case the
+      // part is still the first unconfirmed one (the next is not submitted before this one's answer).
+      if (r.sendRef !== undefined) await c.query(`SELECT 1 FROM message_sends WHERE id = $1 FOR UPDATE`, [r.sendRef]);
+      // The part whose id this is, in whichever base the SMSC wrote it (hex or decimal); exact first.
+      const found = await c.query<{ send_id: number; part_no: number; state: string }>(
+        `SELECT send_id, part_no, state FROM message_send_parts
+          WHERE ltrim(upper(provider_message_id), '0') = ANY($2::text[]) AND provider_message_id IS NOT NULL
+          ORDER BY (provider_message_id = $1) DESC LIMIT 1`,
+        [r.providerMessageId, messageIdVariants(r.providerMessageId)],
       );
-      let sendId = part.rows[0]?.send_id;
+      let k = found.rows[0];
+      let sendId: number | undefined;
+      if (k) {
+        // The send row first (as settle() does): receipts of several parts of one send queue here
+        // instead of deadlocking on the key-share locks their inserts below take on it.
+        await c.query(`SELECT 1 FROM message_sends WHERE id = $1 FOR UPDATE`, [k.send_id]);
+        k = (await c.query<{ send_id: number; part_no: number; state: string }>(
+          `SELECT send_id, part_no, state FROM message_send_parts WHERE send_id = $1 AND part_no = $2`, [k.send_id, k.part_no])).rows[0]!;
+        await this.noteReceipt(c, k.send_id, k.part_no, r);
+        if (k.state === 'delivered' || k.state === 'failed') return true; // a duplicate of a final receipt already applied
+        // Interim receipts (ACCEPTD, ENROUTE, UNKNOWN) only note the state; final ones settle the part once.
+        await c.query(
+          `UPDATE message_send_parts SET state = coalesce($3, state), detail = $4, updated_at = now()
+            WHERE send_id = $1 AND part_no = $2`,
+          [k.send_id, k.part_no, partState, detail],
+        );
+        sendId = k.send_id;
+      }
       if (sendId === undefined) {
-        const known = await c.query<{ state: string }>(`SELECT state FROM message_send_parts WHERE provider_message_id = $1`, [r.providerMessageId]);
-        const k = known.rows[0];
-        if (k && (k.state === 'delivered' || k.state === 'failed')) return true; // a duplicate of a receipt already applied
-        if (k) return false; // the part's id committed after our UPDATE looked: applied on the retry
         if (r.sendRef === undefined) return false;
+        await c.query(`SELECT 1 FROM message_sends WHERE id = $1 FOR UPDATE`, [r.sendRef]);
         // No part has this id: it is the part whose submit_sm_resp we never read (timeout, lost link,
         // crash). Parts go out one at a time, so that is the send's first unconfirmed part.
         const confirmed = await c.query<{ send_id: number; part_no: number }>(
           `UPDATE message_send_parts p SET provider_message_id = $2, state = coalesce($3, 'sent'), detail = $4, updated_at = now()
             WHERE p.send_id = $1 AND p.state = 'unconfirmed' AND p.part_no = (SELECT min(part_no) FROM message_send_parts WHERE send_id = $1 AND state = 'unconfirmed')
-              AND EXISTS (SELECT 1 FROM message_sends s WHERE s.id = $1 AND s.channel = 'sms' AND ($5::text IS NULL OR s.address = $5))
+              AND EXISTS (SELECT 1 FROM message_sends s WHERE s.id = $1 AND s.channel = 'sms' AND ($5::text IS NULL OR right(regexp_replace(s.address, '\\D', '', 'g'), 11) = right(regexp_replace($5, '\\D', '', 'g'), 11)))
             RETURNING p.send_id, p.part_no`,
           [r.sendRef, r.providerMessageId, partState, detail, r.recipient ?? null],
         );
         const hit = confirmed.rows[0];
         if (!hit) return false;
         sendId = hit.send_id;
+        await this.noteReceipt(c, hit.send_id, hit.part_no, r);
         await c.query(`INSERT INTO message_send_events (send_id, state, detail) VALUES ($1, 'part', $2)`,
           [sendId, `part ${hit.part_no} confirmed by receipt ${r.stat} (no submit_sm_resp)`]);
       }
@@ -378,4 +417,8 @@ export class Dispatcher {
       return true;
     });
   }
+}
+
+function pendingKey(r: DeliveryReceipt): string {
+  return `${r.providerMessageId}\u0000${r.stat}`;
 }

@@ -11,7 +11,8 @@ import { CascadeRoom, type PipeRoute } from './CascadeRoom.ts';
 import { CatalogBudget } from './CatalogBudget.ts';
 import { ControlChannel, type ChannelHandler } from './ControlChannel.ts';
 import type { Link } from './Link.ts';
-import { ParentLink } from './ParentLink.ts';
+import { verifyEnrolledNodeToken, type ChildKeysLookup } from './EnrolmentKeys.ts';
+import { ParentLink, type ParentTlsOptions } from './ParentLink.ts';
 import { CascadeError, MAX_CONTROL_MESSAGE_BYTES, type IncomingNotification, type IncomingRequest } from './protocol.ts';
 
 export interface CascadeOptions {
@@ -25,10 +26,20 @@ export interface CascadeOptions {
    * private key, and accepts a child only with a token verified by the public key registered for the
    * node id it claims (`childKey`). A stolen node then speaks only for itself.
    */
-  nodeKey?: KeyObject;
+  /** A function is called at each connection attempt: a node that rotated its key dials with the new one. */
+  nodeKey?: KeyObject | (() => KeyObject);
   childKey?: (nodeId: string) => KeyObject | undefined;
+  /**
+   * Enrolled children (sfu/cascade/EnrolmentKeys.ts): every key registered for the claimed node id,
+   * read at each connection attempt (active and, while the child rotates, pending). Wins over `childKey`.
+   */
+  childKeys?: ChildKeysLookup;
+  /** How often live children's keys are looked up again, so a revoked child's link drops (default 30 s). */
+  childKeyRecheckMs?: number;
   /** ws(s)://parent-host:port/cascade; absent at the root of the tree. */
   parentUrl?: string;
+  /** How a wss:// parent's certificate is checked (SFU_PARENT_FINGERPRINT pin or SFU_PARENT_CA_FILE). */
+  parentTls?: ParentTlsOptions;
   /** The parent's node id, for logs. */
   parentNodeId?: string;
   /** If set, only these node ids may attach as children. */
@@ -105,6 +116,7 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
   #parent: Link | undefined;
   #wss: WebSocketServer | undefined;
   #closed = false;
+  #recheck: NodeJS.Timeout | undefined;
   /** Refused link attempts: anyone can make them, so their log lines are bounded. */
   readonly #refusals: LogThrottle;
   /** Remote peers/producers neighbours may make this node hold: per link and per node. */
@@ -130,12 +142,13 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
     if (options.parentUrl) {
       this.#parentLink = new ParentLink({
         url: options.parentUrl,
-        token: () => signNodeToken(options.nodeKey ?? options.secret, { nodeId: options.nodeId, unitId: options.unitId }, 120),
+        token: () => signNodeToken((typeof options.nodeKey === 'function' ? options.nodeKey() : options.nodeKey) ?? options.secret, { nodeId: options.nodeId, unitId: options.unitId }, 120),
         logger: this.#log.child({ link: 'parent' }),
         pingIntervalMs: this.#options.pingIntervalMs,
         requestTimeoutMs: this.#options.requestTimeoutMs,
         backoffMinMs: this.#options.backoffMinMs,
         backoffMaxMs: this.#options.backoffMaxMs,
+        ...(options.parentTls ? { tls: options.parentTls } : {}),
       });
       this.#parentLink.on('up', (channel) => this.#onParentUp(channel));
       this.#parentLink.on('down', (reason) => this.#onParentDown(reason));
@@ -161,6 +174,10 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
 
   start(): void {
     this.#parentLink?.start();
+    if (this.#options.childKeys && !this.#recheck) {
+      this.#recheck = setInterval(() => void this.recheckChildren(), this.#options.childKeyRecheckMs ?? 30_000);
+      this.#recheck.unref();
+    }
   }
 
   /** The live links: the parent's (if up) and the children's. */
@@ -205,7 +222,10 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
       const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
       const refuse = (status: number, text: string) => refuseUpgrade(socket, status, text);
       if (this.#closed) return refuse(503, 'Service Unavailable');
-      verifyNodeToken(this.#options.childKey ?? this.#options.secret, token).then(
+      const verified = this.#options.childKeys
+        ? verifyEnrolledNodeToken(this.#options.childKeys, token)
+        : verifyNodeToken(this.#options.childKey ?? this.#options.secret, token);
+      verified.then(
         async (claims) => {
           const allowed = this.#options.allowedChildren;
           if (claims.nodeId === this.nodeId || (allowed && !allowed.includes(claims.nodeId))) return refuse(403, 'Forbidden');
@@ -235,8 +255,32 @@ export class CascadeNode extends TypedEmitter<CascadeNodeEvents> {
     });
   }
 
+  /** Drops the live children that no longer have a registered key (revoked since they linked). */
+  async recheckChildren(): Promise<string[]> {
+    const lookup = this.#options.childKeys;
+    if (!lookup) return [];
+    const dropped: string[] = [];
+    for (const nodeId of [...this.#children.keys()]) {
+      const keys = await lookup(nodeId).catch(() => undefined);
+      // A failed lookup (database down) keeps the link: only a definite "no key" drops it.
+      if (keys && keys.length === 0 && this.dropChild(nodeId, 'key revoked')) dropped.push(nodeId);
+    }
+    if (dropped.length) this.#log.warn({ children: dropped }, 'children dropped: their keys were revoked');
+    return dropped;
+  }
+
+  /** Closes a child's live link (its key was revoked): it is refused when it dials again. */
+  dropChild(nodeId: string, reason: string): boolean {
+    const link = this.#children.get(nodeId);
+    if (!link) return false;
+    link.channel.close(reason);
+    this.#dropChild(link);
+    return true;
+  }
+
   close(): void {
     this.#closed = true;
+    clearInterval(this.#recheck);
     this.#parentLink?.close();
     for (const link of this.#children.values()) link.channel.close('node shutdown');
     this.#wss?.close();

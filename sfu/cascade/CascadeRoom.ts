@@ -170,6 +170,11 @@ export class CascadeRoom implements RemoteDirectory {
     return this.#peers.get(peerId)?.info;
   }
 
+  /** See Subscription.repairRttMs: undefined for local producers and unmeasured pipes. */
+  repairRttMs(producerId: string): number | undefined {
+    return this.#subs.get(producerId)?.repairRttMs;
+  }
+
   /** Makes a producer of the conference available on this router and holds it there. */
   async acquire(producerId: string): Promise<() => void> {
     if (this.room.localProducer(producerId)) return () => undefined;
@@ -192,6 +197,7 @@ export class CascadeRoom implements RemoteDirectory {
         onClosed: (s) => {
           if (this.#subs.get(producerId) === s) this.#subs.delete(producerId);
         },
+        onRepairRtt: (rttMs) => this.room.remoteRepairRtt(producerId, rttMs),
       });
       this.#subs.set(producerId, sub);
     }
@@ -387,11 +393,13 @@ export class CascadeRoom implements RemoteDirectory {
     const params = consumer.rtpParameters;
     // One stream as the subscriber sees it: no scalabilityMode, or its producer would take it for SVC layers.
     const rtpParameters = single ? { ...params, encodings: (params.encodings ?? []).map(({ ssrc, rtx }) => ({ ...(ssrc !== undefined ? { ssrc } : {}), ...(rtx ? { rtx } : {}) })) } : params;
+    const repairMs = this.#subs.get(producerId)?.repairRttMs;
     return {
       kind: consumer.kind,
       rtpParameters: rtpParameters as ResponseData<'subscribe'>['rtpParameters'],
       paused: consumer.producerPaused,
       ...(single ? { single: true as const } : {}),
+      ...(repairMs !== undefined ? { repairMs: Math.min(60_000, repairMs) } : {}),
     };
   }
 

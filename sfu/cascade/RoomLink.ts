@@ -27,6 +27,8 @@ export class RoomLink {
   capTimer: NodeJS.Timeout | undefined;
   /** What the node beyond wants of each producer we send over this link (its `demand`). */
   readonly demand = new Map<string, number>();
+  /** The link's media round trip as its last measured pipe stream saw it: a new stream starts from it. */
+  rttMs: number | undefined;
   /** Child links: the peers / producers this child has been told of (venue rooms: the stage). */
   readonly toldPeers = new Set<string>();
   readonly toldProducers = new Set<string>();

@@ -18,6 +18,10 @@ export interface SubscriptionOptions {
   demandIntervalMs: number;
   logger: Logger;
   onClosed: (sub: Subscription) => void;
+  /** The time a loss on the way here takes to repair changed (see `repairRttMs`). */
+  onRepairRtt?: (rttMs: number) => void;
+  /** How often the pipe producer's round trip is read. */
+  rttIntervalMs?: number;
 }
 
 /**
@@ -41,6 +45,10 @@ export class Subscription {
   #demand: Coalescer<number> | undefined;
   /** Came as one layer over the link's PlainTransport (a capped link). */
   single = false;
+  #rttTimer: NodeJS.Timeout | undefined;
+  #hopRttMs: number | undefined;
+  /** What the node beyond said its own repair round trip for this producer was. */
+  #upstreamRepairMs = 0;
 
   constructor(options: SubscriptionOptions) {
     this.#options = options;
@@ -63,6 +71,16 @@ export class Subscription {
 
   get producer(): types.Producer | undefined {
     return this.#producer;
+  }
+
+  /**
+   * The longest round trip a lost packet of this stream may need to be repaired on its way here
+   * (NACK/RTX is hop by hop, so the worst hop counts, not the sum): this link's, measured by the pipe
+   * producer (RTCP XR), or any hop beyond as the node beyond said. Undefined until measured.
+   */
+  get repairRttMs(): number | undefined {
+    if (this.#hopRttMs === undefined) return this.#upstreamRepairMs > 0 ? this.#upstreamRepairMs : undefined;
+    return Math.max(this.#hopRttMs, this.#upstreamRepairMs);
   }
 
   /** Takes a reference; resolves with its (idempotent) release once the producer is here. */
@@ -118,6 +136,7 @@ export class Subscription {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#linger);
+    clearInterval(this.#rttTimer);
     this.#demand?.close();
     this.#producer?.close();
     const channel = this.via.link.channel;
@@ -135,6 +154,10 @@ export class Subscription {
     const transport = answer.single ? this.via.plain : this.via.transport;
     if (!transport) throw new Error('single-layer stream offered on a link without a plain transport');
     this.single = answer.single === true;
+    this.#upstreamRepairMs = answer.repairMs ?? 0;
+    // Until this stream's own RTCP says, the link's last measurement stands (its page's first frames
+    // then play with the delay they need instead of growing it later, which shows as a freeze).
+    this.#hopRttMs = this.via.rttMs;
     const producer = await transport.produce({
       id: o.producerId,
       kind: answer.kind,
@@ -151,5 +174,28 @@ export class Subscription {
     producer.observer.once('close', () => this.close(false));
     if (producer.paused !== o.paused()) await this.setPaused(o.paused());
     if (answer.kind === 'video') this.pushDemand(true);
+    if (o.onRepairRtt) this.#watchRtt(producer, o.onRepairRtt);
+  }
+
+  #watchRtt(producer: types.Producer, onRepairRtt: (rttMs: number) => void): void {
+    let told: number | undefined;
+    this.#rttTimer = setInterval(() => {
+      void producer.getStats().then(
+        (stats) => {
+          const rtts = stats.map((s) => s.roundTripTime ?? 0).filter((r) => r > 0);
+          if (rtts.length === 0 || this.#closed) return;
+          this.#hopRttMs = Math.round(Math.max(...rtts));
+          this.via.rttMs = this.#hopRttMs;
+          const now = this.repairRttMs!;
+          // Told on a real change only (RTCP jitter moves it by a few ms every report).
+          if (told === undefined || Math.abs(now - told) >= Math.max(50, told / 5)) {
+            told = now;
+            onRepairRtt(now);
+          }
+        },
+        () => undefined,
+      );
+    }, this.#options.rttIntervalMs ?? 2_000);
+    this.#rttTimer.unref();
   }
 }

@@ -105,7 +105,8 @@ export const requestSchemas = {
 export const responseSchemas = {
   openRoom: z.object({ pipe: pipeInfoSchema, plain: pipeInfoSchema.optional(), ...snapshot }),
   /** `single`: one layer, sent over the link's PlainTransport (capped links); produce it there. */
-  subscribe: z.object({ kind: z.enum(['audio', 'video']), rtpParameters: rtpParametersSchema, paused: z.boolean(), single: z.literal(true).optional() }),
+  // `repairMs`: the worst round trip a loss of this stream needs to be repaired on its way to the answering node.
+  subscribe: z.object({ kind: z.enum(['audio', 'video']), rtpParameters: rtpParametersSchema, paused: z.boolean(), single: z.literal(true).optional(), repairMs: z.number().int().min(0).max(60_000).optional() }),
 };
 export const notificationSchemas = {
   /** Child -> parent: the child no longer takes part in the conference. */

@@ -196,6 +196,12 @@ secrets.push('new-secret-pw-Kk8', 'new-cam-secret-Qq1');
 test('signed-out callers get 401 on every non-public route', async () => {
   for (const t of templates) {
     if (t.template === '/api/auth/login' || t.template === '/api/openapi.json') continue;
+    if (t.template.startsWith('/api/node-enrolment/')) {
+      // public: a node's credential is in the body (a one-time code, or a signature by its enrolled key)
+      const r = await call('POST', t.template, null, {});
+      assert.equal(r.status, 400, `${t.template}: ${r.text}`);
+      continue;
+    }
     if (t.template === '/api/sfu-endpoints') {
       // public: a meeting link's page checks its node against it before signing in is possible
       const r = await call('GET', t.template, null);

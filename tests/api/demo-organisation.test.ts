@@ -126,3 +126,76 @@ test('without DATABASE_URL a real PostgreSQL is started in the data folder and f
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the demo city has branch facts and a quarter of history: most done, a minority overdue, a bounded first tick', async () => {
+  const { createTestDatabase: makeDb } = await import('../support/database.ts');
+  const { generateDemoHistory } = await import('../../infra/demo/history.ts');
+  const { startEmbeddedS3 } = await import('../../infra/storage/embedded-s3.ts');
+  const { ObjectStorage } = await import('../../infra/storage/ObjectStorage.ts');
+  const { evaluateObligations } = await import('../../scheduler/obligations/evaluate.ts');
+  const { SchedulerService } = await import('../../scheduler/service.ts');
+  const { ManualClock } = await import('../../scheduler/clock.ts');
+  const { defaultReminderPolicy } = await import('../../scheduler/reminders/policy.ts');
+  const db = await makeDb();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'demo-history-s3-'));
+  const s3 = await startEmbeddedS3(dir);
+  let service: InstanceType<typeof SchedulerService> | undefined;
+  try {
+    await generateDemoOrganisation(db.pool, { seed: 11, towns: 12, communities: 40, villages: 260 });
+    const q = async (sql: string): Promise<Record<string, number>> => (await db.pool.query(sql)).rows[0];
+    // Facts: committees only with >= 7 full members; many branches have one; groups in large branches.
+    assert.deepEqual(await q(`SELECT count(*)::int AS n FROM branches b WHERE has_committee
+                                AND (SELECT count(*) FROM members m WHERE m.branch_id = b.id AND m.membership = 'full') < 7`), { n: 0 });
+    const f = await q(`SELECT count(*) FILTER (WHERE has_committee)::int AS committees, count(*)::int AS branches,
+                              (SELECT count(DISTINCT branch_id)::int FROM party_groups) AS with_groups,
+                              (SELECT count(*) FILTER (WHERE membership = 'probationary')::float / count(*) FROM members) AS probationary
+                         FROM branches`);
+    assert.ok(f.committees! > f.branches! * 0.3 && f.committees! < f.branches!, JSON.stringify(f));
+    assert.ok(f.with_groups! > 10 && f.with_groups! < f.branches! * 0.6, JSON.stringify(f));
+    assert.ok(f.probationary! > 0.04 && f.probationary! < 0.2, JSON.stringify(f));
+    assert.deepEqual(await q(`SELECT count(*)::int AS n FROM party_groups g WHERE leader_member_id IS NULL
+                               OR NOT EXISTS (SELECT 1 FROM members m WHERE m.party_group_id = g.id)`), { n: 0 });
+
+    const storage = new ObjectStorage({ endPoint: s3.endpoint, port: s3.port, useSSL: false, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket: 'recordings' });
+    await storage.ensureBucket();
+    const at = new Date('2026-11-20T04:00:00Z'); // Q4; the history covers Q3 and Q4 so far
+    const h = await generateDemoHistory(db.pool, { at, seed: 11, storage, maxRecordings: 25 });
+    console.log(`# demo history: ${JSON.stringify(h)}`);
+    assert.ok(h.flawed > 0 && h.missing > 0 && h.attendance > 0);
+    assert.equal(h.recordings, 25);
+    const seg = (await db.pool.query<{ object_key: string; thumb_key: string }>(`SELECT object_key, thumb_key FROM recording_segments LIMIT 1`)).rows[0]!;
+    assert.ok((await storage.stat(seg.object_key)) !== undefined && (await storage.stat(seg.thumb_key)) !== undefined, 'real objects in S3');
+    // The verdicts agree with the attendance: no member meeting judged passed without quorum.
+    assert.deepEqual(await q(`SELECT count(*)::int AS n FROM session_obligations so JOIN meeting_sessions s ON s.id = so.session_id
+                               WHERE so.obligation = 'member_meeting' AND so.passed
+                                 AND (SELECT count(*) FILTER (WHERE a.status = 'present' AND m.membership = 'full') * 2
+                                        FROM session_attendance a JOIN members m ON m.id = a.member_id WHERE a.session_id = s.id)
+                                     <= (SELECT count(*) FROM members m WHERE m.branch_id = s.branch_id AND m.membership = 'full')`), { n: 0 });
+
+    // The previous quarter as the dashboard shows it: most done, a minority overdue.
+    const rows = (await evaluateObligations(db.pool, { at, unitPath: '' })).filter((r) => r.period_key === '2026-Q3');
+    const share = (st: string) => rows.filter((r) => r.status === st).length / rows.length;
+    console.log(`# 2026-Q3 rows: ${rows.length}; done ${share('done').toFixed(3)}, overdue ${share('overdue').toFixed(3)}`);
+    assert.ok(rows.length > 500);
+    assert.ok(share('done') > 0.8, `done ${share('done')}`);
+    assert.ok(share('overdue') > 0.02 && share('overdue') < 0.15, `overdue ${share('overdue')}`);
+
+    // The scheduler's first tick on the demo decides reminders for the overdue minority, not for everyone.
+    const all = await evaluateObligations(db.pool, { at, unitPath: '' });
+    // Over every obligation row the dashboard lists (this and the previous period of each kind, yearly items too).
+    const overdueAll = all.filter((r) => r.status === 'overdue').length / all.length;
+    console.log(`# all rows: ${all.length}; overdue ${overdueAll.toFixed(3)}`);
+    assert.ok(overdueAll > 0.01 && overdueAll < 0.12, `overdue ${overdueAll}`);
+    service = new SchedulerService({ pool: db.pool, databaseUrl: db.url, clock: new ManualClock(at), policy: defaultReminderPolicy, channels: {} });
+    await service.start();
+    const tick = await service.tick();
+    console.log(`# first tick: ${tick.reminders} reminders for ${all.length} obligation rows`);
+    assert.ok(tick.reminders > 0, 'the overdue branches are reminded');
+    assert.ok(tick.reminders < all.length * 0.15, `${tick.reminders} reminders of ${all.length} rows`);
+  } finally {
+    await service?.stop();
+    await s3.close();
+    await db.drop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

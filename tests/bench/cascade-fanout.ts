@@ -25,7 +25,7 @@ async function egress(measure: () => Promise<number>): Promise<number> {
 async function run(counties: number): Promise<{ cityEgress: number; perCopy: number }> {
   const spec: Array<readonly [string, string?]> = [['city']];
   for (let i = 0; i < counties; i++) spec.push([`county${i}`, 'city']);
-  const tree = await startTree(spec, { lingerMs: 1000 });
+  const tree = await startTree(spec, { admission: 'open', lingerMs: 1000 });
   const city = tree.get('city')!;
   const sink = await RtpSink.create();
   const { ingest, source: src } = await city.camera(ROOM, { ssrc: 0x7000, fps: 30, size: 1000, displayName: 'chair' });

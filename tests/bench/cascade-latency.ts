@@ -22,7 +22,7 @@ const pct = (xs: number[], p: number) => {
 
 async function main() {
   const names = ['city', 'county', 'town', 'community', 'village', 'kiosk', 'kiosk2', 'kiosk3'].slice(0, NODES);
-  const nodes = await startChain(names, { lingerMs: 1000 });
+  const nodes = await startChain(names, { admission: 'open', lingerMs: 1000 });
   const sink = await RtpSink.create();
   const { ingest, source: src } = await nodes[0]!.camera(ROOM, { ssrc: 0x5000, fps: FPS, size: 1000, displayName: 'chair' });
   const chair = ingest.producer.id;

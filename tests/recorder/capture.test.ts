@@ -63,6 +63,7 @@ describe('recorder: scheduled capture from a real RTSP camera into S3 + PostgreS
 
     const inWindow = tl.segments.filter((s) => s.captureJobId === job.id);
     assert.ok(inWindow.length >= tl.segments.length - 1, 'segments in the window belong to the job');
+    let severalFrames = 0;
     for (const s of tl.segments) {
       assert.equal(s.videoCodec, 'h264', 'video is stream-copied H.264');
       assert.equal(s.audioCodec, 'aac', 'G.711 audio MP4 cannot hold is transcoded to AAC');
@@ -75,8 +76,13 @@ describe('recorder: scheduled capture from a real RTSP camera into S3 + PostgreS
       assert.equal(thumb.format, 'jpeg');
       assert.equal(thumb.width, 320);
       const strip = await sharp(await s3.storage.getBuffer(s.stripKey)).metadata();
-      assert.ok((strip.width ?? 0) >= 120 * 2, 'preview strip holds several frames');
+      // A strip shows its segment's keyframes (decoding only those is the lean pipeline's saving), and
+      // segments share the images of the last one that made them (every 30 s per camera): a run's first
+      // segment, cut short, may hold one keyframe, and the segments after it show that strip.
+      assert.ok((strip.width ?? 0) >= 120, `preview strip holds a frame (strip ${s.stripKey}: ${strip.width} px)`);
+      if ((strip.width ?? 0) >= 120 * 2) severalFrames++;
     }
+    assert.ok(severalFrames > 0, `some preview strip holds several frames: ${severalFrames} of ${tl.segments.length}`);
     const evidence = await db.pool.query('SELECT count(*)::int AS n FROM recording_segments WHERE capture_job_id = $1 AND NOT evidence', [job.id]);
     assert.equal(evidence.rows[0].n, 0, 'a job marked as meeting evidence marks its segments');
     const key = tl.segments[0]!.objectKey;
@@ -105,7 +111,8 @@ describe('recorder: scheduled capture from a real RTSP camera into S3 + PostgreS
     await cam.start();
     const backAt = Date.now();
     const [resumed] = await waitForEvent(rec, 'indexed', (s: IndexedSegment) => s.cameraId === cameraId && s.startedAt.getTime() >= backAt - 500, 20_000);
-    await waitForEvent(rec, 'jobState', (id: number, state: string) => id === job.id && state === 'done', endsAt.getTime() - Date.now() + 30_000);
+    // The outage is a hole in the window: the job ends partial, not done (issue 15: outcomes as data).
+    await waitForEvent(rec, 'jobState', (id: number, state: string) => id === job.id && state === 'partial', endsAt.getTime() - Date.now() + 30_000);
     await rec.spool.idle();
 
     const tl = await listTimeline(db.pool, { cameraId }, startsAt, endsAt, 1_000);

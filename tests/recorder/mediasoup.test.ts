@@ -12,6 +12,12 @@ import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { RtspServer } from '../support/rtsp-server.ts';
 import { TestCamera } from '../support/rtsp-camera.ts';
 import { seedOrg, startS3Fixture, tempDir, waitFor, waitForEvent, type S3Fixture } from '../support/recorder-fixture.ts';
+import { rtcPortRange } from '../support/rtc-ports.ts';
+
+function rtcPorts(n: number): { rtcMinPort: number; rtcMaxPort: number } {
+  const { rtcMinPort, rtcMaxPort } = rtcPortRange(n); // released when the process exits
+  return { rtcMinPort, rtcMaxPort };
+}
 
 // The SFU's codecs (same shape as sfu/mediaCodecs.ts): Opus, VP8, constrained-baseline H.264.
 const mediaCodecs: types.RouterRtpCodecCapability[] = [
@@ -31,7 +37,7 @@ describe('recorder + mediasoup: live camera ingest and conference recording', ()
   let recorder: Recorder | undefined;
 
   before(async () => {
-    worker = await mediasoup.createWorker({ logLevel: 'error', rtcMinPort: 47000, rtcMaxPort: 47999 });
+    worker = await mediasoup.createWorker({ logLevel: 'error', ...rtcPorts(1000) });
     router = await worker.createRouter({ mediaCodecs });
     rtsp = await RtspServer.start();
     cam = new TestCamera({ server: rtsp, path: 'station', audio: 'pcm_mulaw' });

@@ -19,7 +19,7 @@ async function terminal(extra: Partial<{ suppressedBackoffMs: number }> = {}): P
 
 before(async () => {
   pty = await openPtyPair();
-  sim = new BeidouTerminalSim(pty.b, { card: '0242407', intervalS: 1, level: 1 });
+  sim = new BeidouTerminalSim(pty.b, { card: '0242407', intervalS: 1, level: 2 });
   await sim.open();
 });
 after(async () => {
@@ -38,7 +38,8 @@ test('NMEA framing: XOR checksum between $ and *, bad checksums rejected', () =>
 
 test('the card is read with $CCICA: number, interval and capacity from $BDICI', async () => {
   const t = await terminal();
-  assert.deepEqual(t.card, { card: '0242407', broadcastId: '2097151', intervalS: 1, level: 1, capacityBytes: 77 });
+  // Level 2 unencrypted: 408 bits = 51 bytes, one of which is the mixed-mode flag.
+  assert.deepEqual(t.card, { protocol: '2.1', card: '0242407', broadcastId: '2097151', intervalS: 1, level: 2, encrypted: false, capacityBits: 408, capacityBytes: 50 });
   await t.close();
 });
 
@@ -77,14 +78,14 @@ test('"interval not elapsed" feedback: a restarted driver that does not know the
 
 test('a message over the card capacity is split into numbered frames, never truncated', async () => {
   const t = await terminal();
-  const long = '【三会一课提醒】宝城街道第十二村党支部：二〇二六年第一季度支部党员大会尚未召开，已完成零次，要求一次，请于三月三十一日前召开并在站点摄像头下全程录像。';
-  assert.ok(iconv.encode(long, 'gb2312').length > 77);
+  const long = '【三会一课提醒】宝城街道第十二村党支部：2026年第一季度支部党员大会尚未召开，已完成零次，要求一次，请于三月三十一日前召开并在站点摄像头下全程录像。';
+  assert.ok(iconv.encode(long, 'gb2312').length > 50);
   const before = sim.accepted.length;
   const r = await t.send('0242408', long);
   assert.ok(r.ok && r.parts.length > 1, JSON.stringify(r));
   const frames = sim.accepted.slice(before);
   assert.equal(frames.length, r.ok ? r.parts.length : -1);
-  assert.ok(frames.every((f) => f.bytes <= 78), 'every frame within the level-1 capacity (78 bytes)');
+  assert.ok(frames.every((f) => f.bytes <= 51), 'every frame within the level-2 capacity (51 bytes with the flag)');
   const n = frames.length;
   const rebuilt = frames.map((f, i) => {
     assert.ok(f.text.startsWith(`(${i + 1}/${n})`), f.text);

@@ -103,3 +103,59 @@ test('the same check reads segments over HTTP from presigned S3 URLs (production
     await s3.close();
   }
 });
+
+test('per obligation: a 主题党日 that was also the 党员大会 fails only the meeting without quorum (4 of 10), passes at 6 of 10', async () => {
+  // The city's 主题党日 needs 10 s, the 党员大会 8 s: the session must cover the longer.
+  await setUnitRule(db.pool, town.cityId, { obligation: 'theme_day', period: 'month', requiredCount: 1, minDurationS: 10 });
+  const b = town.branches[1]!;
+  // 10 full members (the secretary and 9), and 2 probationary members, who attend but do not vote.
+  const full = [b.secretaryId];
+  for (let i = 0; i < 9; i++) {
+    full.push((await db.pool.query<{ id: number }>(`INSERT INTO members (branch_id, name) VALUES ($1, $2) RETURNING id`, [b.id, `党员${i}`])).rows[0]!.id);
+  }
+  const probationary: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    probationary.push((await db.pool.query<{ id: number }>(`INSERT INTO members (branch_id, name, membership) VALUES ($1, $2, 'probationary') RETURNING id`, [b.id, `预备党员${i}`])).rows[0]!.id);
+  }
+  const start = new Date('2026-05-08T02:00:00Z');
+  const { rows } = await db.pool.query<{ id: number }>(
+    `INSERT INTO meeting_sessions (branch_id, obligation, starts_at, ends_at, camera_id) VALUES ($1, 'theme_day', $2, $3, $4) RETURNING id`,
+    [b.id, start, new Date(start.getTime() + 12_000), b.cameraId]);
+  const id = rows[0]!.id;
+  await db.pool.query(`INSERT INTO session_obligations (session_id, obligation) VALUES ($1, 'member_meeting') ON CONFLICT DO NOTHING`, [id]);
+  await addSegment(db.pool, root, b.cameraId, start, 'good');
+  const attend = async (ids: number[]) => {
+    for (const m of [...full, ...probationary]) {
+      await db.pool.query(
+        `INSERT INTO session_attendance (session_id, member_id, status, source) VALUES ($1, $2, $3, 'secretary')
+         ON CONFLICT (session_id, member_id) DO UPDATE SET status = EXCLUDED.status`, [id, m, ids.includes(m) ? 'present' : 'absent']);
+    }
+  };
+  const kinds = async () => new Map((await db.pool.query<{ obligation: string; passed: boolean | null; reasons: Array<{ code: string; message: string }> }>(
+    `SELECT obligation, passed, reasons FROM session_obligations WHERE session_id = $1`, [id])).rows.map((r) => [r.obligation, r]));
+  const checker = new CompletionChecker(db.pool, new LocalFileSegmentSource(root), { maxBlackStretchS: 4, maxFrozenStretchS: 4 });
+
+  await attend([...full.slice(0, 4), ...probationary]);
+  await checker.check(id);
+  let k = await kinds();
+  assert.equal(k.get('theme_day')!.passed, true, JSON.stringify(k.get('theme_day')));
+  assert.equal(k.get('member_meeting')!.passed, false);
+  assert.deepEqual(k.get('member_meeting')!.reasons.map((r) => r.code), ['no_quorum']);
+  assert.equal(k.get('member_meeting')!.reasons[0]!.message, '到会4人，应到10人，未超过半数');
+  let c = (await db.pool.query<{ passed: boolean; required_s: number }>(`SELECT passed, required_s FROM completion_checks WHERE session_id = $1`, [id])).rows[0]!;
+  assert.equal(c.passed, false, 'the session as a whole: not every obligation passed');
+  assert.equal(c.required_s, 10, 'the longest minimum of its kinds');
+  let st = await evaluateObligations(db.pool, { at: new Date('2026-05-20T00:00:00Z'), unitPath: '' });
+  const of = (ob: string, key: string) => st.find((s) => s.branch_id === b.id && s.obligation === ob && s.period_key === key)!.status;
+  assert.equal(of('theme_day', '2026-05'), 'done');
+  assert.notEqual(of('member_meeting', '2026-Q2'), 'done');
+
+  await attend([...full.slice(0, 6)]);
+  await checker.check(id);
+  k = await kinds();
+  assert.equal(k.get('member_meeting')!.passed, true, JSON.stringify(k.get('member_meeting')));
+  c = (await db.pool.query<{ passed: boolean; required_s: number }>(`SELECT passed, required_s FROM completion_checks WHERE session_id = $1`, [id])).rows[0]!;
+  assert.equal(c.passed, true);
+  st = await evaluateObligations(db.pool, { at: new Date('2026-05-20T00:00:00Z'), unitPath: '' });
+  assert.equal(of('member_meeting', '2026-Q2'), 'done', 'the 主题党日 satisfies the 党员大会 of its quarter');
+});

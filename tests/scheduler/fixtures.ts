@@ -4,6 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Pool } from '../../infra/db/pool.ts';
+import { setUnitRule } from '../../scheduler/obligations/rules.ts';
+import { SmppChannel } from '../../scheduler/channels/SmppChannel.ts';
+import { BeidouTerminal } from '../../scheduler/channels/BeidouTerminal.ts';
+import { ManualClock } from '../../scheduler/clock.ts';
+import { SchedulerService } from '../../scheduler/service.ts';
+import { defaultReminderPolicy } from '../../scheduler/reminders/policy.ts';
+import { SmsRouter } from '../../scheduler/channels/sms/SmsRouter.ts';
+import { localCloudAgent } from '../support/cloud-sms-server.ts';
 
 const run = promisify(execFile);
 
@@ -61,8 +69,34 @@ export interface Town {
   countySupervisor: { id: number; mobile: string };
 }
 
-/** A city > county > two towns; the first town has `n` villages with one branch, camera and secretary each. */
-export async function buildTown(pool: Pool, n: number): Promise<Town> {
+/**
+ * The test world's national defaults: only the obligations in `keep` are owed, the others are switched
+ * off nationally (a scenario for the test; a city could not switch off a statutory item, see rules.ts).
+ */
+export async function keepOnlyObligations(pool: Pool, keep: string[]): Promise<void> {
+  await pool.query(`UPDATE obligation_rules SET enabled = (obligation = ANY($1::text[])) WHERE unit_id IS NULL`, [keep]);
+}
+
+/**
+ * One village branch owing only a quarterly member meeting (8 s minimum), whose secretary takes
+ * reminders over Beidou on `card`: what the Beidou tests send to. Returns the town and the secretary.
+ */
+export async function buildBeidouBranch(pool: Pool, card: string): Promise<{ town: Town; secretaryId: number }> {
+  const town = await buildTown(pool, 1);
+  await setUnitRule(pool, town.cityId, { obligation: 'member_meeting', period: 'quarter', requiredCount: 1, minDurationS: 8 });
+  await keepOnlyObligations(pool, ['member_meeting']);
+  await pool.query(`DELETE FROM members WHERE branch_id IN (SELECT id FROM branches WHERE name = '外村党支部')`);
+  await pool.query(`DELETE FROM branches WHERE name = '外村党支部'`);
+  const secretaryId = town.branches[0]!.secretaryId;
+  await pool.query(`UPDATE members SET preferred_channel = 'beidou', beidou_card = $2 WHERE id = $1`, [secretaryId, card]);
+  return { town, secretaryId };
+}
+
+/**
+ * A city > county > two towns; the first town has `n` villages with one branch, camera and secretary each.
+ * committee: every branch has a branch committee (2018 条例: >= 7 full members; set here as a fact).
+ */
+export async function buildTown(pool: Pool, n: number, opts: { committee?: boolean } = {}): Promise<Town> {
   const q = async (sql: string, params: unknown[]) => (await pool.query<{ id: number }>(sql, params)).rows[0]!.id;
   const cityId = await q(`INSERT INTO units (level, name) VALUES ('city', '潍坊市') RETURNING id`, []);
   const countyId = await q(`INSERT INTO units (parent_id, level, name) VALUES ($1, 'county', '昌乐县') RETURNING id`, [cityId]);
@@ -95,6 +129,7 @@ export async function buildTown(pool: Pool, n: number): Promise<Town> {
   const ou = await q(`INSERT INTO units (parent_id, level, name) VALUES ($1, 'village', '外村') RETURNING id`, [otherTownId]);
   const ob = await q(`INSERT INTO branches (unit_id, name) VALUES ($1, '外村党支部') RETURNING id`, [ou]);
   await pool.query(`INSERT INTO members (branch_id, name, is_secretary, mobile) VALUES ($1, '外村书记', true, '13700000000')`, [ob]);
+  if (opts.committee) await pool.query(`UPDATE branches SET has_committee = true`);
   return { cityId, countyId, townId, otherTownId, branches, townSupervisor, otherTownSupervisor, countySupervisor };
 }
 
@@ -106,4 +141,56 @@ export async function waitUntil(pred: () => Promise<boolean> | boolean, timeoutM
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * A started scheduler with both channels, SMS through the SMSC simulator on `smscPort` and Beidou on the
+ * pty `beidouPath`, its clock inside the last 7 days of Q1 2026 (reminders due). Closing is pushed on `cleanups`.
+ */
+export async function startSmsAndBeidouScheduler(
+  db: { pool: Pool; url: string },
+  smscPort: number,
+  beidouPath: string,
+  cleanups: Array<() => Promise<unknown>>,
+): Promise<SchedulerService> {
+  let service: SchedulerService | undefined;
+  const sms = new SmppChannel({ port: smscPort, systemId: 'sched', password: 'secret' }, async (r): Promise<void> => service?.onReceipt(r));
+  cleanups.push(() => sms.close());
+  const beidou = new BeidouTerminal({ path: beidouPath, feedbackTimeoutMs: 2000 });
+  await beidou.open();
+  cleanups.push(() => beidou.close());
+  service = new SchedulerService({
+    pool: db.pool, databaseUrl: db.url, clock: new ManualClock(new Date('2026-03-25T00:00:00Z')), policy: defaultReminderPolicy,
+    channels: { sms, beidou }, periodsFrom: new Date('2025-12-31T16:00:00Z'),
+  });
+  await service.start();
+  const started = service;
+  cleanups.push(() => started.stop());
+  return started;
+}
+
+/** The scheduler sending SMS through the per-unit provider table (SmsRouter), the providers' SDKs sent to this machine. */
+export async function startCloudSmsScheduler(db: { pool: Pool; url: string }, cleanups: Array<() => Promise<unknown>>): Promise<SchedulerService> {
+  let service: SchedulerService | undefined;
+  const router = new SmsRouter(db.pool, { onReceipt: (r) => service?.onReceipt(r) }, { agent: localCloudAgent });
+  cleanups.push(() => router.close());
+  service = new SchedulerService({
+    pool: db.pool, databaseUrl: db.url, clock: new ManualClock(new Date('2026-03-25T00:00:00Z')),
+    policy: defaultReminderPolicy, channels: { sms: router }, periodsFrom: new Date('2025-12-31T16:00:00Z'),
+  });
+  await service.start();
+  const started = service;
+  cleanups.push(() => started.stop());
+  return started;
+}
+
+/** A second county of the city with one village branch (北村, 寿光市 / 洛城街道) and its secretary. */
+export async function addOtherCounty(pool: Pool, cityId: number, opts: { beidouCard?: string } = {}): Promise<{ countyId: number; villageId: number; branchId: number }> {
+  const q = async (sql: string, p: unknown[]) => Number((await pool.query<{ id: number }>(sql, p)).rows[0]!.id);
+  const countyId = await q(`INSERT INTO units (parent_id, level, name) VALUES ($1, 'county', '寿光市') RETURNING id`, [cityId]);
+  const townId = await q(`INSERT INTO units (parent_id, level, name) VALUES ($1, 'town', '洛城街道') RETURNING id`, [countyId]);
+  const villageId = await q(`INSERT INTO units (parent_id, level, name) VALUES ($1, 'village', '北村') RETURNING id`, [townId]);
+  const branchId = await q(`INSERT INTO branches (unit_id, name) VALUES ($1, '北村党支部') RETURNING id`, [villageId]);
+  await pool.query(`INSERT INTO members (branch_id, name, is_secretary, mobile, beidou_card) VALUES ($1, '北村书记', true, '13600000001', $2)`, [branchId, opts.beidouCard ?? null]);
+  return { countyId, villageId, branchId };
 }

@@ -11,7 +11,7 @@ import { LocalFileSegmentSource } from '../../scheduler/checks/segmentSource.ts'
 import { RuleError, setUnitRule, effectiveRule } from '../../scheduler/obligations/rules.ts';
 import { evaluateObligations } from '../../scheduler/obligations/evaluate.ts';
 import { defaultReminderPolicy } from '../../scheduler/reminders/policy.ts';
-import { addSegment, buildTown, makeClips, tempDir, type Town } from './fixtures.ts';
+import { addSegment, buildTown, keepOnlyObligations, makeClips, tempDir, type Town } from './fixtures.ts';
 
 let db: TestDatabase;
 let root: string;
@@ -26,7 +26,7 @@ const END = new Date('2026-04-05T00:00:00Z');
 before(async () => {
   [db, root] = await Promise.all([createTestDatabase(), tempDir('sched-quarter-')]);
   await Promise.all([makeClips(root, 'recordings', ['good', 'black']), smsc.start()]);
-  town = await buildTown(db.pool, 30);
+  town = await buildTown(db.pool, 30, { committee: true });
 });
 after(async () => {
   await service?.stop();
@@ -39,9 +39,7 @@ after(async () => {
 test('a city may change obligation rules, a county may only tighten them, a town may not set them', async () => {
   await setUnitRule(db.pool, town.cityId, { obligation: 'member_meeting', period: 'quarter', requiredCount: 1, minDurationS: 8 });
   await setUnitRule(db.pool, town.cityId, { obligation: 'committee_meeting', period: 'month', requiredCount: 1, minDurationS: 8 });
-  for (const ob of ['group_meeting', 'party_lesson', 'theme_day', 'sunshine_day'] as const) {
-    await setUnitRule(db.pool, town.cityId, { obligation: ob, period: 'quarter', requiredCount: 1, minDurationS: 8, enabled: false });
-  }
+  await keepOnlyObligations(db.pool, ['member_meeting', 'committee_meeting']);
   await assert.rejects(
     setUnitRule(db.pool, town.countyId, { obligation: 'member_meeting', period: 'half_year', requiredCount: 1, minDurationS: 8 }),
     (e: unknown) => e instanceof RuleError && e.code === 'not_tighter',
@@ -139,6 +137,13 @@ test('a quarter for a town of 30 branches: the right reminders, escalations to t
   );
   assert.equal(sends.rows.length, rem.length, 'every reminder has a send');
   assert.ok(sends.rows.every((s) => s.n === 1), 'one send per reminder');
+  // Beside each message, one in-app to-do for the reminder's target (the branch's unit or the town).
+  const todos = await db.pool.query<{ reminder_id: number; unit_id: number; role: string }>(`SELECT reminder_id, unit_id, role FROM todos WHERE reminder_id IS NOT NULL`);
+  assert.equal(todos.rows.length, rem.length, 'one to-do per reminder');
+  assert.equal(new Set(todos.rows.map((t) => Number(t.reminder_id))).size, rem.length);
+  const escalationTodos = todos.rows.filter((t) => t.role === 'supervisor');
+  assert.equal(escalationTodos.length, rem.filter((r) => r.step === 'escalate').length);
+  assert.ok(escalationTodos.every((t) => Number(t.unit_id) === town.townId || Number(t.unit_id) === town.otherTownId));
   await smsc.waitFor(() => smsc.messages.length === rem.length, 10_000, 'all messages');
   assert.equal(smsc.messages.length, rem.length, 'the SMSC received one message per reminder, no more');
 
@@ -151,7 +156,7 @@ test('a quarter for a town of 30 branches: the right reminders, escalations to t
   const escalations = [...expected].filter((k) => k.endsWith('|escalate')).length;
   const townSup = byTo.get(town.townSupervisor.mobile) ?? [];
   assert.equal(townSup.length, escalations, 'the town supervisor receives every escalation of the town');
-  assert.ok(townSup.every((t) => t.startsWith('【三会一课督办】') && !t.includes('外村')));
+  assert.ok(townSup.every((t) => t.startsWith('三会一课督办：') && !t.includes('外村')));
   const otherSup = byTo.get(town.otherTownSupervisor.mobile) ?? [];
   assert.equal(otherSup.length, 4, 'the other town supervisor only hears about its own branch');
   assert.ok(otherSup.every((t) => t.includes('外村党支部')));

@@ -1,18 +1,14 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import smpp from 'smpp';
+import { CMD, cstr, encodeSm, u8 } from '../support/smpp-pdu.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { SmscSimulator } from '../support/smsc-simulator.ts';
 import { openPtyPair, type PtyPair } from '../support/pty-pair.ts';
 import { BeidouTerminalSim } from '../support/beidou-terminal-sim.ts';
 import { SmppChannel } from '../../scheduler/channels/SmppChannel.ts';
 import { splitUcs2 } from '../../scheduler/channels/smsEncoding.ts';
-import { BeidouTerminal } from '../../scheduler/channels/BeidouTerminal.ts';
-import { ManualClock } from '../../scheduler/clock.ts';
-import { SchedulerService } from '../../scheduler/service.ts';
 import { setUnitRule } from '../../scheduler/obligations/rules.ts';
-import { defaultReminderPolicy } from '../../scheduler/reminders/policy.ts';
-import { buildTown, waitUntil } from './fixtures.ts';
+import { buildTown, keepOnlyObligations, startSmsAndBeidouScheduler, waitUntil } from './fixtures.ts';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -52,12 +48,36 @@ test('SMPP: long Chinese text is concatenated, throttling is retried with backof
   assert.deepEqual(receipts.sort(), smsc.messages[0]!.messageIds.sort());
 
   // An unexpected PDU from the SMSC is answered or ignored, never fatal.
-  for (const s of (smsc as unknown as { bound: Set<{ send(p: unknown): boolean }> }).bound) {
-    s.send(new smpp.PDU('alert_notification', { source_addr: '1', esme_addr: '2' }));
-    s.send(new smpp.PDU('deliver_sm', { source_addr: '13800000001', destination_addr: '10690000', short_message: 'hello', esm_class: 0 }));
-  }
+  // §4.12.1 alert_notification (0x00000102) and a mobile-originated deliver_sm (esm_class 0), encoded by the simulator's own codec.
+  const alert = Buffer.concat([u8(1), u8(1), cstr('1'), u8(1), u8(1), cstr('2')]);
+  assert.equal(smsc.injectToBound(0x00000102, alert), 1, 'one bound session');
+  smsc.injectToBound(CMD.deliver_sm, encodeSm({
+    serviceType: '', sourceTon: 1, sourceNpi: 1, source: '13800000001', destTon: 0, destNpi: 0, dest: '10690000', esmClass: 0, protocolId: 0,
+    priority: 0, scheduleDeliveryTime: '', validityPeriod: '', registeredDelivery: 0, replaceIfPresent: 0, dataCoding: 0, smDefaultMsgId: 0,
+    shortMessage: Buffer.from('hello', 'latin1'),
+  }));
   const again = await ch.send('13800000001', '短信', 43);
   assert.ok(again.ok);
+});
+
+test('SMPP: receipts in the Appendix B format still settle parts when the SMSC rewrites the sender address', async () => {
+  // Operator SMSCs often replace the submitted (extended) source number by their service number; the
+  // receipt then comes back addressed to that number, so only receipted_message_id / "id:" identify the part.
+  const smsc = new SmscSimulator({ rewriteSourceTo: '10690000' });
+  await smsc.start();
+  cleanups.push(() => smsc.stop());
+  const receipts: Array<{ id: string; stat: string }> = [];
+  const ch = new SmppChannel({ port: smsc.port, systemId: 'sched', password: 'secret' }, (r) => receipts.push({ id: r.providerMessageId, stat: r.stat }));
+  cleanups.push(() => ch.close());
+  const r = await ch.send('13800000009', '请于本季度召开支部党员大会', 77);
+  assert.ok(r.ok, JSON.stringify(r));
+  await waitUntil(() => receipts.length === 1, 5000, 'the receipt');
+  const part = smsc.partLog[0]!;
+  assert.notEqual(part.from, '10690000', 'the client submitted its own (extended) source address');
+  const pdu = smsc.receiptPdus[0]!;
+  assert.equal(pdu.dest, '10690000', 'the receipt is addressed to the rewritten number');
+  assert.match(pdu.text, /^id:\d{10} sub:001 dlvrd:001 submit date:\d{10} done date:\d{10} stat:DELIVRD err:000 Text:/);
+  assert.deepEqual(receipts, [{ id: part.id, stat: 'DELIVRD' }], 'the part is settled by its message id');
 });
 
 test('reminders go out on each secretary\'s channel; a failed SMS falls back to Beidou; every send state is recorded', async () => {
@@ -75,9 +95,7 @@ test('reminders go out on each secretary\'s channel; a failed SMS falls back to 
 
   const town = await buildTown(db.pool, 4);
   await setUnitRule(db.pool, town.cityId, { obligation: 'member_meeting', period: 'quarter', requiredCount: 1, minDurationS: 8 });
-  for (const ob of ['committee_meeting', 'group_meeting', 'party_lesson', 'theme_day', 'sunshine_day'] as const) {
-    await setUnitRule(db.pool, town.cityId, { obligation: ob, period: 'quarter', requiredCount: 1, minDurationS: 8, enabled: false });
-  }
+  await keepOnlyObligations(db.pool, ['member_meeting']);
   const [b0, b1] = town.branches;
   await db.pool.query(`UPDATE members SET preferred_channel = 'beidou', beidou_card = '0300001' WHERE id = $1`, [b0!.secretaryId]);
   await db.pool.query(`UPDATE members SET beidou_card = '0300002' WHERE id = $1`, [b1!.secretaryId]); // SMS to b1 is rejected
@@ -85,18 +103,7 @@ test('reminders go out on each secretary\'s channel; a failed SMS falls back to 
   await db.pool.query(`DELETE FROM members WHERE branch_id IN (SELECT id FROM branches WHERE name = '外村党支部')`);
   await db.pool.query(`DELETE FROM branches WHERE name = '外村党支部'`);
 
-  const sms = new SmppChannel({ port: smsc.port, systemId: 'sched', password: 'secret' }, (r): Promise<void> => service.onReceipt(r));
-  cleanups.push(() => sms.close());
-  const beidou = new BeidouTerminal({ path: pty.a, feedbackTimeoutMs: 2000 });
-  await beidou.open();
-  cleanups.push(() => beidou.close());
-  const clock = new ManualClock(new Date('2026-03-25T00:00:00Z')); // inside the 7-day window of Q1
-  const service = new SchedulerService({
-    pool: db.pool, databaseUrl: db.url, clock, policy: defaultReminderPolicy, channels: { sms, beidou },
-    periodsFrom: new Date('2025-12-31T16:00:00Z'),
-  });
-  await service.start();
-  cleanups.push(() => service.stop());
+  const service = await startSmsAndBeidouScheduler(db, smsc.port, pty.a, cleanups);
 
   const r = await service.tick();
   assert.equal(r.reminders, 4);
@@ -122,7 +129,8 @@ test('reminders go out on each secretary\'s channel; a failed SMS falls back to 
   assert.match(undeliv.rows[0]!.failure_reason, /UNDELIV/);
   assert.deepEqual(await channelStates(town.branches[3]!.secretaryId), ['sms:delivered']);
   assert.deepEqual(sim.accepted.map((m) => m.to).sort(), ['0300001', '0300002', '0300003']);
-  assert.ok(sim.accepted.every((m) => m.text.includes('支部党员大会')), JSON.stringify(sim.accepted.map((m) => m.text)));
+  // A level-2 card gets the short form that fits one frame (scheduler/channels/beidou/shortForms.ts).
+  assert.ok(sim.accepted.every((m) => m.text.includes('大会')), JSON.stringify(sim.accepted.map((m) => m.text)));
   const events = await db.pool.query<{ state: string }>(`SELECT state FROM message_send_events ORDER BY id`);
   const states = events.rows.map((e) => e.state);
   for (const s of ['queued', 'sent', 'failed', 'delivered']) assert.ok(states.includes(s), `event ${s} recorded`);

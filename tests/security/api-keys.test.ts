@@ -16,6 +16,9 @@ import { nodeOptionsFromConfig } from '../../sfu/nodeOptionsFromConfig.ts';
 import { createWebServer } from '../../web/server.ts';
 import { tmpDir } from '../support/browser.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+import { rtcPortRange } from '../support/rtc-ports.ts';
+
+const rtcRange = rtcPortRange(100); // released when the process exits
 
 // Attack: a village SFU node holds the cascade's shared secret. With it, it signs an `api` token for
 // the city administrator; and someone holding the API's key signs a node token for the cascade. The
@@ -59,8 +62,8 @@ describe('one key per purpose: the cascade secret cannot sign for the API, nor t
       SFU_UNIT_ID: String(cityId),
       SFU_NUM_WORKERS: '1',
       SFU_RTC_PORT: '0',
-      SFU_RTC_MIN_PORT: '47600',
-      SFU_RTC_MAX_PORT: '47699',
+      SFU_RTC_MIN_PORT: String(rtcRange.rtcMinPort),
+      SFU_RTC_MAX_PORT: String(rtcRange.rtcMaxPort),
     });
     keys = loadSystemKeys(config);
     sfu = new SfuNode(nodeOptionsFromConfig(config, { joinKey: keys.join.publicKey, cascadeSecret: keys.cascadeSecret }, createLogger('keys-test')));

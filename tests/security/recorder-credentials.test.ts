@@ -12,6 +12,12 @@ import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { RtspServer } from '../support/rtsp-server.ts';
 import { TestCamera } from '../support/rtsp-camera.ts';
 import { addCamera, fastRecorderConfig, seedOrg, startS3Fixture, tempDir, waitFor, type OrgFixture, type S3Fixture } from '../support/recorder-fixture.ts';
+import { rtcPortRange } from '../support/rtc-ports.ts';
+
+function rtcPorts(n: number): { rtcMinPort: number; rtcMaxPort: number } {
+  const { rtcMinPort, rtcMaxPort } = rtcPortRange(n); // released when the process exits
+  return { rtcMinPort, rtcMaxPort };
+}
 
 // Issue 12, item 11 (recorder share): a camera's password must not be readable from the argv of the
 // ffmpeg/ffprobe the recorder and the live view run (/proc/<pid>/cmdline, `ps`), while recording
@@ -123,7 +129,8 @@ describe('recorder security: camera credentials never reach an ffmpeg command li
     }
     const argv = watch.seen;
     assert.ok(argv.filter((c) => c.includes(spoolDir)).length >= 2, 'one capture ffmpeg per camera was observed');
-    assert.ok(argv.some((c) => /ffprobe/.test(c) && c.includes('rtsp://127.0.0.1:')), 'the input probe ran too');
+    // Stream info comes from an in-process DESCRIBE now (recorder/CameraProbe.ts); any ffprobe of a camera sees only the relay.
+    assert.ok(argv.filter((c) => /ffprobe/.test(c) && c.includes('rtsp://')).every((c) => c.includes('rtsp://127.0.0.1:')), 'ffprobe, where it runs, sees the relay only');
     for (const c of argv) assert.ok(!c.includes(PASSWORD), `no password in: ${c.slice(0, 200)}`);
     for (const c of argv) assert.ok(!/rtsp:\/\/[^/\s]*:[^/\s]*@/.test(c), `no user:password@ in: ${c.slice(0, 200)}`);
     const rows = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM recording_segments WHERE camera_id = ANY($1::bigint[])', [[digest.cameraId, basic.cameraId]]);
@@ -136,7 +143,7 @@ describe('recorder security: camera credentials never reach an ffmpeg command li
     const cam = new TestCamera({ server, path: 'live', audio: 'none' });
     cams.push(cam);
     await cam.start();
-    const worker = await mediasoup.createWorker({ logLevel: 'error', rtcMinPort: 47000, rtcMaxPort: 47999 });
+    const worker = await mediasoup.createWorker({ logLevel: 'error', ...rtcPorts(1000) });
     const router: types.Router = await worker.createRouter({
       mediaCodecs: [{ kind: 'video', mimeType: 'video/H264', clockRate: 90000, parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f', 'level-asymmetry-allowed': 1 } }],
     });

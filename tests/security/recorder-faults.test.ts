@@ -137,7 +137,8 @@ describe('recorder fault suite: disk full, S3 errors, ffprobe failures', () => {
     const after = t.indexed.length;
     await waitFor('the job to finish', async () => {
       const r = await db.pool.query<{ state: string }>('SELECT state FROM capture_jobs WHERE id = $1', [job.id]);
-      return r.rows[0]!.state === 'done';
+      // What the full disk cost is a hole in the window: partial (issue 15), done if nothing was lost.
+      return ['done', 'partial'].includes(r.rows[0]!.state);
     }, 60_000, 250);
     await rec.spool.idle();
     assert.ok(t.indexed.length > after, 'segments recorded after the disk recovered');
@@ -167,7 +168,9 @@ exec ffprobe "$@"
     const rec = await Recorder.start({
       pool: db.pool,
       storage: s3.storage,
-      config: fastRecorderConfig(spoolDir, SEGMENT_S, { thumbnails: false, ffprobePath: wrapper, probeAttempts: 2, probeRetryMs: 100 }),
+      // ffprobe on every segment: a listed segment is otherwise checked from its own MP4 boxes, and this
+      // test is about ffprobe's transient failures (still the path for recovered or unknown segments).
+      config: fastRecorderConfig(spoolDir, SEGMENT_S, { thumbnails: false, ffprobePath: wrapper, probeAttempts: 2, probeRetryMs: 100, probeEverySegment: true }),
     });
     const t = tally(rec);
     let retries = 0;

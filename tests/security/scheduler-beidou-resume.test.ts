@@ -6,9 +6,8 @@ import { BeidouTerminalSim } from '../support/beidou-terminal-sim.ts';
 import { BeidouTerminal } from '../../scheduler/channels/BeidouTerminal.ts';
 import { ManualClock } from '../../scheduler/clock.ts';
 import { SchedulerService } from '../../scheduler/service.ts';
-import { setUnitRule } from '../../scheduler/obligations/rules.ts';
 import { defaultReminderPolicy } from '../../scheduler/reminders/policy.ts';
-import { buildTown, waitUntil } from '../scheduler/fixtures.ts';
+import { buildBeidouBranch, waitUntil } from '../scheduler/fixtures.ts';
 
 // A Beidou reminder split into numbered frames loses its transmission half-way (no signal): the retry
 // resumes at the frame that failed, so the card never shows "(1/n)" twice.
@@ -23,22 +22,16 @@ test('transmission suppressed at frame 2: the retry resumes at frame 2, each fra
   cleanups.push(() => db.drop());
   const pty = await openPtyPair();
   cleanups.push(() => pty.close());
-  const sim = new BeidouTerminalSim(pty.b, { card: '0242407', intervalS: 1, level: 1 });
+  const sim = new BeidouTerminalSim(pty.b, { card: '0242407', intervalS: 1, level: 2 });
   await sim.open();
   cleanups.push(() => sim.close());
-  const town = await buildTown(db.pool, 1);
-  await setUnitRule(db.pool, town.cityId, { obligation: 'member_meeting', period: 'quarter', requiredCount: 1, minDurationS: 8 });
-  for (const ob of ['committee_meeting', 'group_meeting', 'party_lesson', 'theme_day', 'sunshine_day'] as const) {
-    await setUnitRule(db.pool, town.cityId, { obligation: ob, period: 'quarter', requiredCount: 1, minDurationS: 8, enabled: false });
-  }
-  await db.pool.query(`DELETE FROM members WHERE branch_id IN (SELECT id FROM branches WHERE name = '外村党支部')`);
-  await db.pool.query(`DELETE FROM branches WHERE name = '外村党支部'`);
-  await db.pool.query(`UPDATE branches SET name = name || '第一网格党小组联合议事会'`);
   const card = '0300001';
-  await db.pool.query(`UPDATE members SET preferred_channel = 'beidou', beidou_card = $2 WHERE id = $1`, [town.branches[0]!.secretaryId, card]);
+  await buildBeidouBranch(db.pool, card);
+  await db.pool.query(`UPDATE branches SET name = name || '第一网格党小组联合议事会'`);
 
   // One suppressed answer is final for a frame here, so the failure reaches the dispatcher.
-  const beidou = new BeidouTerminal({ path: pty.a, feedbackTimeoutMs: 2000, maxAttempts: 1, suppressedBackoffMs: 50 });
+  // Numbered frames on purpose (not the short form), so there is a frame 2 to lose.
+  const beidou = new BeidouTerminal({ path: pty.a, feedbackTimeoutMs: 2000, maxAttempts: 1, suppressedBackoffMs: 50, tooLong: 'split' });
   await beidou.open();
   cleanups.push(() => beidou.close());
   const service = new SchedulerService({

@@ -12,7 +12,7 @@ import { SchedulerService } from '../../scheduler/service.ts';
 import { setUnitRule } from '../../scheduler/obligations/rules.ts';
 import { evaluateObligations } from '../../scheduler/obligations/evaluate.ts';
 import { defaultReminderPolicy } from '../../scheduler/reminders/policy.ts';
-import { buildTown, clipSeconds, makeClips, tempDir, type Clip, type Town } from '../scheduler/fixtures.ts';
+import { buildTown, keepOnlyObligations, clipSeconds, makeClips, tempDir, type Clip, type Town } from '../scheduler/fixtures.ts';
 
 // Fault suite for completion checks: the real scheduler (tick, pg-boss check worker, checker) judging
 // real recordings in the embedded S3 while S3 is down, ffmpeg crashes, or the recording is still
@@ -48,9 +48,7 @@ before(async () => {
   await makeClips(root, 'clips', ['good', 'black', 'short']);
   town = await buildTown(db.pool, 2);
   await setUnitRule(db.pool, town.cityId, { obligation: 'member_meeting', period: 'quarter', requiredCount: 1, minDurationS: 8 });
-  for (const ob of ['committee_meeting', 'group_meeting', 'party_lesson', 'theme_day', 'sunshine_day'] as const) {
-    await setUnitRule(db.pool, town.cityId, { obligation: ob, period: 'quarter', requiredCount: 1, minDurationS: 8, enabled: false });
-  }
+  await keepOnlyObligations(db.pool, ['member_meeting']);
   await db.pool.query(`DELETE FROM members WHERE branch_id IN (SELECT id FROM branches WHERE name = '外村党支部')`);
   await db.pool.query(`DELETE FROM branches WHERE name = '外村党支部'`);
   await s3Up();

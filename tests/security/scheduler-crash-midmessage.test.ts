@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { SmscSimulator } from '../support/smsc-simulator.ts';
 import { setUnitRule } from '../../scheduler/obligations/rules.ts';
-import { buildTown, waitUntil } from '../scheduler/fixtures.ts';
+import { buildTown, keepOnlyObligations, waitUntil } from '../scheduler/fixtures.ts';
 import { SchedulerProcesses } from '../scheduler/scheduler-process.ts';
 
 // The scheduler process is SIGKILLed while part 2 of a three-part reminder is at the SMSC without an
@@ -24,9 +24,7 @@ test('SIGKILL while part 2 of 3 awaits its answer: the restarted scheduler resum
   db = await createTestDatabase();
   const town = await buildTown(db.pool, 1);
   await setUnitRule(db.pool, town.cityId, { obligation: 'member_meeting', period: 'quarter', requiredCount: 1, minDurationS: 8 });
-  for (const ob of ['committee_meeting', 'group_meeting', 'party_lesson', 'theme_day', 'sunshine_day'] as const) {
-    await setUnitRule(db.pool, town.cityId, { obligation: ob, period: 'quarter', requiredCount: 1, minDurationS: 8, enabled: false });
-  }
+  await keepOnlyObligations(db.pool, ['member_meeting']);
   await db.pool.query(`DELETE FROM members WHERE branch_id IN (SELECT id FROM branches WHERE name = '外村党支部')`);
   await db.pool.query(`DELETE FROM branches WHERE name = '外村党支部'`);
   await db.pool.query(`UPDATE branches SET name = name || repeat('第一网格党小组联合', 9)`);

@@ -77,7 +77,7 @@ describe('cascade neighbours are trusted no further than they can prove', { time
   const cityPeers = () => city.node.cascade!.rooms.get(ROOM)!.peers();
 
   before(async () => {
-    nodes = await startChain(['city', 'county'], { pingIntervalMs: 500 });
+    nodes = await startChain(['city', 'county'], { admission: 'open', pingIntervalMs: 500 });
     [city, county] = nodes as [TreeNode, TreeNode];
     chair = await SignalClient.join(city.wsUrl, { userId: 1, room: ROOM, role: 'chair', unitId: 1 });
     site = await SignalClient.join(city.wsUrl, { userId: 2, room: ROOM, unitId: 1 });

@@ -73,7 +73,7 @@ describe('fuzz: browser signalling', { timeout: 120_000 }, () => {
 
   before(async () => {
     // The rate limit is not what is fuzzed here: lifted so every message reaches validation.
-    n = await startLimitedNode({ requestsPerSecond: 1e6, requestBurst: 1e6 }, 48000);
+    n = await startLimitedNode({ requestsPerSecond: 1e6, requestBurst: 1e6 });
   });
 
   after(async () => {
@@ -139,7 +139,7 @@ describe('fuzz: cascade control link', { timeout: 120_000 }, () => {
   let root: TreeNode;
 
   before(async () => {
-    root = new TreeNode('fuzz-root', 1, undefined, { rtcMinPort: 48500, rtcMaxPort: 48999, pingIntervalMs: 2000 });
+    root = new TreeNode('fuzz-root', 1, undefined, { pingIntervalMs: 2000 });
     await root.start();
   });
 

@@ -16,7 +16,7 @@ describe('signalling session limits', { timeout: 60_000 }, () => {
   const clients: SignalClient[] = [];
 
   before(async () => {
-    n = await startLimitedNode(LIMITS, 47000);
+    n = await startLimitedNode(LIMITS);
   });
 
   after(async () => {

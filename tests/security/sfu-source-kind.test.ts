@@ -25,7 +25,7 @@ describe('a producer\'s declared source must fit its kind and its sender\'s role
   let sendTransport = '';
 
   before(async () => {
-    n = await startLimitedNode({}, 47500);
+    n = await startLimitedNode({});
     chair = await SignalClient.join(n.wsUrl, { userId: 1, room: ROOM, role: 'chair' });
     site = await SignalClient.join(n.wsUrl, { userId: 2, room: ROOM });
     viewer = await SignalClient.join(n.wsUrl, { userId: 3, room: ROOM, role: 'viewer' });

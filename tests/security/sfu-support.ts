@@ -8,6 +8,7 @@ import { signJoinToken, type JoinClaims } from '../../infra/tokens.ts';
 import { SfuNode } from '../../sfu/SfuNode.ts';
 import type { SignallingLimits } from '../../sfu/SignallingLimits.ts';
 import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
+import { rtcPortRange } from '../support/rtc-ports.ts';
 
 export interface LimitedNode {
   node: SfuNode;
@@ -16,14 +17,15 @@ export interface LimitedNode {
   close(): Promise<void>;
 }
 
-export async function startLimitedNode(signalling: Partial<SignallingLimits>, rtcMinPort: number): Promise<LimitedNode> {
+export async function startLimitedNode(signalling: Partial<SignallingLimits>): Promise<LimitedNode> {
+  const ports = rtcPortRange(500);
   const node = new SfuNode({
     joinKey: TEST_JOIN_KEYS.publicKey,
     numWorkers: 1,
     listenIp: '127.0.0.1',
     webRtcBasePort: 0,
-    rtcMinPort,
-    rtcMaxPort: rtcMinPort + 499,
+    rtcMinPort: ports.rtcMinPort,
+    rtcMaxPort: ports.rtcMaxPort,
     logger: createLogger('sfu-security'),
     signalling,
   });
@@ -40,6 +42,7 @@ export async function startLimitedNode(signalling: Partial<SignallingLimits>, rt
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
       await node.close();
+      ports.release();
     },
   };
 }

@@ -27,7 +27,7 @@ describe('cascade with branches: reference counts across links', { timeout: 60_0
   }
 
   before(async () => {
-    tree = await startTree([['city'], ['town', 'city'], ['community', 'town'], ['villageA', 'community'], ['villageB', 'community']], { lingerMs: 200 });
+    tree = await startTree([['city'], ['town', 'city'], ['community', 'town'], ['villageA', 'community'], ['villageB', 'community']], { admission: 'open', lingerMs: 200 });
     sink = await RtpSink.create();
     const cam = async (n: TreeNode, ssrc: number, fps: number) => {
       const { ingest, source } = await n.camera(ROOM, { ssrc, fps, size: 800 });

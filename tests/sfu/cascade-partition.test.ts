@@ -27,6 +27,7 @@ describe('silent outage of the town <-> village link', { timeout: 90_000 }, () =
     relay = await TcpRelay.create();
     const relayPort = relay.port;
     nodes = await startChain(['city', 'town', 'village'], {
+      admission: 'open',
       pingIntervalMs: PING_MS,
       pipeRouteFor: media.routeFor,
       parentUrlFor: (child, url) => {

@@ -32,7 +32,7 @@ describe('cascade of SFU node processes with real Chromium pages', { timeout: 18
     const ports: number[] = [];
     for (const _ of names) ports.push(await freePort());
     procs.push(
-      ...names.map((n, i) => new NodeProcess(n, { unitId: i + 1, port: ports[i]!, rtcBase: 46000 + i * 300, ...(i > 0 ? { parentUrl: `ws://127.0.0.1:${ports[i - 1]}/cascade` } : {}) })),
+      ...names.map((n, i) => new NodeProcess(n, { unitId: i + 1, port: ports[i]!, ...(i > 0 ? { parentUrl: `ws://127.0.0.1:${ports[i - 1]}/cascade` } : {}) })),
     );
     const [city, , , , village] = procs as [NodeProcess, NodeProcess, NodeProcess, NodeProcess, NodeProcess];
     for (const p of procs) p.start();

@@ -63,7 +63,7 @@ describe('five-level SFU cascade', { timeout: 180_000 }, () => {
   }
 
   before(async () => {
-    nodes = await startChain(names, { lingerMs: 300, pingIntervalMs: 500 });
+    nodes = await startChain(names, { admission: 'open', lingerMs: 300, pingIntervalMs: 500 });
     [city, county, town, community, village] = nodes as [TreeNode, TreeNode, TreeNode, TreeNode, TreeNode];
     sink = await RtpSink.create();
     chairId = (await camera(city, 0x1000, 30)).producer.id;
@@ -121,7 +121,7 @@ describe('five-level SFU cascade', { timeout: 180_000 }, () => {
     assert.equal(village.cascadeRoom(ROOM)!.subscriptions.get(chairId)!.refs, 20, '20 holders of one pipe producer at the village');
   });
 
-  test("keyframe requests from 20 consumers below are aggregated: the chair's encoder sees about one per second", async () => {
+  test("keyframe requests from 20 consumers below are aggregated: the chair's encoder sees about two a second", async () => {
     const villageTaps = taps.get('village')!;
     const src = sources[0]!;
     const before = src.plis + src.firs;
@@ -137,7 +137,8 @@ describe('five-level SFU cascade', { timeout: 180_000 }, () => {
     const seconds = (performance.now() - t0) / 1000;
     console.log(`# ${requests} keyframe requests at the village over ${seconds.toFixed(1)} s -> ${reached} PLI/FIR at the chair's sender`);
     assert.ok(reached >= 1, 'requests do travel up four hops');
-    assert.ok(reached <= Math.ceil(seconds) + 2, `at most about one per second reaches the origin: ${reached}`);
+    // keyFrameRequestDelay is 500 ms at every node: at most two a second pass each hop.
+    assert.ok(reached <= Math.ceil(seconds * 2) + 2, `at most about two a second reach the origin of ${requests}: ${reached}`);
   });
 
   test("pausing the chair's camera pauses it on every level; resuming restores media", async () => {

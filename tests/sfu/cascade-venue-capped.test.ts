@@ -32,6 +32,7 @@ describe('capped village link: single-layer video that fits, demand to the origi
 
   before(async () => {
     nodes = await startTree([['city'], ['town', 'city'], ['village-cap', 'town'], ['village-wide', 'town']], {
+      admission: 'open',
       pipeRouteFor: satellite.routeFor,
       uplinkKbpsFor: (name) => (name === 'village-cap' ? CAP_KBPS : undefined),
       lingerMs: 300,

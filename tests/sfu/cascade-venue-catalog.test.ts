@@ -91,7 +91,7 @@ describe('venue catalog: the stage goes down, everything goes up, counts coalesc
   const joinedEverywhere = (k: number) => [...nodes.values()].every((x) => x.node.rooms.get(ROOM)?.joined === k);
 
   before(async () => {
-    nodes = await startTree(SPEC, { plainRtp: true, lingerMs: 300, pingIntervalMs: 1000 });
+    nodes = await startTree(SPEC, { admission: 'open', plainRtp: true, lingerMs: 300, pingIntervalMs: 1000 });
     sink = await RtpSink.create();
     chair = await join(n('city'), 'chair', 'city chair');
     chairCam = (await publish(chair, 0x7000)).camera;

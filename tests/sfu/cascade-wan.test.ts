@@ -31,7 +31,7 @@ describe('cascade over a satellite-like link', { timeout: 120_000 }, () => {
   });
 
   before(async () => {
-    nodes = await startChain(['city', 'town', 'village'], { pipeRouteFor: satellite.routeFor, pingIntervalMs: 1000 });
+    nodes = await startChain(['city', 'town', 'village'], { admission: 'open', pipeRouteFor: satellite.routeFor, pingIntervalMs: 1000 });
     [city, town, village] = nodes as [TreeNode, TreeNode, TreeNode];
     sink = await RtpSink.create();
     const chair = await city.camera(ROOM, { ssrc: 0x3000, fps: 30, size: 900, displayName: 'chair' });
@@ -90,5 +90,40 @@ describe('cascade over a satellite-like link', { timeout: 120_000 }, () => {
     assert.ok(median >= 300 && median < 1000, `one-way delay shows: ${median}`);
     assert.ok(inspected > 100 && clearBytes / inspected < 0.05, `media on the link is encrypted (SRTP): ${clearBytes}/${inspected}`);
     tap.close();
+  });
+
+  test('offered more than the 1 Mbit/s link: the village receives at most the link rate, the bottleneck drops the rest', async (t) => {
+    // Two more cameras at ~0.8 Mbit/s each (80 frames/s of 1,250 bytes) beside the chair: ~1.8 Mbit/s
+    // offered to a 1 Mbit/s link (two sources, so a loaded machine's timers still offer enough).
+    const bigs = [await city.camera(ROOM, { ssrc: 0x3002, fps: 80, size: 1250, displayName: 'big-1' }), await city.camera(ROOM, { ssrc: 0x3003, fps: 80, size: 1250, displayName: 'big-2' })];
+    t.after(() => bigs.forEach((b) => b.source.close()));
+    const ids = bigs.map((b) => b.ingest.producer.id);
+    await waitFor('big cameras announced at the village', () => ids.every((id) => village.cascadeRoom(ROOM)?.producer(id) !== undefined), 10_000);
+    const taps = [];
+    for (const id of ids) taps.push(await village.node.tap(ROOM, id, { ip: '127.0.0.1', port: sink.port }));
+    const ports = taps.map((tp) => tp.transport.tuple.localPort);
+    await waitFor('first big-camera RTP at the village', () => ports.every((p) => sink.count(p).packets > 0), 15_000);
+    const [emu] = await satellite.emulators();
+    assert.ok(emu, 'the media went through the emulator');
+    const bytes = () => ports.reduce((n, p) => n + sink.count(p).bytes, 0);
+    const b0 = bytes();
+    const e0 = { ...emu.counters.bToA };
+    const t0 = performance.now();
+    await waitFor('a 6 s window', () => performance.now() - t0 >= 6000, 10_000, 100);
+    const secs = (performance.now() - t0) / 1000;
+    const receivedBps = ((bytes() - b0) * 8) / secs;
+    const e1 = emu.counters.bToA;
+    const inBps = ((e1.bytesIn - e0.bytesIn) * 8) / secs;
+    const queueDrops = e1.queueDrops - e0.queueDrops;
+    console.log(
+      `# over the limit: entering the ${SAT.rateBps / 1e6} Mbit/s link town->village ${(inBps / 1e6).toFixed(2)} Mbit/s; the two big cameras received at the village ` +
+        `${(receivedBps / 1e6).toFixed(2)} Mbit/s over ${secs.toFixed(1)} s; bottleneck queue drops ${queueDrops}, wire losses ${e1.lost - e0.lost}`,
+    );
+    assert.ok(inBps > SAT.rateBps * 1.2, `more than the limit was offered to the link: ${inBps}`);
+    assert.ok(queueDrops > 20, `the rate limit dropped packets at the bottleneck: ${queueDrops}`);
+    assert.ok(receivedBps <= SAT.rateBps * 1.1, `the village receives no more than the link rate: ${receivedBps}`);
+    assert.ok(receivedBps > SAT.rateBps * 0.3, `the capped link still carries the cameras: ${receivedBps}`);
+    assert.ok(receivedBps < inBps * 0.9, `the village got clearly less than entered the link: ${receivedBps} of ${inBps}`);
+    for (const tp of taps) tp.close();
   });
 });

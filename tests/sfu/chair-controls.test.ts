@@ -125,6 +125,7 @@ describe('chair controls across a four-level cascade', { timeout: 120_000 }, () 
   before(async () => {
     relay = await TcpRelay.create();
     nodes = await startChain(['city', 'county', 'town', 'village'], {
+      admission: 'open',
       pingIntervalMs: 500,
       parentUrlFor: (child, url) => {
         if (child !== 'village') return url;

@@ -101,7 +101,7 @@ describe('whole-city meeting at protocol level: 211 synthetic sites over a five-
 
   before(async () => {
     const t0 = Date.now();
-    nodes = await startNodeTree(SPEC, { rtcBase: 20000, rtcPorts: 600, env: { SFU_PLAIN_RTP: '1', SFU_ADMISSION: 'open', MEETING_OPEN_MAX_SITES: '8' } });
+    nodes = await startNodeTree(SPEC, { rtcPorts: 600, env: { SFU_PLAIN_RTP: '1', SFU_ADMISSION: 'open', MEETING_OPEN_MAX_SITES: '8' } });
     mux = await UdpMux.create();
     console.log(`# ${SPEC.length} node processes up, links connected in ${Date.now() - t0} ms`);
     chair = new SyntheticSite({

@@ -10,6 +10,7 @@ import type { ConferenceStateView, ProducerInfo, StageView } from '../../sfu/pro
 import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 import { startChain, type TreeNode } from '../support/cascade-harness.ts';
 import { SignalClient, type Msg } from '../security/sfu-support.ts';
+import { rtcPortRange } from '../support/rtc-ports.ts';
 
 // A venue meeting (主会场 / 分会场) on one in-process node: a chair and a dozen sites joined over the
 // real signalling with signed tokens, media over plain RTP transports (the node's plainRtp option).
@@ -120,13 +121,14 @@ class Sender {
 }
 
 async function startNode(plainRtp: boolean): Promise<{ node: SfuNode; url: string; close(): Promise<void> }> {
+  const ports = rtcPortRange(1000);
   const node = new SfuNode({
     joinKey: TEST_JOIN_KEYS.publicKey,
     numWorkers: 1,
     listenIp: '127.0.0.1',
     webRtcBasePort: 0,
-    rtcMinPort: 45000,
-    rtcMaxPort: 45999,
+    rtcMinPort: ports.rtcMinPort,
+    rtcMaxPort: ports.rtcMaxPort,
     logger: createLogger('venue-test'),
     plainRtp,
     signalling: { requestsPerSecond: 1000, requestBurst: 1000 },
@@ -143,6 +145,7 @@ async function startNode(plainRtp: boolean): Promise<{ node: SfuNode; url: strin
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
       await node.close();
+      ports.release();
     },
   };
 }
@@ -618,7 +621,7 @@ describe('a venue across two nodes: the stage crosses the cascade, the chair war
   const subscriptions = (n: TreeNode) => n.cascadeRoom(ROOM)?.subscriptions.size ?? 0;
 
   before(async () => {
-    nodes = await startChain(['city', 'town'], { plainRtp: true, lingerMs: 200, countIntervalMs: 200 });
+    nodes = await startChain(['city', 'town'], { admission: 'open', plainRtp: true, lingerMs: 200, countIntervalMs: 200 });
     [city, town] = nodes as [TreeNode, TreeNode];
     chair = await Client.join(city.wsUrl, { userId: 1, role: 'chair' });
     await chair.publish(0x1000);

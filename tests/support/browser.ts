@@ -5,8 +5,9 @@ import { chromium, type Browser } from 'playwright-core';
 
 // Debian's Chromium driven by Playwright; never a downloaded browser. Fake camera and microphone
 // (a test pattern and a beep) stand in for real devices.
-export async function launchChromium(): Promise<Browser> {
-  const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+// `extra`: more flags, or another executable (e.g. a wrapper that runs Chromium in a network namespace).
+export async function launchChromium(extra: { args?: string[]; executablePath?: string } = {}): Promise<Browser> {
+  const executablePath = extra.executablePath ?? process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
   if (!fs.existsSync(executablePath)) throw new Error(`Chromium not found at ${executablePath} (run infra/setup/setup.sh)`);
   return chromium.launch({
     executablePath,
@@ -26,6 +27,7 @@ export async function launchChromium(): Promise<Browser> {
       '--disable-background-timer-throttling',
       '--disable-renderer-backgrounding',
       '--disable-backgrounding-occluded-windows',
+      ...(extra.args ?? []),
     ],
   });
 }

@@ -16,6 +16,7 @@ import type { RoomLink } from '../../sfu/cascade/RoomLink.ts';
 import type { PipeInfo } from '../../sfu/cascade/protocol.ts';
 import { LinkEmulator, type DirectionConfig } from '../support/link-emulator.ts';
 import { TEST_JOIN_KEYS } from './join-keys.ts';
+import { rtcPortRange } from './rtc-ports.ts';
 
 export const CASCADE_SECRET = 'cascade-secret-cascade-secret-0123456789';
 export const LEVELS = ['city', 'county', 'town', 'community', 'village'] as const;
@@ -23,12 +24,15 @@ export const LEVELS = ['city', 'county', 'town', 'community', 'village'] as cons
 export interface TreeNodeOptions {
   lingerMs?: number;
   pingIntervalMs?: number;
-  /** Port range for this node's PipeTransports / PlainTransports. */
-  rtcMinPort: number;
-  rtcMaxPort: number;
+  /** Port range for this node's PipeTransports / PlainTransports; default 400 ports no other test process uses (rtc-ports.ts). */
+  rtcMinPort?: number;
+  rtcMaxPort?: number;
   /** Per node: its own key for the link to its parent, and its children's registered keys (instead of the shared secret). */
-  nodeAuthFor?: (nodeName: string) => Pick<CascadeOptions, 'nodeKey' | 'childKey'> | undefined;
-  /** How a parent admits its children's conferences (default `open`; production uses `grant`). */
+  nodeAuthFor?: (nodeName: string) => Pick<CascadeOptions, 'nodeKey' | 'childKey' | 'childKeys' | 'childKeyRecheckMs'> | undefined;
+  /**
+   * How a parent admits its children's conferences: `grant` (default, as in production: a child shows a
+   * join token for the room) or `open` (tests whose sites are server-side synthetic sources without one).
+   */
   admission?: 'grant' | 'open';
   /** Serve the built web front end (web/dist) beside /sfu, for Chromium pages. */
   serveWeb?: boolean;
@@ -50,6 +54,8 @@ export class TreeNode {
   readonly unitId: number;
   readonly parentUrl: string | undefined;
   readonly #options: TreeNodeOptions;
+  /** Kept across stop()/start(): a restarted node comes back on the same range. */
+  readonly #ports: { rtcMinPort: number; rtcMaxPort: number };
   node!: SfuNode;
   #server: http.Server | undefined;
   #sockets = new Set<Socket>();
@@ -60,6 +66,7 @@ export class TreeNode {
     this.unitId = unitId;
     this.parentUrl = parentUrl;
     this.#options = options;
+    this.#ports = options.rtcMinPort !== undefined && options.rtcMaxPort !== undefined ? { rtcMinPort: options.rtcMinPort, rtcMaxPort: options.rtcMaxPort } : rtcPortRange(400);
   }
 
   get cascadeUrl(): string {
@@ -80,8 +87,8 @@ export class TreeNode {
       numWorkers: 1,
       listenIp: '127.0.0.1',
       webRtcBasePort: 0,
-      rtcMinPort: this.#options.rtcMinPort,
-      rtcMaxPort: this.#options.rtcMaxPort,
+      rtcMinPort: this.#ports.rtcMinPort,
+      rtcMaxPort: this.#ports.rtcMaxPort,
       logger: createLogger(`sfu-${this.name}`),
       ...(this.#options.plainRtp ? { plainRtp: true } : {}),
       cascade: {
@@ -90,7 +97,7 @@ export class TreeNode {
         secret: CASCADE_SECRET,
         ...(this.parentUrl ? { parentUrl: this.parentUrl } : {}),
         pipeListenIp: '127.0.0.1',
-        admission: this.#options.admission ?? 'open',
+        admission: this.#options.admission ?? 'grant',
         ...this.#options.nodeAuthFor?.(this.name),
         ...(this.#options.pipeRouteFor?.(this.name) ? { pipeRoute: this.#options.pipeRouteFor(this.name)! } : {}),
         ...(this.#options.uplinkKbpsFor?.(this.name) ? { uplinkKbps: this.#options.uplinkKbpsFor(this.name)! } : {}),
@@ -157,7 +164,7 @@ export async function startChain(names: readonly string[], options: Omit<TreeNod
   for (const [i, name] of names.entries()) {
     const parent = nodes[i - 1];
     const parentUrl = parent && (options.parentUrlFor ? options.parentUrlFor(name, parent.cascadeUrl) : parent.cascadeUrl);
-    const n = new TreeNode(name, i + 1, parentUrl, { ...options, rtcMinPort: 44000 + i * 400, rtcMaxPort: 44000 + i * 400 + 399 });
+    const n = new TreeNode(name, i + 1, parentUrl, { ...options, ...rtcPortRange(400) });
     await n.start();
     nodes.push(n);
   }
@@ -235,7 +242,7 @@ export async function startTree(spec: ReadonlyArray<readonly [string, string?]>,
   for (const [i, [name, parentName]] of spec.entries()) {
     const parent = parentName ? nodes.get(parentName) : undefined;
     if (parentName && !parent) throw new Error(`parent ${parentName} of ${name} must come first`);
-    const n = new TreeNode(name, i + 1, parent?.cascadeUrl, { ...options, rtcMinPort: 44000 + i * 300, rtcMaxPort: 44000 + i * 300 + 299 });
+    const n = new TreeNode(name, i + 1, parent?.cascadeUrl, { ...options, ...rtcPortRange(300) });
     await n.start();
     nodes.set(name, n);
   }

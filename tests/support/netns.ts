@@ -10,9 +10,12 @@ const ip = (...args: string[]) => run('ip', args);
 // kernel rate limit (tbf) on a chosen node's link. The kernel here has no netem; delay and loss stay
 // with the user-space link emulator.
 
-const BRIDGE = 'grbr0';
-const PREFIX = 'gr-';
-const SUBNET = '10.77.0';
+// Every name carries a tag of this process (pid) so that a lab deletes only what it created, and
+// two labs (two test processes) never share a bridge, a namespace, a veth or a subnet.
+const TAG = (process.pid % 100000).toString(36);
+const BRIDGE = `grbr${TAG}`;
+const PREFIX = `gr${TAG}-`;
+const SUBNET = `10.77.${process.pid % 250}`;
 
 export interface LabNode {
   name: string;
@@ -29,7 +32,7 @@ export class NetLab {
 
   private constructor() {}
 
-  /** Builds the lab (removing one left over by a crashed run first). Needs root. */
+  /** Builds the lab (removing one this process left over first). Needs root. */
   static async create(names: readonly string[]): Promise<NetLab> {
     await NetLab.cleanup();
     const lab = new NetLab();
@@ -37,7 +40,7 @@ export class NetLab {
     await ip('addr', 'add', `${lab.hostIp}/24`, 'dev', BRIDGE);
     await ip('link', 'set', BRIDGE, 'up');
     for (const [i, name] of names.entries()) {
-      const node: LabNode = { name, ns: `${PREFIX}${name}`, ip: `${SUBNET}.${11 + i}`, hostVeth: `gv-${name}`.slice(0, 15) };
+      const node: LabNode = { name, ns: `${PREFIX}${name}`, ip: `${SUBNET}.${11 + i}`, hostVeth: `gv${TAG}${i}`.slice(0, 15) };
       await ip('netns', 'add', node.ns);
       await ip('link', 'add', node.hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.ns);
       await ip('link', 'set', node.hostVeth, 'master', BRIDGE, 'up');
@@ -63,6 +66,15 @@ export class NetLab {
     await run('ip', ['netns', 'exec', n.ns, 'tc', 'qdisc', 'replace', 'dev', 'eth0', ...tbf]);
   }
 
+  /** Packets the tbf on the node's link has dropped so far, towards the node (`down`) and from it (`up`). */
+  async tbfDrops(name: string): Promise<{ down: number; up: number }> {
+    const n = this.node(name);
+    const parse = (out: string) => Number(/dropped (\d+)/.exec(out)?.[1] ?? NaN);
+    const host = await run('tc', ['-s', 'qdisc', 'show', 'dev', n.hostVeth]);
+    const inNs = await run('ip', ['netns', 'exec', n.ns, 'tc', '-s', 'qdisc', 'show', 'dev', 'eth0']);
+    return { down: parse(host.stdout), up: parse(inNs.stdout) };
+  }
+
   /** Bytes that went to the node (`down`) and came from it (`up`) over its link so far. */
   bytes(name: string): { down: number; up: number } {
     const stat = (what: string) => Number(fs.readFileSync(`/sys/class/net/${this.node(name).hostVeth}/statistics/${what}`, 'utf8'));
@@ -73,6 +85,7 @@ export class NetLab {
     await NetLab.cleanup();
   }
 
+  /** Removes this process's namespaces and bridge only (never another lab's). */
   static async cleanup(): Promise<void> {
     const { stdout } = await ip('netns', 'list');
     for (const line of stdout.split('\n')) {

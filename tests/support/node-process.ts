@@ -4,6 +4,7 @@ import net from 'node:net';
 import { tmpDir } from './browser.ts';
 import { CASCADE_SECRET } from './cascade-harness.ts';
 import { TEST_JOIN_PUBLIC_PEM } from './join-keys.ts';
+import { rtcPortRange } from './rtc-ports.ts';
 
 // One SFU node as its own process (sfu/main.ts), configured only through its environment as in
 // production; optionally inside a network namespace with its own address (tests/support/netns.ts).
@@ -13,7 +14,11 @@ export interface NodeProcessOptions {
   port: number;
   /** The parent's cascade URL (ws://host:port/cascade). */
   parentUrl?: string;
-  rtcBase: number;
+  /**
+   * First media port; default a range no other test process uses (tests/support/rtc-ports.ts). A node
+   * alone in its network namespace may name a fixed one.
+   */
+  rtcBase?: number;
   /** How many media ports from rtcBase (PipeTransports, PlainTransports); default 300. */
   rtcPorts?: number;
   /** The node's address (listen and announced); default 127.0.0.1. */
@@ -27,6 +32,12 @@ export interface NodeProcessOptions {
 export interface NodeHealth {
   ok: boolean;
   cascade?: { parentConnected: boolean; children: string[] };
+}
+
+function rtcEnv(options: NodeProcessOptions): { SFU_RTC_MIN_PORT: string; SFU_RTC_MAX_PORT: string } {
+  const ports = options.rtcPorts ?? 300;
+  const r = options.rtcBase !== undefined ? { rtcMinPort: options.rtcBase, rtcMaxPort: options.rtcBase + ports - 1 } : rtcPortRange(ports);
+  return { SFU_RTC_MIN_PORT: String(r.rtcMinPort), SFU_RTC_MAX_PORT: String(r.rtcMaxPort) };
 }
 
 export class NodeProcess {
@@ -55,11 +66,13 @@ export class NodeProcess {
       SFU_LISTEN_IP: this.ip,
       ...(options.ip ? { SFU_ANNOUNCED_IP: options.ip } : {}),
       SFU_RTC_PORT: '0',
-      SFU_RTC_MIN_PORT: String(options.rtcBase),
-      SFU_RTC_MAX_PORT: String(options.rtcBase + (options.rtcPorts ?? 300) - 1),
+      ...rtcEnv(options),
       SFU_NODE_ID: name,
       SFU_UNIT_ID: String(options.unitId),
       ...(options.parentUrl ? { SFU_PARENT_URL: options.parentUrl } : {}),
+      // These labs speak ws:// between namespace addresses; TLS beyond loopback is tested in tests/sfu/cascade-tls and
+      // tests/web/https-*: a test that wants it passes TLS_MODE in env.
+      TLS_MODE: 'off',
       ...options.env,
     };
   }
@@ -235,11 +248,11 @@ export function wholeCityTree(capKbps: number, rtcPorts: Partial<Record<string, 
 
 /**
  * Starts a tree of node processes (parent-first order), each with its own range of `rtcPorts` media ports
- * from `rtcBase`; resolves when every node serves and every child's link to its parent is up.
+ * from `rtcBase` (default: ranges no other test process uses, tests/support/rtc-ports.ts); resolves when every node serves and every child's link to its parent is up.
  */
 export async function startNodeTree(
   spec: readonly TreeSpec[],
-  options: { rtcBase: number; rtcPorts: number; env?: Record<string, string>; timeoutMs?: number },
+  options: { rtcBase?: number; rtcPorts: number; env?: Record<string, string>; timeoutMs?: number },
 ): Promise<Map<string, NodeProcess>> {
   const nodes = new Map<string, NodeProcess>();
   let base = options.rtcBase;
@@ -249,13 +262,13 @@ export async function startNodeTree(
     const p = new NodeProcess(s.name, {
       unitId: s.unitId,
       port: await freePort(),
-      rtcBase: base,
+      ...(base !== undefined ? { rtcBase: base } : {}),
       rtcPorts: s.rtcPorts ?? options.rtcPorts,
       ...(parent ? { parentUrl: parent.cascadeUrl } : {}),
       env: { ...options.env, ...s.env },
     });
     nodes.set(s.name, p);
-    base += s.rtcPorts ?? options.rtcPorts;
+    if (base !== undefined) base += s.rtcPorts ?? options.rtcPorts;
   }
   for (const p of nodes.values()) p.start();
   const deadline = Date.now() + (options.timeoutMs ?? 90_000);

@@ -4,6 +4,9 @@ import path from 'node:path';
 import type { Pool } from '../../infra/db/pool.ts';
 import { startEmbeddedS3, type EmbeddedS3 } from '../../infra/storage/embedded-s3.ts';
 import { ObjectStorage } from '../../infra/storage/ObjectStorage.ts';
+import { createLogger } from '../../infra/logger.ts';
+import { SegmentCapture } from '../../recorder/SegmentCapture.ts';
+import type { RecorderConfig } from '../../recorder/config.ts';
 
 // Shared set-up for recorder tests: a small org tree with cameras, a real S3-compatible server and
 // helpers for event-driven waits.
@@ -143,4 +146,20 @@ export function fastRecorderConfig(spoolDir: string, segmentSeconds: number, ove
     startLeadMs: 6_000,
     ...overrides,
   };
+}
+
+/** A SegmentCapture of one camera as the recorder runs it (its transport setting; wall-clock timestamps). */
+export function cameraCapture(name: string, url: string, transport: 'tcp' | 'udp' | 'auto', config: RecorderConfig): SegmentCapture {
+  return new SegmentCapture({
+    name,
+    dir: config.spoolDir,
+    config,
+    log: createLogger('test-capture'),
+    input: async () => ({
+      url,
+      label: name,
+      rtspTransport: transport,
+      inputOptions: ['-timeout', String(config.rtspTimeoutMs * 1000), '-use_wallclock_as_timestamps', '1', '-fflags', '+genpts+discardcorrupt'],
+    }),
+  });
 }

@@ -13,6 +13,8 @@ export interface TestCameraOptions {
   width?: number;
   height?: number;
   fps?: number;
+  /** What the camera encodes: H.264 (default) or H.265, as Hikvision/Dahua cameras send by default. */
+  video?: 'h264' | 'h265';
 }
 
 const live = new Set<ChildProcess>();
@@ -25,7 +27,7 @@ export class TestCamera {
   #proc: ChildProcess | undefined;
 
   constructor(opts: TestCameraOptions) {
-    this.#opts = { audio: 'pcm_mulaw', width: 640, height: 360, fps: 15, ...opts };
+    this.#opts = { audio: 'pcm_mulaw', width: 640, height: 360, fps: 15, video: 'h264', ...opts };
   }
 
   get url(): string {
@@ -43,7 +45,8 @@ export class TestCamera {
     if (audio !== 'none') args.push('-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=8000');
     args.push('-map', '0:v');
     if (audio !== 'none') args.push('-map', '1:a');
-    args.push('-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p');
+    if (this.#opts.video === 'h265') args.push('-c:v', 'libx265', '-preset', 'ultrafast', '-tune', 'zerolatency', '-x265-params', 'log-level=error', '-pix_fmt', 'yuv420p');
+    else args.push('-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p');
     args.push('-g', String(fps), '-keyint_min', String(fps), '-sc_threshold', '0', '-threads', '1');
     if (audio === 'pcm_mulaw') args.push('-c:a', 'pcm_mulaw', '-ar', '8000', '-ac', '1');
     if (audio === 'aac') args.push('-c:a', 'aac', '-ar', '16000', '-ac', '1', '-b:a', '32k');

@@ -6,6 +6,7 @@ import { createLogger } from '../../infra/logger.ts';
 import { signJoinToken, type JoinClaims } from '../../infra/tokens.ts';
 import { SfuNode } from '../../sfu/SfuNode.ts';
 import { TEST_JOIN_KEYS } from './join-keys.ts';
+import { rtcPortRange } from './rtc-ports.ts';
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123';
 
@@ -19,13 +20,14 @@ export interface SfuHarness {
 
 /** An SFU node on loopback plus the built web front end, served from one HTTP origin. */
 export async function startSfuHarness(numWorkers = 2): Promise<SfuHarness> {
+  const ports = rtcPortRange(1000);
   const node = new SfuNode({
     joinKey: TEST_JOIN_KEYS.publicKey,
     numWorkers,
     listenIp: '127.0.0.1',
     webRtcBasePort: 0,
-    rtcMinPort: 42000,
-    rtcMaxPort: 42999,
+    rtcMinPort: ports.rtcMinPort,
+    rtcMaxPort: ports.rtcMaxPort,
     logger: createLogger('sfu-test'),
   });
   await node.start();
@@ -48,6 +50,7 @@ export async function startSfuHarness(numWorkers = 2): Promise<SfuHarness> {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
       await node.close();
+      ports.release();
     },
   };
 }

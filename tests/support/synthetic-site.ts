@@ -145,6 +145,8 @@ export interface SyntheticSiteOptions {
   initialMaxLayer?: -1 | 0 | 1 | 2;
   /** Request timeout (ms). */
   timeoutMs?: number;
+  /** CA certificate (PEM) to trust for a wss:// node (a deployment's own CA). */
+  ca?: string;
 }
 
 export interface ProducerInfoLite {
@@ -329,7 +331,7 @@ export class SyntheticSite {
   }
 
   async #connect(): Promise<void> {
-    const ws = new WebSocket(this.options.url, { perMessageDeflate: false });
+    const ws = new WebSocket(this.options.url, { perMessageDeflate: false, ...(this.options.ca ? { ca: this.options.ca } : {}) });
     this.ws = ws;
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());

@@ -16,6 +16,8 @@ import { createTestDatabase, type TestDatabase } from './database.ts';
 import { TEST_SECRET } from './sfu-harness.ts';
 import { TEST_JOIN_KEYS } from './join-keys.ts';
 import { SfuNodeHosts } from '../../infra/sfu-node-hosts.ts';
+import { rtcPortRange } from './rtc-ports.ts';
+import type { TurnCredentials } from '../../infra/turn/TurnCredentials.ts';
 
 /** SFU_NODE_HOSTS of the test systems: loopback and the reserved *.example names (the demo's nodes among them). */
 export const TEST_SFU_NODE_HOSTS = 'loopback,*.example';
@@ -51,6 +53,8 @@ export async function startSystemHarness(
     villages?: number;
     /** An S3 server for recordings; `recorder` adds a recorder (2 s segments) and call recordings. */
     storage?: boolean;
+    /** S3_PUBLIC_URL's host: presigned URLs name http://<this>:<S3 port> (e.g. 'localhost' beside the internal 127.0.0.1). */
+    s3PublicHost?: string;
     recorder?: boolean;
     /** Folder of films chairs can broadcast. */
     filmsDir?: string;
@@ -61,25 +65,31 @@ export async function startSystemHarness(
     /** The web server's deadline for request headers (slow-client tests). */
     headersTimeoutMs?: number;
     /** Live inspection caps (per node, per person). */
-    liveCameras?: { maxCameras?: number; maxPerUser?: number };
+    liveCameras?: { maxCameras?: number; maxPerUser?: number; cameraProbeIntervalMs?: number };
     /** MEETING_OPEN_MAX_SITES (default 8) and MEETING_ROTATION_SECONDS (default 10). */
     meetings?: { openMaxSites?: number; rotationSeconds?: number };
     /** SFU_NODE_HOSTS; default loopback and the reserved *.example names the tests and the demo use. */
     sfuNodeHosts?: string;
+    /** The SFU's media address (default 127.0.0.1), e.g. one only some network namespaces can route to. */
+    listenIp?: string;
+    /** TURN credentials handed out with each join (infra/turn/). */
+    turn?: TurnCredentials;
   } = {},
 ): Promise<SystemHarness> {
   const db = await createTestDatabase();
   const demo = await generateDemoOrganisation(db.pool, { towns: opts.towns ?? 2, communities: opts.communities ?? 4, villages: opts.villages ?? 18 });
+  const ports = rtcPortRange(1000);
   const sfu = new SfuNode({
     joinKey: TEST_JOIN_KEYS.publicKey,
     ...(opts.cascadeRoot
       ? { cascade: { nodeId: opts.cascadeRoot, unitId: demo.unitIds.city[0]!, secret: CASCADE_SECRET, admission: 'grant', pipeListenIp: '127.0.0.1', pingIntervalMs: 1000, unsubscribeLingerMs: 300 } }
       : {}),
     numWorkers: 1,
-    listenIp: '127.0.0.1',
+    listenIp: opts.listenIp ?? '127.0.0.1',
+    ...(opts.turn ? { turn: opts.turn } : {}),
     webRtcBasePort: 0,
-    rtcMinPort: 43000,
-    rtcMaxPort: 43999,
+    rtcMinPort: ports.rtcMinPort,
+    rtcMaxPort: ports.rtcMaxPort,
     logger: createLogger('sfu-test'),
   });
   await sfu.start();
@@ -87,7 +97,7 @@ export async function startSystemHarness(
   let storage: ObjectStorage | undefined;
   if (opts.storage || opts.recorder) {
     s3 = await startEmbeddedS3(tmpDir('harness-s3-'));
-    storage = new ObjectStorage({ endPoint: s3.endpoint, port: s3.port, useSSL: false, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket: 'recordings' });
+    storage = new ObjectStorage({ endPoint: s3.endpoint, port: s3.port, useSSL: false, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket: 'recordings', ...(opts.s3PublicHost ? { publicUrl: `http://${opts.s3PublicHost}:${s3.port}` } : {}) });
     await storage.ensureBucket();
   }
   let recorder: Recorder | undefined;
@@ -147,6 +157,7 @@ export async function startSystemHarness(
       await recordings?.close();
       await recorder?.close({ drain: true, drainTimeoutMs: 5_000 });
       await sfu.close();
+      ports.release();
       await s3?.close();
       await db.drop();
     },

@@ -51,9 +51,9 @@ describe('face to face across SFU nodes, routed and recorded by the system', { t
     stationId = (await q<{ id: number }>(`SELECT id FROM service_points WHERE unit_id = $1 AND kind = 'station'`, [villageUnit]))[0]!.id;
 
     // Two more node processes' worth of SFU below the system's root: town, and a village under it.
-    town = new TreeNode('town', townUnit, h.cascadeUrl, { rtcMinPort: 44000, rtcMaxPort: 44399, lingerMs: 300 });
+    town = new TreeNode('town', townUnit, h.cascadeUrl, { lingerMs: 300 });
     await town.start();
-    village = new TreeNode('village', villageUnit, town.cascadeUrl, { rtcMinPort: 44400, rtcMaxPort: 44799, lingerMs: 300 });
+    village = new TreeNode('village', villageUnit, town.cascadeUrl, { lingerMs: 300 });
     await village.start();
     await waitUntil('both links up', async () => [town, village].every((n) => n.node.cascade?.parentConnected), (up) => up, 10_000);
     // Register where they are: the town's centre node and a node at the village station.

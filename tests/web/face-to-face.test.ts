@@ -29,6 +29,7 @@ describe('face-to-face service calls', { timeout: 180_000 }, () => {
   let clerk: string;
   let otherClerk: string;
   let townAdmin: string;
+  let townLeader: string;
 
   before(async () => {
     h = await startSystemHarness();
@@ -44,10 +45,15 @@ describe('face-to-face service calls', { timeout: 180_000 }, () => {
     );
     otherStationId = stations[0]!.id;
     const [centre] = await q<{ services: string[] }>(`SELECT services FROM service_points WHERE unit_id = $1 AND kind = 'centre'`, [town!.id]);
-    service = centre!.services[0] ?? 'civil_affairs';
+    // The kiosk offers its station's services (all when it lists none); take one the town centre offers too.
+    const [station] = await q<{ services: string[] }>(`SELECT services FROM service_points WHERE id = $1`, [stationId]);
+    const offered = station!.services.length ? station!.services : centre!.services;
+    service = centre!.services.find((x) => offered.includes(x))!;
+    assert.ok(service, `the station (${offered}) and the centre (${centre!.services}) share a service`);
     clerk = h.demo.users.find((u) => u.role === 'clerk' && u.unitId === town!.id)!.username;
     otherClerk = h.demo.users.find((u) => u.role === 'clerk' && u.level === 'town' && u.unitId !== town!.id)!.username;
     townAdmin = h.demo.users.find((u) => u.role === 'admin' && u.unitId === town!.id)!.username;
+    townLeader = h.demo.users.find((u) => u.role === 'leader' && u.unitId === town!.id)!.username;
   });
 
   after(async () => {
@@ -89,7 +95,7 @@ describe('face-to-face service calls', { timeout: 180_000 }, () => {
     const accepted = await h.call<Call>(c, 'POST', `/api/service-calls/${first.body.id}/accept`);
     assert.equal(accepted.status, 200, JSON.stringify(accepted.body));
     assert.equal(accepted.body.join?.room, `f2f-${first.body.id}`);
-    assert.equal((await h.call<Call>(c, 'POST', `/api/service-calls/${first.body.id}/accept`)).body.error?.code, 'wrong_state', 'accepting twice loses the race cleanly');
+    assert.equal((await h.call<Call>(c, 'POST', `/api/service-calls/${first.body.id}/accept`)).body.error?.code, 'wrong_state', 'an accepted call cannot be accepted again');
     const seen = await h.call<Call>(v, 'GET', `/api/service-calls/${first.body.id}`);
     assert.equal(seen.body.state, 'accepted');
     assert.ok(seen.body.join?.token, 'the villager gets a join token once accepted');
@@ -105,6 +111,28 @@ describe('face-to-face service calls', { timeout: 180_000 }, () => {
     assert.equal(closed.body.note, '已指导填写低保申请表');
     const { rows } = await h.db.pool.query<{ action: string }>(`SELECT action FROM audit_log WHERE object_type = 'service_call' ORDER BY id`);
     assert.deepEqual(rows.map((r) => r.action), ['service_call.create', 'service_call.create', 'service_call.accept', 'service_call.decline', 'service_call.close']);
+  });
+
+  test('accept race: two clerks accept the same call at once; exactly one takes it', async () => {
+    const v = await h.login(villager);
+    const c = await h.login(clerk);
+    const l = await h.login(townLeader); // the town's leader may also take calls (clerk roles)
+    const call = await h.call<Call>(v, 'POST', '/api/service-calls', { stationId, service });
+    assert.equal(call.status, 201, JSON.stringify(call.body));
+    const path = `/api/service-calls/${call.body.id}/accept`;
+    // Both requests are in flight together, each on its own connection.
+    const [byClerk, byLeader] = await Promise.all([h.call<Call>(c, 'POST', path), h.call<Call>(l, 'POST', path)]);
+    assert.deepEqual([byClerk.status, byLeader.status].sort(), [200, 409], `${byClerk.status} ${byLeader.status}`);
+    const [won, lost, winner] = byClerk.status === 200 ? [byClerk, byLeader, clerk] : [byLeader, byClerk, townLeader];
+    assert.equal(lost.body.error?.code, 'wrong_state');
+    assert.equal(won.body.join?.room, `f2f-${call.body.id}`);
+    const { rows } = await h.db.pool.query<{ clerk: string; accepts: number }>(
+      `SELECT u.username AS clerk, (SELECT count(*)::int FROM audit_log a WHERE a.object_type = 'service_call' AND a.object_id = c.id::text AND a.action = 'service_call.accept') AS accepts
+         FROM service_calls c JOIN users u ON u.id = c.clerk_id WHERE c.id = $1`, [call.body.id]);
+    assert.deepEqual(rows, [{ clerk: winner, accepts: 1 }], 'the call has one clerk, the winner, and one accept');
+    const loserToken = winner === clerk ? l : c;
+    assert.equal((await h.call<Call>(loserToken, 'GET', `/api/service-calls/${call.body.id}`)).body.join, null, 'the loser gets no join token');
+    assert.equal((await h.call<Call>(v, 'POST', `/api/service-calls/${call.body.id}/close`)).status, 200);
   });
 
   test('a villager at the kiosk reaches the clerk and both decode each other in Chromium', async () => {

@@ -475,9 +475,9 @@ describe('across the cascade: the root records sites that joined at nodes below 
     const [t] = await cq<{ id: number; path: string }>(`SELECT id::int AS id, path FROM units WHERE level = 'town' LIMIT 1`);
     const secretaries = c.demo.users.filter((u) => u.role === 'secretary' && u.level === 'village');
     assert.ok(secretaries.length >= 2);
-    town = new TreeNode('town', t!.id, c.cascadeUrl, { rtcMinPort: 45200, rtcMaxPort: 45599, lingerMs: 300 });
+    town = new TreeNode('town', t!.id, c.cascadeUrl, { lingerMs: 300 });
     await town.start();
-    village = new TreeNode('village', secretaries[0]!.unitId, town.cascadeUrl, { rtcMinPort: 45600, rtcMaxPort: 45999, lingerMs: 300 });
+    village = new TreeNode('village', secretaries[0]!.unitId, town.cascadeUrl, { lingerMs: 300 });
     await village.start();
     await until('links up', async () => ([town, village].every((n) => n.node.cascade?.parentConnected) ? true : undefined), 10_000);
 

@@ -146,7 +146,7 @@ test('a branch gets its secretary with the contact reminders need; the API\'s fi
   assert.equal((await h.db.pool.query('SELECT 1 FROM members WHERE branch_id = $1', [branchId])).rowCount, 0);
   await member.locator('input[name="beidou_card"]').fill('12a');
   await member.getByRole('button', { name: '新增' }).click();
-  await member.locator('.field-error', { hasText: '北斗卡号为6-7位数字' }).waitFor();
+  await member.locator('.field-error', { hasText: '北斗卡号为6-8位数字' }).waitFor();
   await member.locator('input[name="beidou_card"]').fill('1234567');
   await member.getByRole('button', { name: '新增' }).click();
   await page.locator('tr[data-member]', { hasText: '李书记' }).waitFor();

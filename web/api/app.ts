@@ -11,17 +11,27 @@ import { registerAuditRoutes } from './routes/audit-log.ts';
 import { registerBranchRoutes } from './routes/branches.ts';
 import { registerCameraRoutes } from './routes/cameras.ts';
 import { registerCameraTestRoutes } from './routes/camera-test.ts';
+import { registerCameraOnvifRoutes } from './routes/camera-onvif.ts';
 import { registerPasswordRoutes } from './routes/password.ts';
 import { registerBulkImportRoutes } from './routes/bulk-import.ts';
 import { registerUnitMoveRoutes } from './routes/unit-move.ts';
+import { registerUnitRetireRoutes } from './routes/unit-retire.ts';
 import { registerMemberRoutes } from './routes/members.ts';
 import { registerOrgImportRoutes } from './routes/org-import.ts';
 import { registerServicePointRoutes } from './routes/service-points.ts';
 import { registerSfuNodeRoutes } from './routes/sfu-nodes.ts';
+import { registerNodeEnrolmentRoutes, type NodeEnrolmentOptions } from './routes/node-enrolment.ts';
 import { registerSfuEndpointRoutes } from './routes/sfu-endpoints.ts';
 import { SfuNodeHosts } from '../../infra/sfu-node-hosts.ts';
 import { registerUnitRoutes } from './routes/units.ts';
+import type { SubtreeStatsCacheOptions } from './subtree-stats-cache.ts';
 import { registerUserRoutes } from './routes/users.ts';
+import { registerBigScreenRoutes } from './routes/big-screen.ts';
+import { registerBranchDutyRoutes } from './routes/branch-duties.ts';
+import { registerObligationRuleRoutes } from './routes/obligation-rules.ts';
+import { registerPostponementRoutes } from './routes/postponements.ts';
+import { registerTodoRoutes } from './routes/todos.ts';
+import { registerCaptureJobRoutes } from './routes/capture-jobs.ts';
 
 // The express API. Order: authentication (sets req.user from a Bearer token) -> body parsing ->
 // this module's routes -> routes other areas plug in (`extraRouters`, mounted after auth) ->
@@ -47,6 +57,10 @@ export interface ApiDeps {
   sfuNodeHosts?: SfuNodeHosts;
   /** Express `trust proxy` setting when behind a reverse proxy (for client addresses in audit and rate limits). */
   trustProxy?: false | number | string;
+  /** Node enrolment: the API's own node's child-keys folder, and dropping a revoked node's link. */
+  nodeEnrolment?: NodeEnrolmentOptions;
+  /** Subtree counts (`/units/:id/stats`) kept for dashboards; default 30 s when they took ≥ 100 ms. */
+  subtreeStats?: SubtreeStatsCacheOptions;
 }
 
 export function createApiApp(deps: ApiDeps): express.Express {
@@ -57,21 +71,30 @@ export function createApiApp(deps: ApiDeps): express.Express {
   const routes = new ApiRoutes();
   const session = { tokenSecret: deps.tokenSecret, accessTtlSeconds: deps.accessTtlSeconds ?? 2 * 3600, throttle: new LoginThrottle(deps.loginLimits ?? DEFAULT_LOGIN_LIMITS) };
   registerAuthRoutes(routes, deps.pool, session);
-  registerUnitRoutes(routes, deps.pool);
+  registerUnitRoutes(routes, deps.pool, deps.subtreeStats);
   registerOrgImportRoutes(routes, deps.pool);
   registerBranchRoutes(routes, deps.pool);
   registerMemberRoutes(routes, deps.pool);
   registerServicePointRoutes(routes, deps.pool);
   registerCameraRoutes(routes, deps.pool);
   registerCameraTestRoutes(routes, deps.pool);
+  registerCameraOnvifRoutes(routes, deps.pool);
   registerPasswordRoutes(routes, deps.pool, session);
   registerBulkImportRoutes(routes, deps.pool);
   registerUnitMoveRoutes(routes, deps.pool);
+  registerUnitRetireRoutes(routes, deps.pool);
   const sfuNodeHosts = deps.sfuNodeHosts ?? new SfuNodeHosts('loopback');
   registerSfuNodeRoutes(routes, deps.pool, sfuNodeHosts);
+  registerNodeEnrolmentRoutes(routes, deps.pool, deps.nodeEnrolment);
   registerSfuEndpointRoutes(routes, deps.pool, sfuNodeHosts);
   registerUserRoutes(routes, deps.pool);
   registerAuditRoutes(routes, deps.pool);
+  registerBigScreenRoutes(routes, deps.pool);
+  registerBranchDutyRoutes(routes, deps.pool);
+  registerObligationRuleRoutes(routes, deps.pool);
+  registerPostponementRoutes(routes, deps.pool);
+  registerTodoRoutes(routes, deps.pool);
+  registerCaptureJobRoutes(routes, deps.pool);
 
   const extraPaths = Object.assign({}, ...(deps.extraRouters ?? []).map((r) => r.openapi ?? {})) as Record<string, Record<string, unknown>>;
   const openapi = buildOpenApi(routes.specs, extraPaths);
@@ -91,7 +114,8 @@ export function createApiApp(deps: ApiDeps): express.Express {
   const json = express.Router().use(declaredSizeAtMost(JSON_BODY_LIMIT), express.json({ limit: JSON_BODY_LIMIT }));
   app.use((req, res, next) => {
     if (!req.user) return publicPaths.has(req.path) ? publicJson(req, res, next) : next();
-    return req.path === '/api/org/import' ? next() : json(req, res, next);
+    // The org import reads its own body; a film upload streams its body to disk (films.ts, size-limited there).
+    return req.path === '/api/org/import' || (req.method === 'POST' && req.path === '/api/vod/films') ? next() : json(req, res, next);
   });
   app.use('/api', routes.router);
   for (const extra of deps.extraRouters ?? []) app.use(extra.path, extra.router);

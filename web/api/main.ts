@@ -7,8 +7,13 @@ import { SfuNodeHosts } from '../../infra/sfu-node-hosts.ts';
 import { loadAccessSecret } from '../../infra/secret.ts';
 import { openDatabase } from '../../infra/db/open-database.ts';
 import { refuseDemoPasswordsBeyondLoopback } from '../../infra/auth/demo-guard.ts';
+import { Readiness } from '../../infra/health/Readiness.ts';
+import { databaseCheck } from '../../infra/health/checks.ts';
+import { serveHealth } from '../../infra/health/health-routes.ts';
+import { startWebFront } from '../../infra/tls/web-listener.ts';
 
 // Runs the API alone, without SFU or pages: `node --import tsx web/api/main.ts` (npm start runs infra/system.ts).
+// Settings: the environment over CONFIG_FILE (infra/deploy/). /healthz and /readyz (the database answers).
 const log = createLogger('api-main');
 installProcessPolicy(log);
 const config = loadConfig();
@@ -24,10 +29,13 @@ const app = createApiApp({
   sfuNodeHosts: new SfuNodeHosts(config.SFU_NODE_HOSTS ?? SfuNodeHosts.defaultFor(config.HTTP_HOST)),
 });
 // Headers within 10 s, as on the combined server (web/server.ts): slow clients do not hold sockets.
-const server = http.createServer({ headersTimeout: 10_000, connectionsCheckingInterval: 2_000 }, app);
-server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
-  log.info({ url: `http://${config.HTTP_HOST}:${config.HTTP_PORT}/api/openapi.json`, embedded: db.embedded }, 'API listening');
+const readiness = new Readiness('api').add('database', databaseCheck(db.pool));
+const server = http.createServer({ headersTimeout: 10_000, connectionsCheckingInterval: 2_000 }, (req, res) => {
+  if (!serveHealth(req, res, readiness)) app(req, res);
 });
+// Beyond loopback HTTPS (infra/tls); TURN belongs to the SFU nodes.
+const front = await startWebFront(server, config, log, { turn: false });
+log.info({ url: front.url, embedded: db.embedded }, 'API listening');
 const stop = (): void => {
   server.close(() => void db.close().then(() => process.exit(0)));
 };

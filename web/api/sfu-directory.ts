@@ -10,8 +10,9 @@ const MAX_ANCESTOR_NODES = 32;
 /**
  * Which SFU node a browser joins: a unit attaches to the node of its own control centre or, without
  * one, of its nearest ancestor's (sfu_nodes). `local` mode (the single-machine default, where the
- * registered nodes are only planned) sends everyone to this process's node. A node whose host is not
- * one of the deployment's SFU hosts (a row older than that rule) is passed over: join tokens go there.
+ * registered nodes are only planned) sends everyone to this process's node. Passed over for the next
+ * node up: a node whose host is not one of the deployment's SFU hosts (a row older than that rule),
+ * a revoked node, and a node whose last report says it is draining for an upgrade.
  */
 export class SfuDirectory {
   readonly #pool: Pool;
@@ -29,7 +30,9 @@ export class SfuDirectory {
     if (this.#routing === 'local') return LOCAL_SFU;
     const { rows } = await this.#pool.query<{ signalling_url: string }>(
       `SELECT n.signalling_url FROM sfu_nodes n JOIN units u ON u.id = n.unit_id
-        WHERE $1 LIKE u.path || '%' ORDER BY u.depth DESC LIMIT $2`,
+        WHERE $1 LIKE u.path || '%' AND n.revoked_at IS NULL
+          AND COALESCE(n.last_report->>'draining', 'false') <> 'true'
+        ORDER BY u.depth DESC LIMIT $2`,
       [unitPath, MAX_ANCESTOR_NODES],
     );
     return rows.find((r) => this.#hosts.allows(r.signalling_url))?.signalling_url ?? LOCAL_SFU;

@@ -16,7 +16,7 @@ export function registerBranchRoutes(routes: ApiRoutes, pool: Pool): void {
     table: 'branches',
     alias: 'b',
     from: 'branches b JOIN units u ON u.id = b.unit_id',
-    select: `b.id, b.unit_id, b.name, b.created_at,
+    select: `b.id, b.unit_id, b.name, b.has_committee, b.created_at,
       (SELECT m.id FROM members m WHERE m.branch_id = b.id AND m.is_secretary) AS secretary_member_id`,
     filters: { unit_id: { schema: idQuery, sql: 'b.unit_id = ?' } },
     create: z.strictObject({ unit_id: id, name }),

@@ -10,7 +10,7 @@ import { declaredSizeAtMost, JSON_BODY_LIMIT } from '../body-limits.ts';
 import { forbidden } from '../errors.ts';
 import { permissions } from '../permissions.ts';
 import type { ApiRoutes } from '../route-registry.ts';
-import { boolQuery, name, password, rtspUrl, username } from '../schemas.ts';
+import { beidouCard, boolQuery, channel, mobile, name, password, rtspUrl, username } from '../schemas.ts';
 import { scopePattern } from '../scope.ts';
 
 // Bulk import of cameras and of user accounts from a CSV file, for a county setting up hundreds of
@@ -124,7 +124,7 @@ function registerBulkImport<T>(routes: ApiRoutes, pool: Pool, kind: Kind<T>): vo
       method: 'post',
       path: kind.path,
       summary: `Import ${kind.objectType}s from CSV (header ${kind.columns.join(',')}), all-or-nothing, with line-numbered errors; dry_run=true only checks`,
-      tag: kind.objectType === 'camera' ? 'cameras' : 'users',
+      tag: kind.objectType === 'camera' ? 'cameras' : kind.objectType === 'member' ? 'members' : 'users',
       roles: kind.roles,
       status: 201,
       query: z.strictObject({ dry_run: boolQuery.optional() }),
@@ -230,6 +230,46 @@ export function registerBulkImportRoutes(routes: ApiRoutes, pool: Pool): void {
         const r = await client.query<{ id: number }>(
           'INSERT INTO cameras (unit_id, name, rtsp_url, username, password, location) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id',
           [unitId, row.name, row.rtsp_url, row.username, row.password, row.location],
+        );
+        return r.rows[0]!.id;
+      },
+    }),
+  });
+
+  // Party members of a branch named by its unit's code and the branch's name (as the branch page shows
+  // it): the facts the obligations and reminders need (membership, contact, channel).
+  const blankIsNull = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' || v === undefined ? null : v), schema.nullable());
+  const memberLine = z.object({
+    unit_code: z.string(),
+    branch: z.string().trim().min(1, '须填写支部名称 / branch: the branch name is required').max(100),
+    name,
+    membership: z.preprocess((v) => (v === '' || v === undefined ? 'full' : v), z.enum(['full', 'probationary'])),
+    mobile: blankIsNull(mobile),
+    beidou_card: blankIsNull(beidouCard),
+    preferred_channel: z.preprocess((v) => (v === '' || v === undefined ? 'sms' : v), channel),
+  });
+  registerBulkImport(routes, pool, {
+    path: '/members/import',
+    zh: '党员',
+    objectType: 'member',
+    roles: permissions.writeMembers,
+    columns: ['unit_code', 'branch', 'name', 'membership', 'mobile', 'beidou_card', 'preferred_channel'],
+    required: ['unit_code', 'branch', 'name'],
+    schema: memberLine,
+    start: () => ({
+      insert: async (client, row, unitId, line, issues) => {
+        if (row.preferred_channel === 'beidou' && !row.beidou_card) {
+          issues.push({ line, field: 'beidou_card', message: '选择北斗短报文须填写北斗卡号 / a Beidou card is needed for the beidou channel' });
+          return null;
+        }
+        const b = await client.query<{ id: number }>('SELECT id FROM branches WHERE unit_id = $1 AND name = $2 AND retired_at IS NULL', [unitId, row.branch]);
+        if (!b.rows[0]) {
+          issues.push({ line, field: 'branch', message: `该单位下没有名为"${row.branch.slice(0, 40)}"的支部 / no branch of that name in the unit` });
+          return null;
+        }
+        const r = await client.query<{ id: number }>(
+          'INSERT INTO members (branch_id, name, membership, mobile, beidou_card, preferred_channel) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id',
+          [b.rows[0].id, row.name, row.membership, row.mobile, row.beidou_card, row.preferred_channel],
         );
         return r.rows[0]!.id;
       },

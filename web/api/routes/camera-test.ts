@@ -3,7 +3,7 @@ import net from 'node:net';
 import type { Pool } from '../../../infra/db/pool.ts';
 import { cameraPullUrl } from '../../../recorder/Recorder.ts';
 import { probe } from '../../../recorder/probe.ts';
-import { pullSource } from '../../../recorder/RtspAuthRelay.ts';
+import { pullSource, type RtspTransport } from '../../../recorder/RtspRestreamer.ts';
 import { redact } from '../../../recorder/SegmentCapture.ts';
 import { HttpError } from '../auth-context.ts';
 import { audit } from '../audit.ts';
@@ -15,7 +15,7 @@ import { scopePattern } from '../scope.ts';
 
 // "Test now" for the operator's console: the server connects to the camera with its stored
 // credentials (they never leave the server, and reach ffmpeg only through the recorder's loopback
-// relay, never its command line), answers codec and resolution with one JPEG frame, or the reason it
+// restreamer, never its command line) over the camera's own RTSP transport (tcp, udp or auto), answers codec and resolution with one JPEG frame, or the reason it
 // failed in words an operator can act on (wrong password, wrong path, unreachable, no answer).
 // Each test is remembered (camera_status: online or not, since when, why not), and the camera's state
 // joins it with its newest segment and capture job.
@@ -24,11 +24,12 @@ import { scopePattern } from '../scope.ts';
 export const MAX_CONCURRENT_CAMERA_TESTS = 4;
 const RTSP_TIMEOUT_MS = 5_000;
 
-export type CameraTestFailure = 'unauthorized' | 'not_found' | 'unreachable' | 'timeout' | 'no_video' | 'failed';
+export type CameraTestFailure = 'unauthorized' | 'not_found' | 'unsupported_transport' | 'unreachable' | 'timeout' | 'no_video' | 'failed';
 
 const FAILURE_TEXT: Record<CameraTestFailure, string> = {
   unauthorized: '用户名或密码错误（摄像机回答 401） / wrong username or password (the camera answered 401)',
   not_found: '地址中的路径不存在（摄像机回答 404） / the path in the address does not exist (the camera answered 404)',
+  unsupported_transport: '摄像机不支持所设的传输方式（回答 461），请改为 UDP 或自动 / the camera refuses the configured RTSP transport (461); choose UDP or auto',
   unreachable: '无法连接摄像机（地址或端口不通） / cannot connect to the camera (address or port unreachable)',
   timeout: '摄像机无应答（超时） / the camera did not answer in time',
   no_video: '摄像机没有视频流 / the camera sends no video',
@@ -40,6 +41,8 @@ export function classifyRtspError(text: string): CameraTestFailure {
   // Words, not bare numbers: a port such as :40401 is in the same text.
   if (/unauthori[sz]ed|authorization failed/i.test(text)) return 'unauthorized';
   if (/not found/i.test(text)) return 'not_found';
+  // 461 from the camera (passed on by the restreamer): ffmpeg says "Unsupported transport" / EPROTONOSUPPORT.
+  if (/unsupported transport|protocol not supported/i.test(text)) return 'unsupported_transport';
   if (/refused|unreachable|no route|resolve|name or service|host is down|EHOSTUNREACH|ECONNREFUSED/i.test(text)) return 'unreachable';
   if (/time(d)? ?out|ETIMEDOUT|SIGKILL|killed/i.test(text)) return 'timeout';
   return 'failed';
@@ -82,7 +85,7 @@ function reach(target: URL): Promise<{ reason: CameraTestFailure; detail: string
   });
 }
 
-export async function testCamera(row: { id: number; rtsp_url: string; username: string | null; password: string | null }): Promise<CameraTestResult> {
+export async function testCamera(row: { id: number; rtsp_url: string; username: string | null; password: string | null; rtsp_transport?: RtspTransport | null }): Promise<CameraTestResult> {
   const testedAt = new Date().toISOString();
   let relayUrl = '';
   const fail = (reason: CameraTestFailure, detail: string): CameraTestResult => ({
@@ -104,7 +107,8 @@ export async function testCamera(row: { id: number; rtsp_url: string; username: 
   }
   const unreachable = await reach(target);
   if (unreachable) return fail(unreachable.reason, unreachable.detail);
-  const source = await pullSource(cameraPullUrl(row));
+  // The restreamer meets the camera with its transport setting; ffprobe and ffmpeg read it over loopback TCP.
+  const source = await pullSource(cameraPullUrl(row), { transport: row.rtsp_transport ?? 'auto' });
   relayUrl = source.url;
   try {
     return await probeAndGrab(row.id, source.url, testedAt, fail);
@@ -157,15 +161,15 @@ export function registerCameraTestRoutes(routes: ApiRoutes, pool: Pool): void {
     {
       method: 'post',
       path: '/cameras/:id/test',
-      summary: 'Connect to the camera now: codec, resolution and a JPEG snapshot, or why it failed (unauthorized, not_found, unreachable, timeout)',
+      summary: 'Connect to the camera now (over its RTSP transport): codec, resolution and a JPEG snapshot, or why it failed (unauthorized, not_found, unsupported_transport, unreachable, timeout)',
       tag: 'cameras',
       roles: permissions.writeCameras,
       params: idParam,
       responses: { '429': 'too many camera tests running; try again shortly' },
     },
     async ({ params, user, req }) => {
-      const { rows } = await pool.query<{ id: number; unit_id: number; rtsp_url: string; username: string | null; password: string | null }>(
-        `SELECT c.id, c.unit_id, c.rtsp_url, c.username, c.password FROM cameras c JOIN units u ON u.id = c.unit_id
+      const { rows } = await pool.query<{ id: number; unit_id: number; rtsp_url: string; username: string | null; password: string | null; rtsp_transport: RtspTransport }>(
+        `SELECT c.id, c.unit_id, c.rtsp_url, c.username, c.password, c.rtsp_transport FROM cameras c JOIN units u ON u.id = c.unit_id
           WHERE u.path LIKE $1 AND c.id = $2 AND c.retired_at IS NULL`,
         [scopePattern(user), params.id],
       );

@@ -3,7 +3,7 @@ import type { Pool } from '../../../infra/db/pool.ts';
 import { permissions } from '../permissions.ts';
 import type { ApiRoutes } from '../route-registry.ts';
 import { registerScopedResource, unitRef } from '../scoped-resource.ts';
-import { boolQuery, id, idQuery, name, rtspUrl } from '../schemas.ts';
+import { boolQuery, id, idQuery, name, rtspUrl, snapshotUrl } from '../schemas.ts';
 
 // Cameras. username/password are write-only: accepted on create/update, never selected into a
 // response (has_credentials says whether they are set). Every single-camera read is audited.
@@ -24,7 +24,7 @@ export function cameraEndpoint(url: string): string {
 
 /** The camera columns any response may carry; shared with other areas that show cameras. */
 export const CAMERA_PUBLIC_COLUMNS =
-  'c.id, c.unit_id, c.service_point_id, c.name, c.rtsp_url, c.location, c.enabled, (c.username IS NOT NULL OR c.password IS NOT NULL) AS has_credentials, c.created_at';
+  'c.id, c.unit_id, c.service_point_id, c.name, c.rtsp_url, c.location, c.enabled, c.rtsp_transport, (c.username IS NOT NULL OR c.password IS NOT NULL) AS has_credentials, c.created_at, c.sub_stream_url, c.snapshot_url, c.onvif_port, c.onvif_checked_at';
 
 export function registerCameraRoutes(routes: ApiRoutes, pool: Pool): void {
   const secret = z.string().max(100).nullable().optional();
@@ -36,6 +36,12 @@ export function registerCameraRoutes(routes: ApiRoutes, pool: Pool): void {
     password: secret,
     location: z.string().trim().max(200).nullable().optional(),
     enabled: z.boolean().optional(),
+    rtsp_transport: z.enum(['tcp', 'udp', 'auto']).optional(),
+    // ONVIF: the sub-stream the live wall pulls (credentials go to it only on the camera's own host),
+    // the snapshot address and the device service's port.
+    sub_stream_url: rtspUrl.nullable().optional(),
+    snapshot_url: snapshotUrl.nullable().optional(),
+    onvif_port: z.number().int().min(1).max(65535).nullable().optional(),
   };
   registerScopedResource(routes, pool, {
     path: '/cameras',

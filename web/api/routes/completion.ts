@@ -81,14 +81,45 @@ function aggregateSql(groupJoin: string): string {
 }
 
 /** The completion routes as an express router (mounted under /api). */
-export function createCompletionRouter(deps: { pool: Pool; atRiskDays?: number; now?: () => Date }): Router {
+export function createCompletionRouter(deps: CompletionDeps): Router {
   return createCompletionRoutes(deps).router;
 }
 
 const unitParams = z.object({ unitId: idQuery });
 
 /** The completion routes, declared with their schemas (validated, and listed in /api/openapi.json). */
-export function createCompletionRoutes(deps: { pool: Pool; atRiskDays?: number; now?: () => Date }): ApiRoutes {
+export interface CompletionDeps {
+  pool: Pool;
+  atRiskDays?: number;
+  now?: () => Date;
+  /** The recorder's storage: thumbnails of the evidence are presigned from it (else thumbUrl is null). */
+  storage?: { presignGet(key: string, expirySeconds?: number): Promise<string> };
+}
+
+const branchParams = z.object({ id: idQuery });
+/** A period key as the obligations name them: 2026, 2026-H1, 2026-Q1, 2026-03. */
+const PeriodKey = z.string().regex(/^\d{4}(-(H[12]|Q[1-4]|0[1-9]|1[0-2]))?$/, '期间格式为 2026、2026-H1、2026-Q1 或 2026-03 / period is 2026, 2026-H1, 2026-Q1 or 2026-03');
+const BranchQuery = z.object({ period: PeriodKey.optional(), at: z.iso.datetime({ offset: true }).optional() });
+
+/** [start, end) of a period key in China Standard Time (UTC+8, no daylight saving). */
+export function periodBounds(key: string): { start: Date; end: Date } {
+  const y = Number(key.slice(0, 4));
+  const rest = key.slice(5);
+  let m0 = 0;
+  let months = 12;
+  if (rest.startsWith('H')) { m0 = rest === 'H1' ? 0 : 6; months = 6; }
+  else if (rest.startsWith('Q')) { m0 = (Number(rest.slice(1)) - 1) * 3; months = 3; }
+  else if (rest) { m0 = Number(rest) - 1; months = 1; }
+  const cst = (yy: number, mm: number) => new Date(Date.UTC(yy, mm, 1) - 8 * 3_600_000);
+  return { start: cst(y, m0), end: cst(y, m0 + months) };
+}
+
+interface WhyRow {
+  branch_id: number; obligation: string; party_group_id: number | null; period: string; period_key: string;
+  period_start: Date; period_end: Date; required_count: number; done_count: number; checking_count: number; status: string;
+}
+
+export function createCompletionRoutes(deps: CompletionDeps): ApiRoutes {
   const routes = new ApiRoutes();
   const { pool } = deps;
   const now = deps.now ?? (() => new Date());
@@ -156,6 +187,102 @@ export function createCompletionRoutes(deps: { pool: Pool; atRiskDays?: number; 
         [at, user.unitPath, `${deps.atRiskDays ?? 7} days`, query.obligation ?? null, query.level],
       );
       return { at: at.toISOString(), level: query.level, units: shape(rows, new Map(units.rows.map((u) => [u.id, u]))) };
+    },
+  );
+
+  routes.add(
+    {
+      method: 'get', path: '/branches/:id/completion', tag: 'completion',
+      summary: "Why a branch is (not) done: per obligation and period its status, the sessions held with their verdicts, reasons and evidence, and any approved postponement",
+      params: branchParams, query: BranchQuery,
+    },
+    async ({ params, query, user }) => {
+      const b = (await pool.query<{ id: number; name: string; unit_id: number; path: string }>(
+        `SELECT b.id, b.name, b.unit_id, u.path FROM branches b JOIN units u ON u.id = b.unit_id WHERE b.id = $1`, [params.id])).rows[0];
+      if (!b || !inSubtree(user, b.path)) throw new HttpError(404, 'not_found', '支部不存在 / branch not found');
+      const current = now();
+      // A past period is shown as it stands now (a missed quarter is overdue); a future one as planned.
+      let at = query.at ? new Date(query.at) : current;
+      let bounds: { start: Date; end: Date } | null = null;
+      if (query.period) {
+        bounds = periodBounds(query.period);
+        at = new Date(Math.min(current.getTime(), bounds.end.getTime() + 86_400_000));
+        if (at < bounds.start) at = bounds.start;
+      }
+      const { rows } = await pool.query<WhyRow>(
+        `WITH st AS (${obligationStatusSql}) SELECT * FROM st WHERE st.branch_id = $4
+           AND ($5::timestamptz IS NULL AND st.period_start <= $1 AND $1 < st.period_end
+                OR $5::timestamptz IS NOT NULL AND st.period_start < $6::timestamptz AND st.period_end > $5::timestamptz)
+         ORDER BY st.obligation, st.party_group_id NULLS FIRST, st.period_start`,
+        [at, b.path, `${deps.atRiskDays ?? 7} days`, b.id, bounds?.start ?? null, bounds?.end ?? null],
+      );
+      const sessions = rows.length === 0 ? [] : (await pool.query<{
+        id: number; obligation: string; party_group_id: number | null; starts_at: Date; ends_at: Date; topic: string | null;
+        passed: boolean | null; reasons: Array<{ code: string; message: string }>; pending: boolean | null; covered_s: number | null; required_s: number | null;
+        recording_ids: number[]; thumb_key: string | null;
+      }>(
+        `SELECT s.id, so.obligation, so.party_group_id, s.starts_at, s.ends_at, s.topic,
+                coalesce(so.passed, CASE WHEN c.pending THEN NULL ELSE c.passed END) AS passed,
+                CASE WHEN so.passed IS NOT NULL OR c.session_id IS NULL THEN so.reasons ELSE c.reasons END AS reasons,
+                c.pending, c.covered_s, c.required_s,
+                coalesce((SELECT array_agg(r.id ORDER BY r.started_at) FROM recording_segments r
+                           WHERE r.camera_id = s.camera_id AND r.ended_at > s.starts_at AND r.started_at < s.ends_at), '{}') AS recording_ids,
+                (SELECT r.thumb_key FROM recording_segments r
+                  WHERE r.camera_id = s.camera_id AND r.ended_at > s.starts_at AND r.started_at < s.ends_at AND r.thumb_key IS NOT NULL
+                  ORDER BY r.started_at LIMIT 1) AS thumb_key
+           FROM meeting_sessions s JOIN session_obligations so ON so.session_id = s.id
+           LEFT JOIN completion_checks c ON c.session_id = s.id
+          WHERE s.branch_id = $1 AND NOT s.cancelled AND s.starts_at >= $2 AND s.starts_at < $3
+          ORDER BY s.starts_at`,
+        [b.id, new Date(Math.min(...rows.map((r) => r.period_start.getTime()))), new Date(Math.max(...rows.map((r) => r.period_end.getTime())))],
+      )).rows;
+      const postponements = rows.length === 0 ? [] : (await pool.query<{
+        obligation: string; party_group_id: number | null; period_key: string; reason: string; decided_at: Date | null; decision_note: string | null;
+        approver: string | null; approver_id: number | null;
+      }>(
+        `SELECT p.obligation, p.party_group_id, p.period_key, p.reason, p.decided_at, p.decision_note,
+                u.display_name AS approver, u.id AS approver_id
+           FROM obligation_postponements p LEFT JOIN users u ON u.id = p.decided_by
+          WHERE p.branch_id = $1 AND p.state = 'approved'`, [b.id])).rows;
+      const out = [];
+      for (const r of rows) {
+        const mine = sessions.filter((x) => x.obligation === r.obligation
+          && (r.party_group_id === null || Number(x.party_group_id) === Number(r.party_group_id))
+          && x.starts_at >= r.period_start && x.starts_at < r.period_end);
+        const shaped = [];
+        for (const x of mine) {
+          const judged = x.passed !== null;
+          shaped.push({
+            id: Number(x.id), startsAt: x.starts_at.toISOString(), endsAt: x.ends_at.toISOString(), topic: x.topic,
+            // null: not judged yet (ends in the future, check queued or pending after a transient fault).
+            passed: judged ? x.passed : null,
+            checking: !judged && x.ends_at <= current,
+            reasons: x.reasons ?? [],
+            coveredS: x.covered_s, requiredS: x.required_s,
+            evidence: {
+              recordingIds: (x.recording_ids ?? []).map(Number),
+              thumbUrl: x.thumb_key && deps.storage ? await deps.storage.presignGet(x.thumb_key, 3600) : null,
+            },
+          });
+        }
+        const p = postponements.find((q) => q.obligation === r.obligation && q.period_key === r.period_key
+          && Number(q.party_group_id ?? 0) === Number(r.party_group_id ?? 0));
+        // done / checking / postponed / missing (overdue) come from the obligation model; a period that
+        // had sessions none of which passed is "flawed": held, but not valid (reasons say why).
+        const held = shaped.some((x) => x.passed === false);
+        const status = r.status === 'overdue' || r.status === 'at_risk' || r.status === 'pending'
+          ? (held && r.status === 'overdue' ? 'flawed' : r.status === 'overdue' ? 'missing' : r.status)
+          : r.status;
+        out.push({
+          obligation: r.obligation, partyGroupId: r.party_group_id === null ? null : Number(r.party_group_id),
+          period: r.period, periodKey: r.period_key, periodStart: r.period_start.toISOString(), periodEnd: r.period_end.toISOString(),
+          requiredCount: r.required_count, doneCount: r.done_count, checkingCount: r.checking_count,
+          status, modelStatus: r.status, flawed: held && r.done_count < r.required_count,
+          sessions: shaped,
+          ...(p ? { postponement: { reason: p.reason, approvedAt: p.decided_at?.toISOString() ?? null, note: p.decision_note, approver: p.approver, approverId: p.approver_id === null ? null : Number(p.approver_id) } } : {}),
+        });
+      }
+      return { at: at.toISOString(), branch: { id: Number(b.id), name: b.name, unitId: Number(b.unit_id) }, period: query.period ?? null, obligations: out };
     },
   );
 

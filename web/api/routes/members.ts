@@ -24,7 +24,7 @@ export function registerMemberRoutes(routes: ApiRoutes, pool: Pool): void {
     table: 'members',
     alias: 'm',
     from: 'members m JOIN branches b ON b.id = m.branch_id JOIN units u ON u.id = b.unit_id',
-    select: 'm.id, m.branch_id, b.unit_id, m.name, m.is_secretary, m.mobile, m.beidou_card, m.preferred_channel, m.created_at',
+    select: 'm.id, m.branch_id, b.unit_id, m.name, m.is_secretary, m.mobile, m.beidou_card, m.preferred_channel, m.membership, m.committee_role, m.party_group_id, m.left_at, m.created_at',
     filters: {
       branch_id: { schema: idQuery, sql: 'm.branch_id = ?' },
       unit_id: { schema: idQuery, sql: 'b.unit_id = ?' },

@@ -9,6 +9,8 @@ import { withTransaction, type Pool } from '../../../infra/db/pool.ts';
 import type { ObjectStorage } from '../../../infra/storage/ObjectStorage.ts';
 import { captureRequestSchema } from '../../../recorder/Recorder.ts';
 import { listTimeline, type TimelineSegment } from '../../../recorder/timeline.ts';
+import { chaptersMetadata, exportSidecar, planExport } from '../../../recorder/ExportGaps.ts';
+import { h264EncodeArgs, needsRendition, TranscodeBusyError, TranscodeCache } from '../../../recorder/TranscodeCache.ts';
 import { audit } from '../audit.ts';
 import { CAPTURE_JOB_BODY_LIMIT } from '../body-limits.ts';
 import { HttpError, inSubtree, type AuthUser } from '../auth-context.ts';
@@ -38,6 +40,10 @@ export interface RecordingsRouterOptions {
   maxExportsPerUser?: number;
   /** Wall-clock limit of one MP4 export; the ffmpeg is killed after it. */
   exportTimeoutMs?: number;
+  /** Longest range one export may cover when it must be encoded (H.265 source): about 25 CPU s per minute of 1080p. */
+  maxTranscodedExportRangeMs?: number;
+  /** H.264 renditions of H.265 segments for browsers (made on demand, cached in S3). */
+  transcodes?: TranscodeCache;
   /** Longest capture window (pre-roll + window + post-roll) one job may ask for. */
   maxCaptureWindowMs?: number;
   /** How far ahead a capture job may start. */
@@ -64,7 +70,7 @@ const afterFrom = { message: 'to must be after from' };
 
 const rangeQuery = z.strictObject({ from: instant, to: instant }).refine((q) => q.to > q.from, afterFrom);
 const playbackQuery = z
-  .strictObject({ from: instant, to: instant, format: z.enum(['json', 'mp4']).default('json') })
+  .strictObject({ from: instant, to: instant, format: z.enum(['json', 'mp4', 'manifest']).default('json') })
   .refine((q) => q.to > q.from, afterFrom);
 const roomParam = z.object({ room: z.string().max(64).regex(/^[A-Za-z0-9_-]{1,64}$/) });
 
@@ -105,6 +111,7 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
   const expiry = opts.presignExpirySeconds ?? 900;
   const maxList = opts.maxListRangeMs ?? 24 * 3600_000;
   const maxExport = opts.maxExportRangeMs ?? 2 * 3600_000;
+  const maxTranscodedExport = opts.maxTranscodedExportRangeMs ?? 15 * 60_000;
   const maxExports = opts.maxConcurrentExports ?? 4;
   const maxExportsPerUser = opts.maxExportsPerUser ?? 1;
   const exportTimeoutMs = opts.exportTimeoutMs ?? 10 * 60_000;
@@ -126,6 +133,77 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
       if (n > 0) exports.byUser.set(userId, n);
       else exports.byUser.delete(userId);
     };
+  };
+  const transcodes = opts.transcodes ?? new TranscodeCache({ storage, ...(opts.ffmpegPath ? { ffmpegPath: opts.ffmpegPath } : {}) });
+  /** A browser-playable URL for a segment: the original, or its H.264 rendition (made now if missing). */
+  const playableUrl = async (objectKey: string, videoCodec: string | null): Promise<string> => {
+    if (!needsRendition(videoCodec)) return storage.presignGet(objectKey, expiry);
+    try {
+      return await storage.presignGet(await transcodes.ensure(objectKey), expiry);
+    } catch (err) {
+      if (err instanceof TranscodeBusyError) throw new HttpError(503, 'transcode_busy', '转码任务已满，请稍后再试 / too many recordings being converted for playback, try again later');
+      throw err;
+    }
+  };
+  /**
+   * Streams one MP4 of the plan's pieces, end to end (its duration is the covered time), with a chapter
+   * per continuous stretch naming the gap before it and the sidecar in the file's comment. H.265
+   * sources are encoded to H.264 so the export plays in any browser; others are stream-copied (cuts
+   * then fall on the keyframe before each in-point).
+   */
+  const streamExport = async (plan: ReturnType<typeof planExport>, transcoded: boolean, sidecar: Record<string, unknown>, cameraId: number, from: Date, req: Request, res: express.Response): Promise<undefined> => {
+    // A client gone while the URLs were signed gets no ffmpeg (it would hold the slot until its deadline).
+    if (req.socket.destroyed || res.destroyed) return undefined;
+    const urls = await Promise.all(plan.pieces.map((p) => storage.presignInternal(p.objectKey, expiry)));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-'));
+    try {
+      const list = path.join(dir, 'list.txt');
+      fs.writeFileSync(
+        list,
+        `ffconcat version 1.0\n${plan.pieces.map((p, i) => `file '${urls[i]!.replace(/'/g, "'\\''")}'\ninpoint ${p.inS.toFixed(3)}\noutpoint ${p.outS.toFixed(3)}\n`).join('')}`,
+      );
+      const meta = path.join(dir, 'chapters.txt');
+      // The file's comment carries the sidecar without its per-segment pieces (a 2 h export has hundreds).
+      const { pieces: _pieces, ...summary } = sidecar;
+      fs.writeFileSync(meta, chaptersMetadata(plan, JSON.stringify(summary)));
+      const codec = transcoded ? ['-map', '0:v:0', '-map', '0:a:0?', ...h264EncodeArgs('ultrafast'), '-c:a', 'copy'] : ['-map', '0', '-c', 'copy'];
+      const ff = spawn(opts.ffmpegPath ?? 'ffmpeg', [
+        '-v', 'error', '-f', 'concat', '-safe', '0', '-protocol_whitelist', 'file,http,https,tcp,tls', '-i', list,
+        '-f', 'ffmetadata', '-i', meta, '-map_metadata', '1', '-map_chapters', '1',
+        ...codec, '-movflags', 'frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4', 'pipe:1',
+      ], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      ff.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+      const deadline = setTimeout(() => {
+        stderr += ' export took too long';
+        ff.kill('SIGKILL');
+      }, exportTimeoutMs);
+      res.on('close', () => {
+        if (ff.exitCode === null) ff.kill('SIGKILL');
+      });
+      // The gaps travel with the answer too, for a client that keeps only the file.
+      res.status(200).type('video/mp4')
+        .setHeader('Content-Disposition', `attachment; filename="camera-${cameraId}-${from.toISOString().replace(/[:.]/g, '')}.mp4"`)
+        .setHeader('X-Export-Covered-Ms', String(plan.coveredMs))
+        .setHeader('X-Export-Gaps', String(plan.gaps.length));
+      ff.stdout.pipe(res);
+      await new Promise<void>((resolve) => {
+        ff.on('close', (code) => {
+          clearTimeout(deadline);
+          if (code !== 0) res.destroy(new Error(`export failed: ${stderr.trim().slice(0, 300)}`));
+          resolve();
+        });
+        ff.on('error', () => {
+          clearTimeout(deadline);
+          res.destroy();
+          resolve();
+        });
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    // Answered (streamed, or the connection dropped): nothing for ApiRoutes to add.
+    return undefined;
   };
   const routes = new ApiRoutes();
 
@@ -234,7 +312,14 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
         id: r.id, startedAt: r.started_at, endedAt: r.ended_at, bytes: Number(r.bytes), videoCodec: r.video_codec, audioCodec: r.audio_codec,
         objectKey: r.object_key, thumbKey: r.thumb_key, stripKey: r.strip_key, evidence: r.evidence, captureJobId: r.capture_job_id,
       });
-      return { ...seg, camera_id: r.camera_id, room_id: r.room_id, media_url: await storage.presignGet(r.object_key, expiry) };
+      // H.265 (as many cameras send) plays in browsers only through its H.264 rendition; the original stays downloadable.
+      const rendition = needsRendition(r.video_codec);
+      return {
+        ...seg, camera_id: r.camera_id, room_id: r.room_id,
+        media_url: await playableUrl(r.object_key, r.video_codec),
+        rendition: rendition ? 'h264' : null,
+        original_url: rendition ? await storage.presignGet(r.object_key, expiry, { 'response-content-disposition': `attachment; filename="recording-${r.id}.mp4"` }) : null,
+      };
     },
   );
 
@@ -245,7 +330,7 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
     {
       method: 'get',
       path: '/cameras/:id/playback',
-      summary: 'Play back or export [from, to) across segments: a playlist of presigned URLs with in/out points (format=json), or one MP4 streamed back, cut by stream copy (format=mp4, video/mp4)',
+      summary: 'Play back or export [from, to) across segments: a playlist of presigned URLs with in/out points (format=json; H.265 segments as H.264 renditions), one MP4 streamed back with a chapter per continuous stretch (format=mp4, video/mp4; stream copy, or H.264 when the source is H.265), or the export\'s JSON sidecar listing its pieces and gaps in wall-clock and file time (format=manifest)',
       tag: 'recordings',
       params: idParam,
       query: playbackQuery,
@@ -253,14 +338,14 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
         '400': 'invalid or reversed range, or range_too_long',
         '404': "no such camera in your subtree, or nothing recorded in the range (no_recording)",
         '429': 'you already have an MP4 export running (export_limit; Retry-After)',
-        '503': 'too many MP4 exports running on this server (export_busy; Retry-After)',
+        '503': 'too many MP4 exports running on this server (export_busy; Retry-After), or too many conversions for playback (transcode_busy)',
       },
     },
     async ({ params, query: q, user, req, res }) => {
       if (q.to.getTime() - q.from.getTime() > maxExport) throw new HttpError(400, 'range_too_long', `导出范围过长 / range longer than ${maxExport / 3600_000} h`);
       const cam = await requireCameraInScope(pool, user, params.id);
       const tl = await listTimeline(pool, { cameraId: cam.id }, q.from, q.to, gapTol);
-      await trail(req, user, q.format === 'mp4' ? 'recording.export' : 'recording.playback', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
+      await trail(req, user, q.format === 'mp4' ? 'recording.export' : q.format === 'manifest' ? 'recording.export_manifest' : 'recording.playback', 'camera', cam.id, cam.unit_id, { from: q.from, to: q.to, segments: tl.segments.length });
       if (tl.segments.length === 0) throw new HttpError(404, 'no_recording', '该时段没有录像 / nothing recorded in this range', { gaps: tl.gaps });
       // Each export is an ffmpeg: bounded per user and per node before one is spawned. The slot is taken
       // in the same step as the check (before any await, so parallel requests cannot all pass it) and
@@ -278,10 +363,24 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
         release = reserveExport(user.id);
       }
       try {
+        const plan = planExport(q.from, q.to, tl.segments, tl.gaps);
+        const transcoded = plan.pieces.some((p) => needsRendition(p.videoCodec));
+        const sidecar = exportSidecar(plan, { cameraId: cam.id, cameraName: cam.name, transcoded });
+        if (q.format === 'manifest') return sidecar;
+        if (q.format === 'mp4' && transcoded && q.to.getTime() - q.from.getTime() > maxTranscodedExport) {
+          throw new HttpError(400, 'range_too_long', `H.265 录像导出需转码，单次最长 ${maxTranscodedExport / 60_000} 分钟 / H.265 exports are converted to H.264: at most ${maxTranscodedExport / 60_000} min at a time`);
+        }
+        if (q.format === 'mp4') return await streamExport(plan, transcoded, sidecar, cam.id, q.from, req, res);
+        // Renditions are made for the first few H.265 segments only (what a player needs to start); the
+        // rest answer url null with rendition "pending" and are converted in the background, to be asked for again.
+        let toConvert = 8;
+        let background = 32;
         const items = await Promise.all(
           tl.segments.map(async (s) => ({
             id: s.id,
-            url: await storage.presignGet(s.objectKey, expiry),
+            ...(!needsRendition(s.videoCodec) || toConvert-- > 0
+              ? { url: await playableUrl(s.objectKey, s.videoCodec), rendition: needsRendition(s.videoCodec) ? 'h264' : null }
+              : { url: null, rendition: (background-- > 0 && void transcodes.ensure(s.objectKey).catch(() => undefined), 'pending') }),
             started_at: s.startedAt.toISOString(),
             ended_at: s.endedAt.toISOString(),
             // Seconds into this segment where the requested range starts / ends.
@@ -289,61 +388,17 @@ export function createRecordingRoutes(opts: RecordingsRouterOptions): ApiRoutes 
             out_s: Math.min(s.endedAt.getTime(), q.to.getTime()) / 1000 - s.startedAt.getTime() / 1000,
           })),
         );
-        if (q.format === 'json') {
-          return {
-            camera: { id: cam.id, name: cam.name },
-            from: q.from.toISOString(),
-            to: q.to.toISOString(),
-            segments: items,
-            gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
-          };
-        }
-        // A client gone while the URLs were signed gets no ffmpeg (it would hold the slot until its deadline).
-        if (req.socket.destroyed || res.destroyed) return undefined;
-        // ffmpeg's concat demuxer reads the presigned URLs with in/out points; stream copy, so cuts fall
-        // on the nearest preceding keyframe. Fragmented output can be streamed without seeking.
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'export-'));
-        try {
-          const list = path.join(dir, 'list.txt');
-          fs.writeFileSync(
-            list,
-            `ffconcat version 1.0\n${items.map((i) => `file '${i.url.replace(/'/g, "'\\''")}'\ninpoint ${i.in_s.toFixed(3)}\noutpoint ${i.out_s.toFixed(3)}\n`).join('')}`,
-          );
-          const ff = spawn(opts.ffmpegPath ?? 'ffmpeg', [
-            '-v', 'error', '-f', 'concat', '-safe', '0', '-protocol_whitelist', 'file,http,https,tcp,tls', '-i', list,
-            '-map', '0', '-c', 'copy', '-movflags', 'frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4', 'pipe:1',
-          ], { stdio: ['ignore', 'pipe', 'pipe'] });
-          let stderr = '';
-          ff.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-          const deadline = setTimeout(() => {
-            stderr += ' export took too long';
-            ff.kill('SIGKILL');
-          }, exportTimeoutMs);
-          res.on('close', () => {
-            if (ff.exitCode === null) ff.kill('SIGKILL');
-          });
-          res.status(200).type('video/mp4').setHeader('Content-Disposition', `attachment; filename="camera-${cam.id}-${q.from.toISOString().replace(/[:.]/g, '')}.mp4"`);
-          ff.stdout.pipe(res);
-          await new Promise<void>((resolve) => {
-            ff.on('close', (code) => {
-              clearTimeout(deadline);
-              if (code !== 0) res.destroy(new Error(`export failed: ${stderr.trim().slice(0, 300)}`));
-              resolve();
-            });
-            ff.on('error', () => {
-              clearTimeout(deadline);
-              res.destroy();
-              resolve();
-            });
-          });
-        } finally {
-          fs.rmSync(dir, { recursive: true, force: true });
-        }
+        return {
+          camera: { id: cam.id, name: cam.name },
+          from: q.from.toISOString(),
+          to: q.to.toISOString(),
+          covered_ms: tl.coveredMs,
+          segments: items,
+          gaps: tl.gaps.map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString(), duration_ms: g.durationMs })),
+        };
       } finally {
         release?.();
       }
-      // Answered (streamed, or the connection dropped): nothing for ApiRoutes to add.
-      return undefined;
     },
   );
 

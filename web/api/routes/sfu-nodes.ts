@@ -6,6 +6,7 @@ import { permissions } from '../permissions.ts';
 import type { ApiRoutes } from '../route-registry.ts';
 import { registerScopedResource, unitRef } from '../scoped-resource.ts';
 import { id, idQuery, name, wsUrl } from '../schemas.ts';
+import { REPORT_FRESH_SECONDS } from './node-enrolment.ts';
 
 // SFU nodes (one per control centre). The cascade follows the tree, so the parent node is derived,
 // never chosen: it is the node of the nearest ancestor unit that hosts one. Adding or removing a node
@@ -58,7 +59,11 @@ export function registerSfuNodeRoutes(routes: ApiRoutes, pool: Pool, hosts: SfuN
     from: `sfu_nodes n JOIN units u ON u.id = n.unit_id
       LEFT JOIN sfu_nodes pn ON pn.id = n.parent_node_id LEFT JOIN units pu ON pu.id = pn.unit_id`,
     select: `n.id, n.unit_id, CASE WHEN pu.path LIKE $1 THEN n.parent_node_id END AS parent_node_id,
-      n.name, n.signalling_url, n.created_at`,
+      CASE WHEN pu.path LIKE $1 THEN pn.name END AS parent_name,
+      n.name, n.signalling_url, n.created_at, n.cascade_id, n.revoked_at, n.last_seen_at, n.last_report,
+      EXISTS (SELECT 1 FROM sfu_node_keys k WHERE k.node_id = n.id AND k.state = 'active') AS enrolled,
+      (n.revoked_at IS NULL AND COALESCE(n.last_seen_at > now() - interval '${REPORT_FRESH_SECONDS} seconds', false)
+        AND n.last_report->>'parent_connected' = 'true') AS connected`,
     filters: { unit_id: { schema: idQuery, sql: 'n.unit_id = ?' } },
     create: z.strictObject({ unit_id: id, name, signalling_url: wsUrl }),
     update: z.strictObject({ name: name.optional(), signalling_url: wsUrl.optional() }),

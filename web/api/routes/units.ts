@@ -9,12 +9,13 @@ import { permissions } from '../permissions.ts';
 import { idParam, page, pageQuery, type ApiRoutes } from '../route-registry.ts';
 import { requireUnitInScope, scopePattern, type Db } from '../scope.ts';
 import { id, idQuery, name } from '../schemas.ts';
+import { SubtreeStatsCache, type SubtreeStatsCacheOptions } from '../subtree-stats-cache.ts';
 
 // The organisation tree. A subtree is a prefix of units.path; the caller's own unit shows no parent
 // (what lies above it is outside their view), and ancestor paths are never returned.
 
 const UNIT_COLUMNS = `u.id, CASE WHEN u.path || '%' = $1 THEN NULL ELSE u.parent_id END AS parent_id,
-  u.level, u.name, u.code, u.depth, u.created_at,
+  u.level, u.name, u.code, u.depth, u.created_at, u.retired_at,
   (SELECT count(*) FROM units c WHERE c.parent_id = u.id)::int AS child_count`;
 
 export interface UnitRow {
@@ -38,7 +39,11 @@ function likeLiteral(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
-export function registerUnitRoutes(routes: ApiRoutes, pool: Pool): void {
+/** Dashboard counts: kept 30 s when they took 100 ms or more to compute (a county or a city). */
+export const DEFAULT_SUBTREE_STATS_CACHE: SubtreeStatsCacheOptions = { ttlMs: 30_000, slowMs: 100 };
+
+export function registerUnitRoutes(routes: ApiRoutes, pool: Pool, statsCache: SubtreeStatsCacheOptions = DEFAULT_SUBTREE_STATS_CACHE): void {
+  const stats = new SubtreeStatsCache<Record<string, number>>(statsCache);
   routes.add(
     {
       method: 'get',
@@ -85,11 +90,11 @@ export function registerUnitRoutes(routes: ApiRoutes, pool: Pool): void {
   );
 
   routes.add(
-    { method: 'get', path: '/units/:id/stats', summary: 'Counts in the subtree of a unit: units by level, branches, members, service points, cameras, users', tag: 'units', params: idParam },
+    { method: 'get', path: '/units/:id/stats', summary: 'Counts in the subtree of a unit: units by level, branches, members, service points, cameras, users (a count that took ≥ 100 ms to compute is kept 30 s: `computed_at`, `cached`)', tag: 'units', params: idParam },
     async ({ params, user }) => {
       const unit = await requireUnitInScope(pool, user, params.id);
       const p = `${unit.path}%`;
-      const { rows } = await pool.query<Record<string, number>>(
+      const counted = await stats.get(unit.id, async () => (await pool.query<Record<string, number>>(
         `SELECT
            count(*) FILTER (WHERE level = 'county')::int AS county,
            count(*) FILTER (WHERE level = 'town')::int AS town,
@@ -102,8 +107,8 @@ export function registerUnitRoutes(routes: ApiRoutes, pool: Pool): void {
            (SELECT count(*) FROM users s JOIN units x ON x.id = s.unit_id WHERE x.path LIKE $1)::int AS users
          FROM units WHERE path LIKE $1 AND id <> $2`,
         [p, unit.id],
-      );
-      const r = rows[0]!;
+      )).rows[0]!);
+      const r = counted.value;
       return {
         unit_id: unit.id,
         descendants: { county: r.county, town: r.town, community: r.community, village: r.village },
@@ -112,6 +117,8 @@ export function registerUnitRoutes(routes: ApiRoutes, pool: Pool): void {
         service_points: r.service_points,
         cameras: r.cameras,
         users: r.users,
+        computed_at: counted.computedAt.toISOString(),
+        cached: counted.cached,
       };
     },
   );

@@ -1,4 +1,5 @@
 import { Device, type types } from 'mediasoup-client';
+import { selectedIceRoute, type IceRoute } from './media.ts';
 import type {
   ChairCommand,
   ConferenceStateView,
@@ -109,6 +110,8 @@ export interface VideoQuality {
   nackCount: number;
   /** Average time a frame waited in the jitter buffer. */
   jitterBufferDelayMs: number;
+  /** The playout delay the node asked for (0: none). */
+  playoutDelayMs: number;
 }
 
 interface InboundRtpStats {
@@ -153,6 +156,20 @@ interface ConsumeAnswer {
   rtpParameters: types.RtpParameters;
   peerId: string;
   source: MediaSource;
+  /** The node's hint for streams repaired across a long cascade link (see sfu/playoutDelay.ts). */
+  playoutDelayMs?: number;
+}
+
+/**
+ * Holds a received stream `ms` before playing it (0: the browser's default), so retransmissions that
+ * cross a long link upstream of the node arrive before their frame is due.
+ */
+function setPlayoutDelay(consumer: types.Consumer, ms: number): void {
+  // jitterBufferTarget (ms) is the standard; playoutDelayHint (s) is what Chromium before 114 had.
+  const r = consumer.rtpReceiver as { jitterBufferTarget?: number | null; playoutDelayHint?: number | null } | undefined;
+  if (!r) return;
+  if ('jitterBufferTarget' in r) r.jitterBufferTarget = ms > 0 ? ms : null;
+  else r.playoutDelayHint = ms > 0 ? ms / 1000 : null;
 }
 
 /** A join token's claims, read unverified (the node checks the signature): only to shape the page. */
@@ -211,6 +228,9 @@ export class SfuClient {
   readonly layerDemand = new Map<string, number>();
   // The local microphone was paused because the chair muted this site (so it is resumed when let go).
   #mutedByChair = false;
+  // TURN servers with short-lived credentials from the join: with them ICE adds relay candidates and falls
+  // back to the relay by itself when direct UDP/TCP to the node fails (iceTransportPolicy stays 'all').
+  #iceServers: RTCIceServer[] | undefined;
 
   /**
    * `refreshToken` fetches a fresh join token for a rejoin: tokens live 10 minutes, meetings and
@@ -292,6 +312,7 @@ export class SfuClient {
     if (!transport) throw new Error('not joined');
     const r = (await this.request('consume', { producerId: p.producerId, layer })) as ConsumeAnswer;
     const consumer = await transport.consume({ id: r.consumerId, producerId: r.producerId, kind: r.kind, rtpParameters: r.rtpParameters });
+    if (r.playoutDelayMs) setPlayoutDelay(consumer, r.playoutDelayMs);
     const info: RemoteTrack = { consumerId: r.consumerId, producerId: r.producerId, peerId: r.peerId, kind: r.kind, source: r.source, track: consumer.track };
     this.#tiles.set(consumer.id, { consumer, info });
     await this.request('resumeConsumer', { consumerId: consumer.id });
@@ -371,7 +392,8 @@ export class SfuClient {
           row.frameWidth = s.frameWidth ?? row.frameWidth;
           row.frameHeight = s.frameHeight ?? row.frameHeight;
           videoFramesDecoded[info.peerId] = (videoFramesDecoded[info.peerId] ?? 0) + (s.framesDecoded ?? 0);
-          const q = (videoQuality[info.peerId] ??= { freezeCount: 0, totalFreezesDuration: 0, packetsLost: 0, nackCount: 0, jitterBufferDelayMs: 0 });
+          const q = (videoQuality[info.peerId] ??= { freezeCount: 0, totalFreezesDuration: 0, packetsLost: 0, nackCount: 0, jitterBufferDelayMs: 0, playoutDelayMs: 0 });
+          q.playoutDelayMs = Math.max(q.playoutDelayMs, (consumer.rtpReceiver as { jitterBufferTarget?: number | null } | undefined)?.jitterBufferTarget ?? 0);
           q.freezeCount += s.freezeCount ?? 0;
           q.totalFreezesDuration += s.totalFreezesDuration ?? 0;
           q.packetsLost += s.packetsLost ?? 0;
@@ -502,6 +524,12 @@ export class SfuClient {
         else this.#emit('tracks', this.tracks);
         break;
       }
+      case 'playoutDelay': {
+        const { consumerId, delayMs } = data as Notifications['playoutDelay'];
+        const c = this.#consumers.get(consumerId) ?? this.#tiles.get(consumerId);
+        if (c) setPlayoutDelay(c.consumer, delayMs);
+        break;
+      }
       case 'reconnect':
         this.#scheduleRejoin();
         break;
@@ -548,7 +576,9 @@ export class SfuClient {
       conference?: ConferenceView;
       layout?: Layout;
       counts?: { joined: number };
+      iceServers?: RTCIceServer[];
     };
+    this.#iceServers = result.iceServers;
     this.peerId = result.peerId;
     this.role = result.role;
     this.layout = result.layout ?? tokenClaims(this.#token).layout ?? 'open';
@@ -639,6 +669,13 @@ export class SfuClient {
     await producer.setMaxSpatialLayer(Math.max(0, Math.min(2, layer))).catch((e: Error) => this.#emit('notice', e.message));
   }
 
+  /** The candidate pair each transport uses now (host, srflx, relay…): what a person's network allowed. */
+  async iceRoutes(): Promise<{ send?: IceRoute; recv?: IceRoute }> {
+    const route = async (t: types.Transport | undefined): Promise<IceRoute | undefined> => (t ? selectedIceRoute(await t.getStats()) : undefined);
+    const [send, recv] = await Promise.all([route(this.#sendTransport), route(this.#recvTransport)]);
+    return { ...(send ? { send } : {}), ...(recv ? { recv } : {}) };
+  }
+
   async #createTransport(direction: 'send' | 'recv'): Promise<types.Transport> {
     const device = this.#device!;
     const params = (await this.request('createTransport', { direction })) as {
@@ -647,7 +684,7 @@ export class SfuClient {
       iceCandidates: types.IceCandidate[];
       dtlsParameters: types.DtlsParameters;
     };
-    const options = { id: params.transportId, iceParameters: params.iceParameters, iceCandidates: params.iceCandidates, dtlsParameters: params.dtlsParameters };
+    const options = { id: params.transportId, iceParameters: params.iceParameters, iceCandidates: params.iceCandidates, dtlsParameters: params.dtlsParameters, ...(this.#iceServers?.length ? { iceServers: this.#iceServers } : {}) };
     const transport = direction === 'send' ? device.createSendTransport(options) : device.createRecvTransport(options);
     transport.on('connect', ({ dtlsParameters }, ok, fail) => {
       this.request('connectTransport', { transportId: transport.id, dtlsParameters }).then(() => ok(), fail);
@@ -692,6 +729,7 @@ export class SfuClient {
     const r = (await this.request('consume', { producerId: p.producerId, ...(layer !== undefined ? { layer } : {}) })) as ConsumeAnswer;
     if (!this.#recvTransport) return;
     const consumer = await this.#recvTransport.consume({ id: r.consumerId, producerId: r.producerId, kind: r.kind, rtpParameters: r.rtpParameters });
+    if (r.playoutDelayMs) setPlayoutDelay(consumer, r.playoutDelayMs);
     const info: RemoteTrack = { consumerId: r.consumerId, producerId: r.producerId, peerId: r.peerId, kind: r.kind, source: r.source, track: consumer.track };
     this.#consumers.set(consumer.id, { consumer, info });
     await this.request('resumeConsumer', { consumerId: consumer.id });
