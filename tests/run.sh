@@ -32,6 +32,23 @@ stop_test_pg() {
   fi
 }
 trap stop_test_pg EXIT
-echo "== ${#files[@]} test files"
-# One file at a time: the media tests each want both cores.
-node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
+# Files that need only PostgreSQL, sockets and ptys (no media, no browser, no child nodes) run three
+# at a time first: they mostly wait on protocol timers. Then the media files, one at a time, since
+# each wants both cores.
+light_re='^tests/(scheduler/|support/.*\.vectors\.test\.ts$|infra/migrations|sfu/link-emulator|api/(access-control|auth|branch-duties|demo-organisation|migrations|org-import|sessions|subtree-stats-cache|validation-and-cascade)\.|security/(api-bodies|api-sign-in|recorder-embedded-secrets|scheduler-))'
+light=()
+media=()
+for f in "${files[@]}"; do
+  if [[ "$f" =~ $light_re ]]; then light+=("$f"); else media+=("$f"); fi
+done
+echo "== ${#files[@]} test files (${#light[@]} light, three at a time; ${#media[@]} media, one at a time)"
+rc=0
+if ((${#light[@]} > 0)); then
+  # Started here, once: parallel files would race to start the embedded server.
+  node --import tsx --input-type=module -e "const m = await import('./tests/support/database.ts'); await (await m.createTestDatabase({ migrate: false })).drop();"
+  node --import tsx --test --test-concurrency=3 --test-reporter=spec "${light[@]}" || rc=$?
+fi
+if ((${#media[@]} > 0)); then
+  node --import tsx --test --test-concurrency=1 --test-reporter=spec "${media[@]}" || rc=$?
+fi
+exit "$rc"

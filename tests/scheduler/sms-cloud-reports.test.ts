@@ -33,15 +33,25 @@ test('cloud status reports pushed to the API settle sends: Alibaba DELIVERED => 
   const town = await buildTown(db.pool, 1);
   await setUnitRule(db.pool, town.cityId, { obligation: 'member_meeting', period: 'quarter', requiredCount: 1, minDurationS: 8 });
   await keepOnlyObligations(db.pool, ['member_meeting']);
-  const q = async (sql: string, p: unknown[]) => Number((await db.pool.query<{ id: number }>(sql, p)).rows[0]!.id);
   await addOtherCounty(db.pool, town.cityId, { beidouCard: '0412345' });
   const token = 'cb-token-0123456789abcdef';
-  const provider = (unit: number, name: string, kind: string, signature: string, settings: object, templates: object, credentials: object) =>
-    q(`INSERT INTO sms_providers (unit_id, name, kind, priority, signature, rate_per_s, settings, templates, credentials) VALUES ($1,$2,$3,1,$4,50,$5,$6,$7) RETURNING id`,
-      [unit, name, kind, signature, JSON.stringify(settings), JSON.stringify(templates), JSON.stringify({ ...credentials, callbackToken: token })]);
-  const ali = await provider(town.countyId, '阿里云', 'aliyun', '昌乐县委组织部', { endpoint: `127.0.0.1:${srv.port}`, protocol: 'http' },
+  // The city's admin sets both accounts up as from the console: PUT /api/units/:id/sms-providers.
+  const adminId = Number((await db.pool.query<{ id: number }>(
+    `INSERT INTO users (username, display_name, unit_id, role, password_hash) VALUES ('city_admin', '市管理员', $1, 'admin', 'x') RETURNING id`, [town.cityId])).rows[0]!.id);
+  const adminToken = await signAccessToken(TEST_SECRET, { userId: adminId, username: 'city_admin', role: 'admin', unitId: town.cityId }, 3600);
+  const provider = async (unit: number, name: string, kind: string, signature: string, settings: object, templates: object, credentials: object) => {
+    const put = await h.call('PUT', `/api/units/${unit}/sms-providers`, { token: adminToken, body: { providers: [
+      { name, kind, priority: 1, signature, ratePerS: 50, settings, templates, credentials: { ...credentials, callbackToken: token } },
+    ] } });
+    assert.equal(put.status, 200, put.text);
+    const got = (put.body as { providers: Array<{ id: number; credentialsSet: string[] }> }).providers[0]!;
+    assert.ok(got.credentialsSet.includes('callbackToken'), 'the callback token is stored, write-only');
+    assert.ok(!put.text.includes(token), 'and never returned');
+    return got.id;
+  };
+  const ali = await provider(town.countyId, '阿里云', 'aliyun', '【昌乐县委组织部】', { endpoint: `127.0.0.1:${srv.port}`, protocol: 'http' },
     { secretary: 'SMS_1001', supervisor: 'SMS_1002' }, { accessKeyId: 'LTAI-test', accessKeySecret: 'ali-secret' });
-  const tc = await provider(town.cityId, '市腾讯云', 'tencent', '潍坊市委组织部', { endpoint: `sms.tencentcloudapi.com:${srv.port}`, protocol: 'http://', smsSdkAppId: '1400000001' },
+  const tc = await provider(town.cityId, '市腾讯云', 'tencent', '【潍坊市委组织部】', { endpoint: `sms.tencentcloudapi.com:${srv.port}`, protocol: 'http://', smsSdkAppId: '1400000001' },
     { secretary: '200001', supervisor: '200002' }, { secretId: 'AKID-test', secretKey: 'tc-secret' });
 
   const service = await startCloudSmsScheduler(db, cleanups);

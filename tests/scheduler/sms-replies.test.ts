@@ -136,12 +136,15 @@ test('an SMS reply "2" records a postponement request that the town approves; "1
 
 test('a cloud provider\'s reply push (Alibaba SmsUp, Tencent reply callback) lands on the reminder; a wrong token is 404', async () => {
   const token = 'cb-token-0123456789abcdef';
-  const ins = await h.db.pool.query<{ id: number }>(
-    `INSERT INTO sms_providers (unit_id, name, kind, priority, signature, templates, credentials)
-     VALUES ($1, '阿里云', 'aliyun', 1, '潍坊市委组织部', '{"secretary":"SMS_1","supervisor":"SMS_2"}', $2),
-            ($1, '腾讯云', 'tencent', 2, '潍坊市委组织部', '{"secretary":"1","supervisor":"2"}', $3) RETURNING id`,
-    [w.cityId, JSON.stringify({ accessKeyId: 'a', accessKeySecret: 'b', callbackToken: token }), JSON.stringify({ secretId: 'a', secretKey: 'b', callbackToken: token })]);
-  const [ali, tc] = ins.rows.map((r) => Number(r.id));
+  // Set up as the city's admin does it (credentials, the callback token among them, are write-only).
+  const put = await h.call('PUT', `/api/units/${w.cityId}/sms-providers`, { token: w.tokens.cityAdmin, body: { providers: [
+    { name: '阿里云', kind: 'aliyun', priority: 1, signature: '【潍坊市委组织部】', templates: { secretary: 'SMS_1', supervisor: 'SMS_2' },
+      credentials: { accessKeyId: 'a', accessKeySecret: 'b', callbackToken: token } },
+    { name: '腾讯云', kind: 'tencent', priority: 2, signature: '【潍坊市委组织部】', templates: { secretary: '1', supervisor: '2' },
+      settings: { smsSdkAppId: '1400000001' }, credentials: { secretId: 'a', secretKey: 'b', callbackToken: token } },
+  ] } });
+  assert.equal(put.status, 200, put.text);
+  const [ali, tc] = (put.body as { providers: Array<{ id: number }> }).providers.map((r) => r.id);
   const south = await mobileOf(w.members.south[0]!);
   const wrong = await h.call('POST', `/api/sms/callback/${ali}/wrong-token-0123456789`, { body: [{ phone_number: south, content: '1 4-6', send_time: '2026-03-27 10:00:00', sequence_id: 1 }] });
   assert.equal(wrong.status, 404, wrong.text);
