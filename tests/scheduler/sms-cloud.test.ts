@@ -2,7 +2,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createTestDatabase } from '../support/database.ts';
 import { CloudSmsServer, demoCloudSmsOptions, localCloudAgent, SECRETARY_TEMPLATE_PARAMS } from '../support/cloud-sms-server.ts';
-import { startHarness } from '../api/harness.ts';
+import { startHarness, TEST_SECRET } from '../api/harness.ts';
+import { signAccessToken } from '../../infra/tokens.ts';
 import { buildDutiesWorld } from './duties-world.ts';
 import { apiExtra } from '../../web/server.ts';
 import { createReminderRoutes } from '../../web/api/routes/reminders.ts';
@@ -85,14 +86,29 @@ test('per-unit providers through the scheduler: a county\'s own signature and or
   await keepOnlyObligations(db.pool, ['member_meeting']);
   // 外村 is in the same county; a branch in another county of the city uses the city's providers.
   await addOtherCounty(db.pool, town.cityId);
-  const row = (unit: number, name: string, kind: string, priority: number, signature: string, settings: object, templates: object, credentials: object) =>
-    db.pool.query(`INSERT INTO sms_providers (unit_id, name, kind, priority, signature, rate_per_s, settings, templates, credentials) VALUES ($1,$2,$3,$4,$5,50,$6,$7,$8)`,
-      [unit, name, kind, priority, signature, JSON.stringify(settings), JSON.stringify(templates), JSON.stringify(credentials)]);
+  // The county's and the city's admins set their tables up through the API, as from the console.
+  const h = await startHarness({ extraRouters: [apiExtra(createReminderRoutes(db.pool))] }, db);
+  cleanups.push(() => h.close());
+  const admin = async (username: string, unitId: number) => {
+    const id = Number((await db.pool.query<{ id: number }>(
+      `INSERT INTO users (username, display_name, unit_id, role, password_hash) VALUES ($1, $1, $2, 'admin', 'x') RETURNING id`, [username, unitId])).rows[0]!.id);
+    return signAccessToken(TEST_SECRET, { userId: id, username, role: 'admin', unitId }, 3600);
+  };
+  const put = async (token: string, unit: number, providers: object[]) => {
+    const r = await h.call('PUT', `/api/units/${unit}/sms-providers`, { token, body: { providers } });
+    assert.equal(r.status, 200, r.text);
+  };
+  const entry = (name: string, kind: string, priority: number, signature: string, settings: object, templates: object, credentials: object) =>
+    ({ name, kind, priority, signature, ratePerS: 50, settings, templates, credentials });
   const aliSettings = { endpoint: `127.0.0.1:${srv.port}`, protocol: 'http', throttleRetryMs: 500 };
   const tcSettings = { endpoint: `sms.tencentcloudapi.com:${srv.port}`, protocol: 'http://', smsSdkAppId: '1400000001', throttleRetryMs: 500 };
-  await row(town.countyId, '阿里云', 'aliyun', 1, '昌乐县委组织部', aliSettings, { secretary: 'SMS_1001', supervisor: 'SMS_1002' }, { accessKeyId: 'LTAI-test', accessKeySecret: 'ali-secret' });
-  await row(town.countyId, '腾讯云', 'tencent', 2, '昌乐县委组织部', tcSettings, { secretary: '200001', supervisor: '200002' }, { secretId: 'AKID-test', secretKey: 'tc-secret' });
-  await row(town.cityId, '市腾讯云', 'tencent', 1, '潍坊市委组织部', tcSettings, { secretary: '200001', supervisor: '200002' }, { secretId: 'AKID-test', secretKey: 'tc-secret' });
+  await put(await admin('county_admin', town.countyId), town.countyId, [
+    entry('阿里云', 'aliyun', 1, '【昌乐县委组织部】', aliSettings, { secretary: 'SMS_1001', supervisor: 'SMS_1002' }, { accessKeyId: 'LTAI-test', accessKeySecret: 'ali-secret' }),
+    entry('腾讯云', 'tencent', 2, '【昌乐县委组织部】', tcSettings, { secretary: '200001', supervisor: '200002' }, { secretId: 'AKID-test', secretKey: 'tc-secret' }),
+  ]);
+  await put(await admin('city_admin', town.cityId), town.cityId, [
+    entry('市腾讯云', 'tencent', 1, '【潍坊市委组织部】', tcSettings, { secretary: '200001', supervisor: '200002' }, { secretId: 'AKID-test', secretKey: 'tc-secret' }),
+  ]);
 
   const service = await startCloudSmsScheduler(db, cleanups);
   assert.equal((await service.tick()).sends, 4); // 2 villages + 外村 in 昌乐县, 北村 in 寿光市
@@ -110,6 +126,47 @@ test('per-unit providers through the scheduler: a county\'s own signature and or
   assert.deepEqual(providers.rows, [{ provider: 'aliyun:阿里云', n: 2 }, { provider: 'tencent:市腾讯云', n: 1 }, { provider: 'tencent:腾讯云', n: 1 }]);
   const ev = await db.pool.query<{ detail: string }>(`SELECT detail FROM message_send_events WHERE state = 'provider'`);
   assert.ok(ev.rows.some((e) => /BUSINESS_LIMIT_CONTROL/.test(e.detail)), JSON.stringify(ev.rows));
+});
+
+test('a provider\'s contracted rate (ratePerS) spaces its sends; what would wait too long goes to the next provider', async () => {
+  const db = await createTestDatabase();
+  cleanups.push(() => db.drop());
+  const srv = new CloudSmsServer(serverOpts());
+  await srv.start();
+  cleanups.push(() => srv.stop());
+  const town = await buildTown(db.pool, 9);
+  await setUnitRule(db.pool, town.cityId, { obligation: 'member_meeting', period: 'quarter', requiredCount: 1, minDurationS: 8 });
+  await keepOnlyObligations(db.pool, ['member_meeting']);
+  const h = await startHarness({ extraRouters: [apiExtra(createReminderRoutes(db.pool))] }, db);
+  cleanups.push(() => h.close());
+  const id = Number((await db.pool.query<{ id: number }>(
+    `INSERT INTO users (username, display_name, unit_id, role, password_hash) VALUES ('city_admin', 'city_admin', $1, 'admin', 'x') RETURNING id`, [town.cityId])).rows[0]!.id);
+  const token = await signAccessToken(TEST_SECRET, { userId: id, username: 'city_admin', role: 'admin', unitId: town.cityId }, 3600);
+  // Alibaba at 1 message/s (as contracted); Tencent second in the order, at 50/s.
+  const put = await h.call('PUT', `/api/units/${town.cityId}/sms-providers`, { token, body: { providers: [
+    { name: '阿里云', kind: 'aliyun', priority: 1, signature: '【潍坊市委组织部】', ratePerS: 1, settings: { endpoint: `127.0.0.1:${srv.port}`, protocol: 'http' },
+      templates: { secretary: 'SMS_1001', supervisor: 'SMS_1002' }, credentials: { accessKeyId: 'LTAI-test', accessKeySecret: 'ali-secret' } },
+    { name: '腾讯云', kind: 'tencent', priority: 2, signature: '【潍坊市委组织部】', ratePerS: 50, settings: { endpoint: `sms.tencentcloudapi.com:${srv.port}`, protocol: 'http://', smsSdkAppId: '1400000001' },
+      templates: { secretary: '200001', supervisor: '200002' }, credentials: { secretId: 'AKID-test', secretKey: 'tc-secret' } },
+  ] } });
+  assert.equal(put.status, 200, put.text);
+  await db.pool.query(`DELETE FROM members WHERE branch_id IN (SELECT id FROM branches WHERE name = '外村党支部')`);
+  await db.pool.query(`DELETE FROM branches WHERE name = '外村党支部'`);
+
+  const service = await startCloudSmsScheduler(db, cleanups);
+  assert.equal((await service.tick()).sends, 9);
+  await waitUntil(async () => (await db.pool.query(`SELECT 1 FROM message_sends WHERE state = 'sent'`)).rowCount === 9, 30_000, 'nine sends accepted');
+  const ali = srv.accepted.filter((m) => m.provider === 'aliyun').map((m) => m.at).sort((a, b) => a - b);
+  const tc = srv.accepted.filter((m) => m.provider === 'tencent');
+  // 1/s: the router starts Alibaba sends 1 s apart. The server sees arrivals, so one gap may be short by
+  // a request's latency (the first opens the connection: ~150 ms here); the span is the rate's. A send
+  // that would wait more than the router's 5 s goes to Tencent instead of queueing behind the rate.
+  const gaps = ali.slice(1).map((t, i) => t - ali[i]!);
+  assert.ok(ali.length >= 2 && gaps.every((g) => g >= 750), `Alibaba sends spaced by its rate: ${JSON.stringify(gaps)}`);
+  assert.ok(ali.at(-1)! - ali[0]! >= (ali.length - 1) * 1000 - 250, `at most 1/s over the run: ${JSON.stringify(gaps)}`);
+  assert.ok(ali.length <= 7, `no send waited more than 5 s for Alibaba's rate (${ali.length} went there)`);
+  assert.equal(ali.length + tc.length, 9);
+  assert.ok(tc.length >= 2, `the overflow went to the next provider (${tc.length})`);
 });
 
 test('the provider table through the API: admins of the unit set it, signatures checked, credentials never returned, 404 outside', async () => {

@@ -37,6 +37,8 @@ export interface CloudMessage {
   provider: 'aliyun' | 'tencent'; phone: string; sign: string; template: string; params: Record<string, string> | string[]; id: string;
   /** Alibaba OutId / Tencent SessionContext as sent (the caller's own reference). */
   ref?: string;
+  /** When the server accepted it (ms since the epoch), to check a sender's rate. */
+  at: number;
 }
 
 /** How a message ended at the handset, for a pushed status report. */
@@ -157,7 +159,7 @@ export class CloudSmsServer {
       return fail(200, 'isv.BUSINESS_LIMIT_CONTROL', '触发分钟级流控Permits:1', true);
     }
     const id = `${900619746936498 + this.seq}^0`;
-    this.accepted.push({ provider: 'aliyun', phone: q.PhoneNumbers!, sign: q.SignName!, template: tpl.id, params, id, ...(q.OutId ? { ref: q.OutId } : {}) });
+    this.accepted.push({ provider: 'aliyun', phone: q.PhoneNumbers!, sign: q.SignName!, template: tpl.id, params, id, at: Date.now(), ...(q.OutId ? { ref: q.OutId } : {}) });
     this.calls.push({ provider: 'aliyun', signatureOk: true, code: 'OK' });
     return [200, { Code: 'OK', Message: 'OK', BizId: id, RequestId: requestId }];
   }
@@ -203,7 +205,7 @@ export class CloudSmsServer {
         return { SerialNo: '', PhoneNumber: phone, Fee: 0, SessionContext: '', Code: 'LimitExceeded.PhoneNumberDailyLimit', Message: '单个手机号日下发短信条数超过设定的上限', IsoCode: 'CN' };
       }
       const id = `2640:${1000000 + this.seq}`;
-      this.accepted.push({ provider: 'tencent', phone: national, sign: p.SignName!, template: tpl.id, params: p.TemplateParamSet ?? [], id, ...(p.SessionContext ? { ref: p.SessionContext } : {}) });
+      this.accepted.push({ provider: 'tencent', phone: national, sign: p.SignName!, template: tpl.id, params: p.TemplateParamSet ?? [], id, at: Date.now(), ...(p.SessionContext ? { ref: p.SessionContext } : {}) });
       return { SerialNo: id, PhoneNumber: phone, Fee: 1, SessionContext: '', Code: 'Ok', Message: 'send success', IsoCode: 'CN' };
     });
     this.calls.push({ provider: 'tencent', signatureOk: true, code: set[0]?.Code ?? 'Ok' });
