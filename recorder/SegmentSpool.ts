@@ -402,8 +402,10 @@ export class SegmentSpool extends EventEmitter<SegmentSpoolEvents> {
       [cameraId, roomId, seg.source.unitId, seg.captureJobId, seg.startedAt, seg.endedAt, seg.bytes, pr.videoCodec ?? null, pr.audioCodec ?? null,
         storage.bucket, key, seg.evidence, pr.width ?? null, pr.height ?? null, thumbKey, stripKey, seg.runId, seg.seq],
     );
-    // Shared with the next segments only once indexed (a quarantined segment's images are removed).
-    if (p.images) this.#lastImages.set(sourceKey, { runId: seg.runId, at: seg.startedAt, thumbKey: thumbKey!, stripKey: stripKey! });
+    // Shared with the next segments only once indexed (a quarantined segment's images are removed),
+    // and only if its strip shows movement: a run's first segment, cut short, may hold one keyframe,
+    // and a one-frame strip would then stand for the next 30 s. The next segment makes its own.
+    if (p.images && p.images.frames >= Math.min(2, cfg.stripFrames)) this.#lastImages.set(sourceKey, { runId: seg.runId, at: seg.startedAt, thumbKey: thumbKey!, stripKey: stripKey! });
     p.times.indexMs = Date.now() - indexFrom;
     this.#o.journal.append({ t: 'done', id: seg.id });
     fs.rmSync(seg.file, { force: true });

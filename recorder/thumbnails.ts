@@ -7,6 +7,8 @@ export interface ReviewImages {
   thumb: Buffer;
   /** A horizontal strip of evenly spaced small frames for cheap scrubbing. */
   strip: Buffer;
+  /** Frames in the strip (keyframes only: as many as the segment had, up to the asked number). */
+  frames: number;
 }
 
 export interface ThumbnailOptions {
@@ -86,7 +88,7 @@ async function compose(raw: Buffer, opts: ThumbnailOptions): Promise<ReviewImage
     .composite(tiles.map((input, i) => ({ input, left: i * sw, top: 0 })))
     .jpeg({ quality: 70 })
     .toBuffer();
-  return { thumb, strip };
+  return { thumb, strip, frames: n };
 }
 
 /**

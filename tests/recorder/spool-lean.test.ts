@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import sharp from 'sharp';
 import { recorderConfig } from '../../recorder/config.ts';
 import { Retention } from '../../recorder/Retention.ts';
 import { SegmentJournal } from '../../recorder/SegmentJournal.ts';
@@ -61,6 +62,42 @@ describe('recorder spool, lean pipeline: one probe per run, shared review images
     const t = T0 + i * 2_000;
     return { id: `lean-${i}`, runId: 'lean', seq: i, file: f, startedAt: t, endedAt: t + 2_000, bytes: fs.statSync(f).size, source: { kind: 'camera', cameraId, unitId }, captureJobId: null, sessionId: null, evidence: false };
   };
+
+  test('a run\'s first segment with one keyframe makes its own strip but does not stand for the stretch', async () => {
+    const dir = tempDir('lean-short-');
+    // A run that starts 0.5 s before a segment boundary: its first segment holds one keyframe.
+    const short = path.join(dir, 'short.mp4');
+    execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=10', '-t', '0.5', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '10',
+      '-movflags', 'frag_keyframe+empty_moov+default_base_moof', short]);
+    const config = recorderConfig({ spoolDir: dir, thumbnails: true, stripFrames: 4, thumbnailEverySeconds: 30, thumbnailKeyframesOnly: true, indexBatchMs: 50 });
+    const { journal } = await SegmentJournal.open(path.join(dir, 'journal.jsonl'));
+    const spool = new SegmentSpool({ pool: db.pool, storage: s3.storage, journal, config, log: createLogger('test') });
+    // An hour after the other test's run, so its retention checks see only their own segments.
+    const segs = [0, 1, 2].map((i) => {
+      const m = make(dir, i);
+      return { ...m, id: `short-${i}`, runId: 'short', startedAt: m.startedAt + 3_600_000, endedAt: m.endedAt + 3_600_000 };
+    });
+    fs.copyFileSync(short, segs[0]!.file);
+    segs[0] = { ...segs[0]!, bytes: fs.statSync(short).size };
+    // One at a time, as a camera's segments close.
+    for (const seg of segs) {
+      spool.enqueue(seg);
+      await spool.idle();
+    }
+    spool.close();
+    journal.close();
+    const rows = (await db.pool.query<{ seq: number; strip_key: string }>(
+      `SELECT seq, strip_key FROM recording_segments WHERE run_id = 'short' ORDER BY seq`)).rows;
+    assert.equal(rows.length, 3);
+    const tiles = async (key: string) => {
+      const { width, height } = await sharp(await s3.storage.getBuffer(key)).metadata();
+      return Math.round(width! / (height! * (16 / 9)));
+    };
+    assert.equal(await tiles(rows[0]!.strip_key), 1, 'the short first segment: one keyframe, one tile');
+    assert.notEqual(rows[1]!.strip_key, rows[0]!.strip_key, 'the next segment made its own strip instead of sharing a one-frame one');
+    assert.equal(await tiles(rows[1]!.strip_key), 2, 'two keyframes in 2 s');
+    assert.equal(rows[2]!.strip_key, rows[1]!.strip_key, 'and that one stands for the stretch');
+  });
 
   test('one probe and one set of review images per stretch; a damaged segment of the same run is still rejected', async () => {
     const dir = tempDir('lean-spool-');
