@@ -12,6 +12,7 @@ import { SchedulerService } from '../../scheduler/service.ts';
 import { defaultReminderPolicy } from '../../scheduler/reminders/policy.ts';
 import { SmsRouter } from '../../scheduler/channels/sms/SmsRouter.ts';
 import { localCloudAgent } from '../support/cloud-sms-server.ts';
+import { signAccessToken } from '../../infra/tokens.ts';
 
 const run = promisify(execFile);
 
@@ -193,4 +194,11 @@ export async function addOtherCounty(pool: Pool, cityId: number, opts: { beidouC
   const branchId = await q(`INSERT INTO branches (unit_id, name) VALUES ($1, '北村党支部') RETURNING id`, [villageId]);
   await pool.query(`INSERT INTO members (branch_id, name, is_secretary, mobile, beidou_card) VALUES ($1, '北村书记', true, '13600000001', $2)`, [branchId, opts.beidouCard ?? null]);
   return { countyId, villageId, branchId };
+}
+
+/** An admin account of `unitId` (as the level above creates it) and a token signed with the API's `secret`. */
+export async function adminToken(pool: Pool, secret: string, unitId: number, username: string): Promise<string> {
+  const { rows } = await pool.query<{ id: number }>(
+    `INSERT INTO users (username, display_name, unit_id, role, password_hash) VALUES ($1, $1, $2, 'admin', 'x') RETURNING id`, [username, unitId]);
+  return signAccessToken(secret, { userId: Number(rows[0]!.id), username, role: 'admin', unitId }, 3600);
 }

@@ -8,7 +8,7 @@ import { createReminderRoutes } from '../../web/api/routes/reminders.ts';
 import { signAccessToken } from '../../infra/tokens.ts';
 import { queues } from '../../scheduler/jobs/queue.ts';
 import { setUnitRule } from '../../scheduler/obligations/rules.ts';
-import { addOtherCounty, buildTown, startCloudSmsScheduler, keepOnlyObligations, waitUntil } from './fixtures.ts';
+import { addOtherCounty, adminToken, buildTown, startCloudSmsScheduler, keepOnlyObligations, waitUntil } from './fixtures.ts';
 
 // Cloud SMS status reports, end to end: the scheduler sends reminders through the official SDKs to the
 // local cloud SMS server (tests/support/cloud-sms-server.ts), which then PUSHES status reports in the
@@ -36,11 +36,9 @@ test('cloud status reports pushed to the API settle sends: Alibaba DELIVERED => 
   await addOtherCounty(db.pool, town.cityId, { beidouCard: '0412345' });
   const token = 'cb-token-0123456789abcdef';
   // The city's admin sets both accounts up as from the console: PUT /api/units/:id/sms-providers.
-  const adminId = Number((await db.pool.query<{ id: number }>(
-    `INSERT INTO users (username, display_name, unit_id, role, password_hash) VALUES ('city_admin', '市管理员', $1, 'admin', 'x') RETURNING id`, [town.cityId])).rows[0]!.id);
-  const adminToken = await signAccessToken(TEST_SECRET, { userId: adminId, username: 'city_admin', role: 'admin', unitId: town.cityId }, 3600);
+  const cityAdmin = await adminToken(db.pool, TEST_SECRET, town.cityId, 'city_admin');
   const provider = async (unit: number, name: string, kind: string, signature: string, settings: object, templates: object, credentials: object) => {
-    const put = await h.call('PUT', `/api/units/${unit}/sms-providers`, { token: adminToken, body: { providers: [
+    const put = await h.call('PUT', `/api/units/${unit}/sms-providers`, { token: cityAdmin, body: { providers: [
       { name, kind, priority: 1, signature, ratePerS: 50, settings, templates, credentials: { ...credentials, callbackToken: token } },
     ] } });
     assert.equal(put.status, 200, put.text);

@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { createTestDatabase } from '../support/database.ts';
 import { CloudSmsServer, demoCloudSmsOptions, localCloudAgent, SECRETARY_TEMPLATE_PARAMS } from '../support/cloud-sms-server.ts';
 import { startHarness, TEST_SECRET } from '../api/harness.ts';
-import { signAccessToken } from '../../infra/tokens.ts';
 import { buildDutiesWorld } from './duties-world.ts';
 import { apiExtra } from '../../web/server.ts';
 import { createReminderRoutes } from '../../web/api/routes/reminders.ts';
@@ -11,7 +10,7 @@ import { AliyunSmsProvider } from '../../scheduler/channels/sms/AliyunSmsProvide
 import { TencentSmsProvider } from '../../scheduler/channels/sms/TencentSmsProvider.ts';
 import { setUnitRule } from '../../scheduler/obligations/rules.ts';
 import { signatureProblem } from '../../scheduler/reminders/messages.ts';
-import { addOtherCounty, buildTown, startCloudSmsScheduler, keepOnlyObligations, waitUntil } from './fixtures.ts';
+import { addOtherCounty, adminToken, buildTown, startCloudSmsScheduler, keepOnlyObligations, waitUntil } from './fixtures.ts';
 
 // Cloud SMS through the providers' OFFICIAL SDKs (@alicloud/dysmsapi20170525, tencentcloud-sdk-nodejs-sms)
 // against a local server that checks their documented signatures (ACS3-HMAC-SHA256, TC3-HMAC-SHA256)
@@ -89,11 +88,6 @@ test('per-unit providers through the scheduler: a county\'s own signature and or
   // The county's and the city's admins set their tables up through the API, as from the console.
   const h = await startHarness({ extraRouters: [apiExtra(createReminderRoutes(db.pool))] }, db);
   cleanups.push(() => h.close());
-  const admin = async (username: string, unitId: number) => {
-    const id = Number((await db.pool.query<{ id: number }>(
-      `INSERT INTO users (username, display_name, unit_id, role, password_hash) VALUES ($1, $1, $2, 'admin', 'x') RETURNING id`, [username, unitId])).rows[0]!.id);
-    return signAccessToken(TEST_SECRET, { userId: id, username, role: 'admin', unitId }, 3600);
-  };
   const put = async (token: string, unit: number, providers: object[]) => {
     const r = await h.call('PUT', `/api/units/${unit}/sms-providers`, { token, body: { providers } });
     assert.equal(r.status, 200, r.text);
@@ -102,11 +96,11 @@ test('per-unit providers through the scheduler: a county\'s own signature and or
     ({ name, kind, priority, signature, ratePerS: 50, settings, templates, credentials });
   const aliSettings = { endpoint: `127.0.0.1:${srv.port}`, protocol: 'http', throttleRetryMs: 500 };
   const tcSettings = { endpoint: `sms.tencentcloudapi.com:${srv.port}`, protocol: 'http://', smsSdkAppId: '1400000001', throttleRetryMs: 500 };
-  await put(await admin('county_admin', town.countyId), town.countyId, [
+  await put(await adminToken(db.pool, TEST_SECRET, town.countyId, 'county_admin'), town.countyId, [
     entry('阿里云', 'aliyun', 1, '【昌乐县委组织部】', aliSettings, { secretary: 'SMS_1001', supervisor: 'SMS_1002' }, { accessKeyId: 'LTAI-test', accessKeySecret: 'ali-secret' }),
     entry('腾讯云', 'tencent', 2, '【昌乐县委组织部】', tcSettings, { secretary: '200001', supervisor: '200002' }, { secretId: 'AKID-test', secretKey: 'tc-secret' }),
   ]);
-  await put(await admin('city_admin', town.cityId), town.cityId, [
+  await put(await adminToken(db.pool, TEST_SECRET, town.cityId, 'city_admin'), town.cityId, [
     entry('市腾讯云', 'tencent', 1, '【潍坊市委组织部】', tcSettings, { secretary: '200001', supervisor: '200002' }, { secretId: 'AKID-test', secretKey: 'tc-secret' }),
   ]);
 
@@ -139,9 +133,7 @@ test('a provider\'s contracted rate (ratePerS) spaces its sends; what would wait
   await keepOnlyObligations(db.pool, ['member_meeting']);
   const h = await startHarness({ extraRouters: [apiExtra(createReminderRoutes(db.pool))] }, db);
   cleanups.push(() => h.close());
-  const id = Number((await db.pool.query<{ id: number }>(
-    `INSERT INTO users (username, display_name, unit_id, role, password_hash) VALUES ('city_admin', 'city_admin', $1, 'admin', 'x') RETURNING id`, [town.cityId])).rows[0]!.id);
-  const token = await signAccessToken(TEST_SECRET, { userId: id, username: 'city_admin', role: 'admin', unitId: town.cityId }, 3600);
+  const token = await adminToken(db.pool, TEST_SECRET, town.cityId, 'city_admin');
   // Alibaba at 1 message/s (as contracted); Tencent second in the order, at 50/s.
   const put = await h.call('PUT', `/api/units/${town.cityId}/sms-providers`, { token, body: { providers: [
     { name: '阿里云', kind: 'aliyun', priority: 1, signature: '【潍坊市委组织部】', ratePerS: 1, settings: { endpoint: `127.0.0.1:${srv.port}`, protocol: 'http' },
