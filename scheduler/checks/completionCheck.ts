@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Pool } from '../../infra/db/pool.ts';
+import { withTransaction, type Pool, type PoolClient } from '../../infra/db/pool.ts';
 import { createLogger } from '../../infra/logger.ts';
 import type { SessionChecker } from '../service.ts';
 import { probeMedia, type MediaMeasurement, type Stretch } from './mediaProbe.ts';
@@ -128,17 +128,21 @@ export class CompletionChecker implements SessionChecker {
     const nextCheckAt = result.pending
       ? new Date(now.getTime() + Math.min(this.r.retryMaxMs, this.r.retryBaseMs * 2 ** (attempts - 1)))
       : null;
-    await this.pool.query(
-      `INSERT INTO completion_checks (session_id, passed, covered_s, required_s, reasons, measurements, pending, attempts, probe_failures, next_check_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-       ON CONFLICT (session_id) DO UPDATE SET checked_at = now(), passed = EXCLUDED.passed, covered_s = EXCLUDED.covered_s,
-         required_s = EXCLUDED.required_s, reasons = EXCLUDED.reasons, measurements = EXCLUDED.measurements,
-         pending = EXCLUDED.pending, attempts = EXCLUDED.attempts, probe_failures = EXCLUDED.probe_failures,
-         next_check_at = EXCLUDED.next_check_at, requeued_at = NULL`,
-      [sessionId, result.passed, result.coveredS, result.requiredS, JSON.stringify(result.reasons), JSON.stringify(result.measurements),
-        result.pending, attempts, probeFailures, nextCheckAt],
-    );
-    await this.judgeKinds(sessionId, result);
+    // One transaction: the session's verdict and its kinds' verdicts are seen together (a reader, or
+    // drain(), never finds the check settled while the kinds still hold the previous verdict).
+    await withTransaction(this.pool, async (c) => {
+      await c.query(
+        `INSERT INTO completion_checks (session_id, passed, covered_s, required_s, reasons, measurements, pending, attempts, probe_failures, next_check_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (session_id) DO UPDATE SET checked_at = now(), passed = EXCLUDED.passed, covered_s = EXCLUDED.covered_s,
+           required_s = EXCLUDED.required_s, reasons = EXCLUDED.reasons, measurements = EXCLUDED.measurements,
+           pending = EXCLUDED.pending, attempts = EXCLUDED.attempts, probe_failures = EXCLUDED.probe_failures,
+           next_check_at = EXCLUDED.next_check_at, requeued_at = NULL`,
+        [sessionId, result.passed, result.coveredS, result.requiredS, JSON.stringify(result.reasons), JSON.stringify(result.measurements),
+          result.pending, attempts, probeFailures, nextCheckAt],
+      );
+      await this.judgeKinds(c, sessionId, result);
+    });
     const codes = result.reasons.map((r) => r.code);
     if (result.pending) log.warn({ sessionId, attempts, codes, nextCheckAt }, 'session could not be checked yet; will retry');
     else log.info({ sessionId, passed: result.passed, reasons: codes }, 'session checked');
@@ -152,19 +156,19 @@ export class CompletionChecker implements SessionChecker {
    * sessions recorded before the ledger existed, or imported without a roll, are judged on media alone
    * (measurements.quorum = 'not_recorded').
    */
-  private async judgeKinds(sessionId: number, result: CheckResult): Promise<void> {
+  private async judgeKinds(db: PoolClient, sessionId: number, result: CheckResult): Promise<void> {
     // Kinds of sessions inserted before session_obligations (or by older code) get their row here.
-    await this.pool.query(
+    await db.query(
       `INSERT INTO session_obligations (session_id, obligation, party_group_id)
        SELECT id, obligation, party_group_id FROM meeting_sessions WHERE id = $1
        ON CONFLICT (session_id, obligation) DO NOTHING`, [sessionId]);
     if (result.pending) {
-      await this.pool.query(`UPDATE session_obligations SET passed = NULL, reasons = $2 WHERE session_id = $1`,
+      await db.query(`UPDATE session_obligations SET passed = NULL, reasons = $2 WHERE session_id = $1`,
         [sessionId, JSON.stringify(result.reasons)]);
       return;
     }
-    const taken = (await this.pool.query(`SELECT 1 FROM session_attendance WHERE session_id = $1 LIMIT 1`, [sessionId])).rowCount ?? 0;
-    const verdicts: QuorumVerdict[] = taken > 0 ? await judgeQuorum(this.pool, sessionId) : [];
+    const taken = (await db.query(`SELECT 1 FROM session_attendance WHERE session_id = $1 LIMIT 1`, [sessionId])).rowCount ?? 0;
+    const verdicts: QuorumVerdict[] = taken > 0 ? await judgeQuorum(db, sessionId) : [];
     const kinds = (await this.pool.query<{ obligation: string }>(
       `SELECT obligation FROM session_obligations WHERE session_id = $1`, [sessionId])).rows;
     let all = kinds.length > 0;
@@ -176,13 +180,13 @@ export class CompletionChecker implements SessionChecker {
       }
       const passed = reasons.length === 0;
       all &&= passed;
-      await this.pool.query(`UPDATE session_obligations SET passed = $3, reasons = $4 WHERE session_id = $1 AND obligation = $2`,
+      await db.query(`UPDATE session_obligations SET passed = $3, reasons = $4 WHERE session_id = $1 AND obligation = $2`,
         [sessionId, k.obligation, passed, JSON.stringify(reasons)]);
     }
     const quorum = taken > 0 ? verdicts.map((v) => ({ obligation: v.obligation, rule: v.rule, expected: v.expected, present: v.present, passed: v.passed })) : 'not_recorded';
     const extra = verdicts.filter((v) => v.rule !== 'none' && !v.passed)
       .map((v) => ({ code: 'no_quorum', message: `${v.obligation}: ${v.message ?? ''}` }));
-    await this.pool.query(
+    await db.query(
       `UPDATE completion_checks SET passed = $2, reasons = reasons || $3::jsonb,
               measurements = measurements || jsonb_build_object('quorum', $4::jsonb)
         WHERE session_id = $1`,

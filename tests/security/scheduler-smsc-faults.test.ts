@@ -169,6 +169,8 @@ test('interim receipts (ENROUTE) are not delivery: the send stays "sent" until t
     const q = await run.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM message_send_parts WHERE detail LIKE 'ENROUTE%'`);
     return q.rows[0]!.n === 3;
   }, 5000, 'interim receipts stored');
+  // The worker records the send once its last part is answered, which may come after the receipts.
+  await waitUntil(async () => !['queued', 'sending'].includes((await sendStates(run)).get(run.target) ?? ''), 5000, 'the target send recorded');
   assert.equal((await sendStates(run)).get(run.target), 'sent', 'ENROUTE does not make a send delivered');
   run.smsc.releaseFinalReceipts();
   await waitDelivered(run);
