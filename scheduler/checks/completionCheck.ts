@@ -169,7 +169,7 @@ export class CompletionChecker implements SessionChecker {
     }
     const taken = (await db.query(`SELECT 1 FROM session_attendance WHERE session_id = $1 LIMIT 1`, [sessionId])).rowCount ?? 0;
     const verdicts: QuorumVerdict[] = taken > 0 ? await judgeQuorum(db, sessionId) : [];
-    const kinds = (await this.pool.query<{ obligation: string }>(
+    const kinds = (await db.query<{ obligation: string }>(
       `SELECT obligation FROM session_obligations WHERE session_id = $1`, [sessionId])).rows;
     let all = kinds.length > 0;
     for (const k of kinds) {
