@@ -4,6 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { nodeIdSchema } from './tokens.ts';
 import { sfuNodeHostProblem } from './sfu-node-hosts.ts';
+import { cameraNetworkProblem } from './net/CameraNetworks.ts';
 import { withHostConfigFile } from './deploy/host-config.ts';
 
 // Publicly known credentials of S3 servers' out-of-the-box setups: never accepted.
@@ -86,6 +87,16 @@ const schema = z.object({
     for (const e of v.split(',').map((p) => p.trim().toLowerCase()).filter((p) => p !== '')) {
       const problem = sfuNodeHostProblem(e);
       if (problem) ctx.addIssue({ code: 'custom', message: `"${e}": ${problem} (give hostnames, *.domain, IPs, IP/CIDRs or loopback)` });
+    }
+  }).optional(),
+  // Where the server may connect on a camera's behalf (test now, ONVIF, live views, recordings):
+  // comma-separated IPs, IP/CIDRs, hostnames, *.domain, `private` (RFC 1918, 100.64/10, fc00::/7) or
+  // `loopback`. Default: private, plus loopback when HTTP_HOST is loopback. A camera address outside
+  // it is refused when typed and never connected to.
+  CAMERA_NETWORKS: z.string().trim().superRefine((v, ctx) => {
+    for (const e of v.split(',').map((p) => p.trim().toLowerCase()).filter((p) => p !== '')) {
+      const problem = cameraNetworkProblem(e);
+      if (problem) ctx.addIssue({ code: 'custom', message: `"${e}": ${problem} (give IPs, IP/CIDRs, hostnames, *.domain, private or loopback)` });
     }
   }).optional(),
   // Bounds on browsers' signalling per node (defaults in sfu/SignallingLimits.ts). Behind a reverse

@@ -3,6 +3,7 @@ import net from 'node:net';
 import onvif from 'onvif';
 import type { Cam as OnvifCam } from 'onvif';
 import { authorizationHeader, parseChallenge } from './RtspAuth.ts';
+import type { LookupFunction } from '../infra/net/CameraNetworks.ts';
 
 // Talks to one camera's ONVIF services (Profile S, Media service ver10) through the `onvif` library:
 // device information, media profiles with their encoder settings, the RTSP stream URI and the snapshot
@@ -47,6 +48,8 @@ export interface OnvifTarget {
   timeoutMs?: number;
   /** Deadline per request; default 5 s. */
   requestTimeoutMs?: number;
+  /** Resolves the host for every connection (CameraNetworks.lookup: a name outside CAMERA_NETWORKS fails). */
+  lookup?: LookupFunction;
 }
 
 export interface OnvifDeviceInfo {
@@ -149,11 +152,11 @@ function obj(v: unknown): Record<string, unknown> {
 }
 
 /** An http.Agent whose sockets are cut once an answer passes `limit` bytes. */
-function boundedAgent(limit: number): http.Agent {
+function boundedAgent(limit: number, lookup: LookupFunction | undefined): http.Agent {
   const agent = new http.Agent({ keepAlive: false, maxSockets: 2 });
   const create = agent.createConnection.bind(agent);
   agent.createConnection = ((options: net.NetConnectOpts, cb?: Parameters<typeof create>[1]) => {
-    const socket = create(options, cb) as net.Socket;
+    const socket = create(lookup ? { ...options, lookup } : options, cb) as net.Socket;
     let received = 0;
     socket.on('data', (d: Buffer) => {
       received += d.length;
@@ -165,7 +168,7 @@ function boundedAgent(limit: number): http.Agent {
 }
 
 export class OnvifCamera {
-  readonly #t: Required<Omit<OnvifTarget, 'username' | 'password'>> & Pick<OnvifTarget, 'username' | 'password'>;
+  readonly #t: Required<Omit<OnvifTarget, 'username' | 'password' | 'lookup'>> & Pick<OnvifTarget, 'username' | 'password' | 'lookup'>;
 
   constructor(target: OnvifTarget) {
     this.#t = { timeoutMs: 15_000, requestTimeoutMs: 5_000, ...target, host: bareHost(target.host) };
@@ -173,7 +176,7 @@ export class OnvifCamera {
 
   /** Device information, profiles and URIs; rejects with an OnvifError (auth / unreachable / not_onvif). */
   async discover(): Promise<OnvifDiscovery> {
-    const agent = boundedAgent(MAX_ANSWER_BYTES);
+    const agent = boundedAgent(MAX_ANSWER_BYTES, this.#t.lookup);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new OnvifError('unreachable', `no complete ONVIF answer within ${this.#t.timeoutMs} ms`)), this.#t.timeoutMs);
@@ -309,7 +312,7 @@ export class OnvifCamera {
     const get = (authorization?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> =>
       new Promise((resolve, reject) => {
         const req = http.request(
-          { host: bareHost(url.hostname), port: Number(url.port || 80), path, method: 'GET', timeout: t.requestTimeoutMs, headers: authorization ? { authorization } : {} },
+          { host: bareHost(url.hostname), port: Number(url.port || 80), path, method: 'GET', timeout: t.requestTimeoutMs, headers: authorization ? { authorization } : {}, ...(t.lookup ? { lookup: t.lookup } : {}) },
           (res) => {
             const chunks: Buffer[] = [];
             let n = 0;

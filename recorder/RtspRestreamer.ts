@@ -3,6 +3,7 @@ import net from 'node:net';
 import { createLogger, type Logger } from '../infra/logger.ts';
 import { headerOf, RtspStreamReader, type RtspMessage } from './RtspStream.ts';
 import { RtspUpstream, UpstreamError, type RtspTransport, type Subscriber } from './RtspUpstream.ts';
+import { CameraNetworks } from '../infra/net/CameraNetworks.ts';
 
 // One RTSP session per camera, however many local readers (Frigate/go2rtc and MediaMTX do the same):
 // cheap cameras allow 2-6 sessions, and a camera recorded and watched at once used to take two.
@@ -34,6 +35,8 @@ export interface RtspRestreamerOptions {
   maxClientBacklogBytes?: number;
   /** A reader that has not started playing this long after connecting is dropped. */
   handshakeTimeoutMs?: number;
+  /** Where cameras may be; default CAMERA_NETWORKS from the environment (CameraNetworks.fromEnv). */
+  networks?: CameraNetworks;
   log?: Logger;
 }
 
@@ -76,6 +79,11 @@ export class RtspRestreamer {
   /** Upstream sessions opened since start (for tests and metrics). */
   sessionsOpened = 0;
 
+  /** Camera sessions opened from now on are held to this list. */
+  setNetworks(networks: CameraNetworks): void {
+    this.#o.networks = networks;
+  }
+
   private constructor(server: net.Server, o: RtspRestreamerOptions) {
     this.#server = server;
     this.port = (server.address() as net.AddressInfo).port;
@@ -85,6 +93,7 @@ export class RtspRestreamer {
       mediaTimeoutMs: o.mediaTimeoutMs ?? 10_000,
       maxClientBacklogBytes: o.maxClientBacklogBytes ?? 4 * 1024 * 1024,
       handshakeTimeoutMs: o.handshakeTimeoutMs ?? 30_000,
+      networks: o.networks ?? CameraNetworks.fromEnv(),
     };
     this.#log = o.log ?? createLogger('rtsp-restreamer');
     server.on('connection', (s) => this.#serve(s));
@@ -158,6 +167,7 @@ export class RtspRestreamer {
         requestTimeoutMs: this.#o.requestTimeoutMs,
         mediaTimeoutMs: this.#o.mediaTimeoutMs,
         maxClientBacklogBytes: this.#o.maxClientBacklogBytes,
+        networks: this.#o.networks,
         log: this.#log,
       });
       this.sessionsOpened++;
@@ -350,10 +360,18 @@ export class RtspRestreamer {
 }
 
 let shared: Promise<RtspRestreamer> | undefined;
+let sharedNetworks: CameraNetworks | undefined;
+
+/** CAMERA_NETWORKS as the process's config gives it (a host config file is not in the environment). */
+export function setCameraNetworks(networks: CameraNetworks): void {
+  sharedNetworks = networks;
+  void shared?.then((r) => r.setNetworks(networks), () => undefined);
+}
 
 /** The process-wide restreamer (started on first use). */
 export function restreamer(): Promise<RtspRestreamer> {
   shared ??= RtspRestreamer.start({
+    ...(sharedNetworks ? { networks: sharedNetworks } : {}),
     ...(process.env.RTSP_RESTREAM_LINGER_MS ? { lingerMs: Number(process.env.RTSP_RESTREAM_LINGER_MS) } : {}),
   }).catch((err: unknown) => {
     shared = undefined;

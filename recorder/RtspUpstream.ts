@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import type { Logger } from '../infra/logger.ts';
 import { authorizationHeader, parseChallenge, type Challenge } from './RtspAuth.ts';
 import { headerOf, RtspStreamError, RtspStreamReader, type RtspMessage } from './RtspStream.ts';
+import { cameraNetworkError, type CameraNetworks } from '../infra/net/CameraNetworks.ts';
 
 // The one RTSP session the restreamer (RtspRestreamer) holds with a camera: DESCRIBE, SETUP of its
 // audio and video over TCP-interleaved or UDP (the camera's setting; 'auto' = TCP, then UDP after a
@@ -56,6 +57,8 @@ export interface RtspUpstreamOptions {
   maxClientBacklogBytes: number;
   /** The transport 'auto' tries first (what worked last time for this camera). */
   autoFirst?: 'tcp' | 'udp';
+  /** Where the camera may be (CAMERA_NETWORKS): an address outside is never connected to. */
+  networks?: CameraNetworks;
   log: Logger;
 }
 
@@ -135,7 +138,15 @@ export class RtspUpstream {
     this.described.catch(() => undefined);
     this.ready.catch(() => undefined);
     const bare = u.hostname.replace(/^\[|\]$/g, '');
-    this.#sock = u.protocol === 'rtsps:' ? tls.connect({ host: bare, port, servername: net.isIP(bare) ? undefined : bare }) : net.connect({ host: bare, port });
+    const refused = o.networks?.literalRefusal(bare);
+    // A name is resolved through the list's lookup: the socket connects to the address it checked.
+    const lookup = o.networks ? { lookup: o.networks.lookup } : {};
+    this.#sock = refused
+      ? new net.Socket()
+      : u.protocol === 'rtsps:'
+        ? tls.connect({ host: bare, port, servername: net.isIP(bare) ? undefined : bare, ...lookup })
+        : net.connect({ host: bare, port, ...lookup });
+    if (refused) process.nextTick(() => this.#sock.destroy(cameraNetworkError(bare, o.networks!.text)));
     this.#sock.setNoDelay(true);
     const reader = new RtspStreamReader(LIMITS, (ch, frame) => this.#onFrame(ch, frame), (m) => this.#onResponse(m));
     this.#sock.on('data', (d: Buffer) => {
@@ -150,7 +161,7 @@ export class RtspUpstream {
       }
     });
     this.#sock.on('error', (err: NodeJS.ErrnoException) => {
-      this.#connectError ??= new UpstreamError(503, `Camera Unreachable (${err.code ?? 'EIO'})`);
+      this.#connectError ??= err.code === 'ECAMERANET' ? new UpstreamError(403, 'Camera Address Not Allowed') : new UpstreamError(503, `Camera Unreachable (${err.code ?? 'EIO'})`);
       this.close(`camera connection: ${err.code ?? err.message}`);
     });
     this.#sock.on('close', () => this.close('camera closed the connection'));

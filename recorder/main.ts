@@ -7,10 +7,13 @@ import { recorderConfigSchema } from './config.ts';
 import { Recorder } from './Recorder.ts';
 import { startRoleHealth } from '../infra/health/role-health.ts';
 import { roleEnv } from '../infra/deploy/role-env.ts';
+import { setCameraNetworks } from './RtspRestreamer.ts';
+import { cameraNetworksOf } from '../infra/net/CameraNetworks.ts';
 
 // Standalone recorder process. RECORDER_CONFIG is optional JSON for RecorderConfig (durations, spool).
 const log = createLogger('recorder-main');
 const env = loadConfig();
+setCameraNetworks(cameraNetworksOf(env));
 if (!env.DATABASE_URL) throw new Error('DATABASE_URL is required for the standalone recorder');
 // RECORDER_CONFIG from the environment or the host's CONFIG_FILE (environment wins).
 const recorderJson = roleEnv().RECORDER_CONFIG;

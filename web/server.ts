@@ -24,6 +24,7 @@ import { NodeLiveCameraProvider } from './live-camera-provider.ts';
 import { FilmBroadcasts } from './film-broadcasts.ts';
 import { createMeetingRosterRoutes } from './api/routes/meeting-roster.ts';
 import { AttendanceRecorder } from './attendance-recorder.ts';
+import type { CameraNetworks } from '../infra/net/CameraNetworks.ts';
 
 export interface WebServerOptions {
   pool: Pool;
@@ -39,6 +40,8 @@ export interface WebServerOptions {
   routing?: 'local' | 'nearest';
   /** Where the deployment's SFU nodes may run (SFU_NODE_HOSTS); default loopback only. */
   sfuNodeHosts?: SfuNodeHosts;
+  /** Where the server may connect for cameras (CAMERA_NETWORKS); default from the environment. */
+  cameraNetworks?: CameraNetworks;
   /** Express `trust proxy` for the API (TRUST_PROXY): whose X-Forwarded-For names the client. */
   trustProxy?: false | number | string;
   /** Folder of films chairs can broadcast to meetings; without it the film routes say 503. */
@@ -101,6 +104,7 @@ export function createWebServer(opts: WebServerOptions): http.Server {
     pool: opts.pool,
     tokenSecret: opts.tokenSecret,
     sfuNodeHosts,
+    ...(opts.cameraNetworks ? { cameraNetworks: opts.cameraNetworks } : {}),
     ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}),
     // A revoked node's live link to this process's node is dropped at once.
     nodeEnrolment: { onRevoke: (id: string) => opts.sfu.cascade?.dropChild(id, 'revoked') ?? false },

@@ -21,6 +21,8 @@ export interface DebianRtspOptions {
   fps?: number;
   /** Fixed TCP port (a restart reuses it); default a free one. */
   port?: number;
+  /** The loopback address it listens on (127.0.0.2: a camera on a network other than the server's own services); default 127.0.0.1. */
+  host?: string;
 }
 
 const SCRIPT = String.raw`
@@ -30,7 +32,7 @@ from gi.repository import Gst, GstRtspServer, GstRtsp, GLib
 o = json.loads(sys.argv[1])
 Gst.init(None)
 server = GstRtspServer.RTSPServer()
-server.set_address('127.0.0.1')
+server.set_address(o['host'])
 server.set_service(str(o['port']))
 src = 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=%d,height=%d,framerate=%d/1 ! videoconvert ! video/x-raw,format=I420' % (o['width'], o['height'], o['fps'])
 gop = o['fps']
@@ -115,6 +117,7 @@ export class DebianRtspServer {
       width: opts.width ?? 320,
       height: opts.height ?? 240,
       fps: opts.fps ?? 15,
+      host: opts.host ?? '127.0.0.1',
     });
     await s.resume();
     return s;
@@ -122,14 +125,14 @@ export class DebianRtspServer {
 
   /** The camera's URL without credentials (what goes in cameras.rtsp_url). */
   get url(): string {
-    return `rtsp://127.0.0.1:${this.port}${this.#o.path}`;
+    return `rtsp://${this.#o.host}:${this.port}${this.#o.path}`;
   }
 
   /** The URL with the Digest credentials in it (percent-encoded), as a pull URL. */
   get urlWithAuth(): string {
     const a = this.#o.auth;
     if (!a) return this.url;
-    return `rtsp://${encodeURIComponent(a.user)}:${encodeURIComponent(a.password)}@127.0.0.1:${this.port}${this.#o.path}`;
+    return `rtsp://${encodeURIComponent(a.user)}:${encodeURIComponent(a.password)}@${this.#o.host}:${this.port}${this.#o.path}`;
   }
 
   /** Connections playing media now (one per RTSP session a client holds). */

@@ -18,6 +18,7 @@ import { TEST_JOIN_KEYS } from './join-keys.ts';
 import { SfuNodeHosts } from '../../infra/sfu-node-hosts.ts';
 import { rtcPortRange } from './rtc-ports.ts';
 import type { TurnCredentials } from '../../infra/turn/TurnCredentials.ts';
+import { CameraNetworks } from '../../infra/net/CameraNetworks.ts';
 
 /** SFU_NODE_HOSTS of the test systems: loopback and the reserved *.example names (the demo's nodes among them). */
 export const TEST_SFU_NODE_HOSTS = 'loopback,*.example';
@@ -70,6 +71,8 @@ export async function startSystemHarness(
     meetings?: { openMaxSites?: number; rotationSeconds?: number };
     /** SFU_NODE_HOSTS; default loopback and the reserved *.example names the tests and the demo use. */
     sfuNodeHosts?: string;
+    /** CAMERA_NETWORKS for the API's camera routes; default as an unset environment gives (private, loopback). */
+    cameraNetworks?: string;
     /** The SFU's media address (default 127.0.0.1), e.g. one only some network namespaces can route to. */
     listenIp?: string;
     /** TURN credentials handed out with each join (infra/turn/). */
@@ -115,6 +118,7 @@ export async function startSystemHarness(
     ...(recordings ? { recordings } : {}),
     routing: opts.cascadeRoot ? 'nearest' : 'local',
     sfuNodeHosts: new SfuNodeHosts(opts.sfuNodeHosts ?? TEST_SFU_NODE_HOSTS),
+    ...(opts.cameraNetworks !== undefined ? { cameraNetworks: new CameraNetworks(opts.cameraNetworks) } : {}),
     ...(opts.filmsDir ? { filmsDir: opts.filmsDir } : {}),
     ...(opts.joinTokenTtlSeconds ? { joinTokenTtlSeconds: opts.joinTokenTtlSeconds } : {}),
     ...(opts.headersTimeoutMs ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),

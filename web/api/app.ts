@@ -23,6 +23,7 @@ import { registerSfuNodeRoutes } from './routes/sfu-nodes.ts';
 import { registerNodeEnrolmentRoutes, type NodeEnrolmentOptions } from './routes/node-enrolment.ts';
 import { registerSfuEndpointRoutes } from './routes/sfu-endpoints.ts';
 import { SfuNodeHosts } from '../../infra/sfu-node-hosts.ts';
+import { CameraNetworks } from '../../infra/net/CameraNetworks.ts';
 import { registerUnitRoutes } from './routes/units.ts';
 import type { SubtreeStatsCacheOptions } from './subtree-stats-cache.ts';
 import { registerUserRoutes } from './routes/users.ts';
@@ -55,6 +56,8 @@ export interface ApiDeps {
   loginLimits?: LoginLimits;
   /** Where SFU nodes may be registered and published (SFU_NODE_HOSTS); default loopback only. */
   sfuNodeHosts?: SfuNodeHosts;
+  /** Where the server may connect for cameras (CAMERA_NETWORKS); default from the environment. */
+  cameraNetworks?: CameraNetworks;
   /** Express `trust proxy` setting when behind a reverse proxy (for client addresses in audit and rate limits). */
   trustProxy?: false | number | string;
   /** Node enrolment: the API's own node's child-keys folder, and dropping a revoked node's link. */
@@ -76,11 +79,12 @@ export function createApiApp(deps: ApiDeps): express.Express {
   registerBranchRoutes(routes, deps.pool);
   registerMemberRoutes(routes, deps.pool);
   registerServicePointRoutes(routes, deps.pool);
-  registerCameraRoutes(routes, deps.pool);
-  registerCameraTestRoutes(routes, deps.pool);
-  registerCameraOnvifRoutes(routes, deps.pool);
+  const cameraNetworks = deps.cameraNetworks ?? CameraNetworks.fromEnv();
+  registerCameraRoutes(routes, deps.pool, cameraNetworks);
+  registerCameraTestRoutes(routes, deps.pool, cameraNetworks);
+  registerCameraOnvifRoutes(routes, deps.pool, cameraNetworks);
   registerPasswordRoutes(routes, deps.pool, session);
-  registerBulkImportRoutes(routes, deps.pool);
+  registerBulkImportRoutes(routes, deps.pool, cameraNetworks);
   registerUnitMoveRoutes(routes, deps.pool);
   registerUnitRetireRoutes(routes, deps.pool);
   const sfuNodeHosts = deps.sfuNodeHosts ?? new SfuNodeHosts('loopback');

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { CameraNetworks } from '../../infra/net/CameraNetworks.ts';
 
 // Field schemas shared by several routes; limits mirror the database's CHECK constraints so a bad
 // value is refused with a field name before it reaches PostgreSQL.
@@ -48,6 +49,19 @@ export const snapshotUrl = z
   .max(500)
   .regex(/^https?:\/\/[^/?#@\s]+(?:[/?#]\S*)?$/, { message: '抓图地址须为 http(s)://host[:port]/path 且不含账号密码 / snapshot: http(s)://host[:port]/path, no user:password@', abort: true })
   .refine((s) => !hasCredentialParam(s), '抓图地址不得含账号密码参数 / no user or password parameters in the snapshot address');
+/** A camera address (rtspUrl, snapshotUrl) whose IP, if it names one, is in CAMERA_NETWORKS; names are checked when connecting. */
+export function inCameraNetworks<T extends z.ZodString>(schema: T, networks: CameraNetworks): T {
+  return schema.superRefine((url, ctx) => {
+    let host = '';
+    try {
+      host = new URL(url).hostname;
+    } catch {
+      return;
+    }
+    const refusal = networks.literalRefusal(host);
+    if (refusal) ctx.addIssue({ code: 'custom', message: refusal });
+  });
+}
 export const wsUrl = z.string().max(500).regex(/^wss?:\/\/[^\s/?#]+(?:[/?#]\S*)?$/, '须为 ws(s):// 地址 / must be a ws(s):// URL');
 export const password = z.string().min(8, '密码至少8位 / password: at least 8 characters').max(128);
 export const username = z.string().regex(/^[A-Za-z0-9_.-]{3,64}$/, '用户名为3-64位字母数字._- / username: 3-64 of A-Z a-z 0-9 . _ -');

@@ -10,7 +10,8 @@ import { declaredSizeAtMost, JSON_BODY_LIMIT } from '../body-limits.ts';
 import { forbidden } from '../errors.ts';
 import { permissions } from '../permissions.ts';
 import type { ApiRoutes } from '../route-registry.ts';
-import { beidouCard, boolQuery, channel, mobile, name, password, rtspUrl, username } from '../schemas.ts';
+import { beidouCard, boolQuery, channel, inCameraNetworks, mobile, name, password, rtspUrl, username } from '../schemas.ts';
+import type { CameraNetworks } from '../../../infra/net/CameraNetworks.ts';
 import { scopePattern } from '../scope.ts';
 
 // Bulk import of cameras and of user accounts from a CSV file, for a county setting up hundreds of
@@ -208,11 +209,11 @@ class DryRunDone extends Error {
   }
 }
 
-export function registerBulkImportRoutes(routes: ApiRoutes, pool: Pool): void {
+export function registerBulkImportRoutes(routes: ApiRoutes, pool: Pool, networks: CameraNetworks): void {
   const cameraLine = z.object({
     unit_code: z.string(),
     name,
-    rtsp_url: rtspUrl,
+    rtsp_url: inCameraNetworks(rtspUrl, networks),
     username: optionalText(100),
     password: optionalText(100),
     location: optionalText(200),

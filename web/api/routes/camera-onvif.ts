@@ -8,6 +8,7 @@ import { permissions } from '../permissions.ts';
 import { idParam, type ApiRoutes } from '../route-registry.ts';
 import { rtspUrl, snapshotUrl } from '../schemas.ts';
 import { requireUnitInScope, scopePattern } from '../scope.ts';
+import type { CameraNetworks } from '../../../infra/net/CameraNetworks.ts';
 
 // ONVIF for the operator's console: read a camera's profiles, its main and sub stream and its
 // snapshot address from the camera itself (recorder/OnvifCamera). For a stored camera the server
@@ -69,8 +70,14 @@ function sanitised(d: OnvifDiscovery): OnvifDiscovery & { dropped: number } {
   };
 }
 
-export function registerCameraOnvifRoutes(routes: ApiRoutes, pool: Pool): void {
+export function registerCameraOnvifRoutes(routes: ApiRoutes, pool: Pool, networks: CameraNetworks): void {
   let running = 0;
+
+  /** Refuses a host outside CAMERA_NETWORKS before any packet goes to it (422, audited by the caller). */
+  async function allowed(host: string): Promise<void> {
+    const refusal = await networks.refusal(host);
+    if (refusal) throw new HttpError(422, 'camera_network_refused', refusal, { reason: 'not_allowed' });
+  }
   const recent = new Map<number, number[]>();
 
   /** Runs one discovery within the server-wide and per-person bounds; failures become HTTP errors. */
@@ -147,8 +154,9 @@ export function registerCameraOnvifRoutes(routes: ApiRoutes, pool: Pool): void {
       const started = Date.now();
       let result: Awaited<ReturnType<typeof discover>>;
       try {
+        await allowed(hostname);
         // The camera's own host only: its stored credentials belong to it.
-        const cam = new OnvifCamera({ host: hostname, port: onvifPort, username: row.username, password: row.password });
+        const cam = new OnvifCamera({ host: hostname, port: onvifPort, username: row.username, password: row.password, lookup: networks.lookup });
         result = await bounded(user.id, [row.username, row.password], () => discover(cam, body?.snapshot === true));
       } catch (err) {
         if (err instanceof HttpError) {
@@ -204,7 +212,8 @@ export function registerCameraOnvifRoutes(routes: ApiRoutes, pool: Pool): void {
       const target = { host: body.host.replace(/^\[|\]$/g, ''), port: body.port };
       let result: Awaited<ReturnType<typeof discover>>;
       try {
-        const cam = new OnvifCamera({ ...target, username: body.username ?? null, password: body.password ?? null });
+        await allowed(target.host);
+        const cam = new OnvifCamera({ ...target, username: body.username ?? null, password: body.password ?? null, lookup: networks.lookup });
         result = await bounded(user.id, [body.username ?? null, body.password ?? null], () => discover(cam, body.snapshot === true));
       } catch (err) {
         if (err instanceof HttpError) {

@@ -11,6 +11,7 @@ import { notFound } from '../errors.ts';
 import { permissions } from '../permissions.ts';
 import { z } from 'zod';
 import { idParam, type ApiRoutes } from '../route-registry.ts';
+import { CameraNetworks } from '../../../infra/net/CameraNetworks.ts';
 import { scopePattern } from '../scope.ts';
 
 // "Test now" for the operator's console: the server connects to the camera with its stored
@@ -24,7 +25,7 @@ import { scopePattern } from '../scope.ts';
 export const MAX_CONCURRENT_CAMERA_TESTS = 4;
 const RTSP_TIMEOUT_MS = 5_000;
 
-export type CameraTestFailure = 'unauthorized' | 'not_found' | 'unsupported_transport' | 'unreachable' | 'timeout' | 'no_video' | 'failed';
+export type CameraTestFailure = 'unauthorized' | 'not_found' | 'unsupported_transport' | 'unreachable' | 'timeout' | 'no_video' | 'failed' | 'not_allowed';
 
 const FAILURE_TEXT: Record<CameraTestFailure, string> = {
   unauthorized: '用户名或密码错误（摄像机回答 401） / wrong username or password (the camera answered 401)',
@@ -34,6 +35,7 @@ const FAILURE_TEXT: Record<CameraTestFailure, string> = {
   timeout: '摄像机无应答（超时） / the camera did not answer in time',
   no_video: '摄像机没有视频流 / the camera sends no video',
   failed: '摄像机连接失败 / the camera could not be read',
+  not_allowed: '地址不在本服务器允许连接的摄像机网段内（CAMERA_NETWORKS），未连接 / the address is outside the camera networks this server may connect to (CAMERA_NETWORKS); nothing was connected',
 };
 
 /** Maps ffmpeg's own words (last lines of stderr) to a reason. */
@@ -65,10 +67,10 @@ function grabJpeg(url: string): Promise<Buffer> {
 }
 
 /** Whether the camera's host accepts a TCP connection: the relay in between would hide why not. */
-function reach(target: URL): Promise<{ reason: CameraTestFailure; detail: string } | null> {
+function reach(target: URL, networks: CameraNetworks): Promise<{ reason: CameraTestFailure; detail: string } | null> {
   const port = Number(target.port || (target.protocol === 'rtsps:' ? 322 : 554));
   return new Promise((resolve) => {
-    const socket = net.connect({ host: target.hostname, port });
+    const socket = net.connect({ host: target.hostname.replace(/^\[|\]$/g, ''), port, lookup: networks.lookup });
     const timer = setTimeout(() => {
       socket.destroy();
       resolve({ reason: 'timeout', detail: `no TCP answer from ${target.hostname}:${port} in ${RTSP_TIMEOUT_MS} ms` });
@@ -80,12 +82,15 @@ function reach(target: URL): Promise<{ reason: CameraTestFailure; detail: string
     });
     socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      resolve({ reason: 'unreachable', detail: `${err.code ?? 'error'} ${target.hostname}:${port}` });
+      resolve({ reason: err.code === 'ECAMERANET' ? 'not_allowed' : 'unreachable', detail: `${err.code ?? 'error'} ${target.hostname}:${port}` });
     });
   });
 }
 
-export async function testCamera(row: { id: number; rtsp_url: string; username: string | null; password: string | null; rtsp_transport?: RtspTransport | null }): Promise<CameraTestResult> {
+export async function testCamera(
+  row: { id: number; rtsp_url: string; username: string | null; password: string | null; rtsp_transport?: RtspTransport | null },
+  networks: CameraNetworks = CameraNetworks.fromEnv(),
+): Promise<CameraTestResult> {
   const testedAt = new Date().toISOString();
   let relayUrl = '';
   const fail = (reason: CameraTestFailure, detail: string): CameraTestResult => ({
@@ -105,7 +110,10 @@ export async function testCamera(row: { id: number; rtsp_url: string; username: 
   } catch {
     return fail('unreachable', 'the address cannot be parsed');
   }
-  const unreachable = await reach(target);
+  // Checked before any packet leaves: an operator's address must not make the server probe other hosts.
+  const refusal = await networks.refusal(target.hostname);
+  if (refusal) return fail('not_allowed', refusal);
+  const unreachable = await reach(target, networks);
   if (unreachable) return fail(unreachable.reason, unreachable.detail);
   // The restreamer meets the camera with its transport setting; ffprobe and ffmpeg read it over loopback TCP.
   const source = await pullSource(cameraPullUrl(row), { transport: row.rtsp_transport ?? 'auto' });
@@ -154,14 +162,14 @@ async function probeAndGrab(
   };
 }
 
-export function registerCameraTestRoutes(routes: ApiRoutes, pool: Pool): void {
+export function registerCameraTestRoutes(routes: ApiRoutes, pool: Pool, networks: CameraNetworks): void {
   let running = 0;
 
   routes.add(
     {
       method: 'post',
       path: '/cameras/:id/test',
-      summary: 'Connect to the camera now (over its RTSP transport): codec, resolution and a JPEG snapshot, or why it failed (unauthorized, not_found, unsupported_transport, unreachable, timeout)',
+      summary: 'Connect to the camera now (over its RTSP transport): codec, resolution and a JPEG snapshot, or why it failed (unauthorized, not_found, unsupported_transport, unreachable, timeout, not_allowed: outside CAMERA_NETWORKS, nothing connected)',
       tag: 'cameras',
       roles: permissions.writeCameras,
       params: idParam,
@@ -179,7 +187,7 @@ export function registerCameraTestRoutes(routes: ApiRoutes, pool: Pool): void {
       running++;
       let result: CameraTestResult;
       try {
-        result = await testCamera(row);
+        result = await testCamera(row, networks);
       } finally {
         running--;
       }

@@ -3,7 +3,8 @@ import type { Pool } from '../../../infra/db/pool.ts';
 import { permissions } from '../permissions.ts';
 import type { ApiRoutes } from '../route-registry.ts';
 import { registerScopedResource, unitRef } from '../scoped-resource.ts';
-import { boolQuery, id, idQuery, name, rtspUrl, snapshotUrl } from '../schemas.ts';
+import { boolQuery, id, idQuery, inCameraNetworks, name, rtspUrl, snapshotUrl } from '../schemas.ts';
+import type { CameraNetworks } from '../../../infra/net/CameraNetworks.ts';
 
 // Cameras. username/password are write-only: accepted on create/update, never selected into a
 // response (has_credentials says whether they are set). Every single-camera read is audited.
@@ -26,12 +27,13 @@ export function cameraEndpoint(url: string): string {
 export const CAMERA_PUBLIC_COLUMNS =
   'c.id, c.unit_id, c.service_point_id, c.name, c.rtsp_url, c.location, c.enabled, c.rtsp_transport, (c.username IS NOT NULL OR c.password IS NOT NULL) AS has_credentials, c.created_at, c.sub_stream_url, c.snapshot_url, c.onvif_port, c.onvif_checked_at';
 
-export function registerCameraRoutes(routes: ApiRoutes, pool: Pool): void {
+export function registerCameraRoutes(routes: ApiRoutes, pool: Pool, networks: CameraNetworks): void {
+  const cameraUrl = inCameraNetworks(rtspUrl, networks);
   const secret = z.string().max(100).nullable().optional();
   const fields = {
     service_point_id: id.nullable().optional(),
     name,
-    rtsp_url: rtspUrl,
+    rtsp_url: cameraUrl,
     username: secret,
     password: secret,
     location: z.string().trim().max(200).nullable().optional(),
@@ -39,8 +41,8 @@ export function registerCameraRoutes(routes: ApiRoutes, pool: Pool): void {
     rtsp_transport: z.enum(['tcp', 'udp', 'auto']).optional(),
     // ONVIF: the sub-stream the live wall pulls (credentials go to it only on the camera's own host),
     // the snapshot address and the device service's port.
-    sub_stream_url: rtspUrl.nullable().optional(),
-    snapshot_url: snapshotUrl.nullable().optional(),
+    sub_stream_url: cameraUrl.nullable().optional(),
+    snapshot_url: inCameraNetworks(snapshotUrl, networks).nullable().optional(),
     onvif_port: z.number().int().min(1).max(65535).nullable().optional(),
   };
   registerScopedResource(routes, pool, {
@@ -61,7 +63,7 @@ export function registerCameraRoutes(routes: ApiRoutes, pool: Pool): void {
       q: { schema: z.string().trim().min(1).max(100), sql: 'strpos(c.name, ?) > 0' },
     },
     create: z.strictObject({ unit_id: id, ...fields }),
-    update: z.strictObject({ ...fields, unit_id: id.optional(), name: name.optional(), rtsp_url: rtspUrl.optional() }),
+    update: z.strictObject({ ...fields, unit_id: id.optional(), name: name.optional(), rtsp_url: cameraUrl.optional() }),
     refs: {
       unit_id: unitRef,
       service_point_id: { sql: 'SELECT u.path FROM service_points s JOIN units u ON u.id = s.unit_id WHERE s.id = $1 AND s.retired_at IS NULL', zh: '服务站点', en: 'service point' },
