@@ -9,12 +9,15 @@ import { DebianRtspServer } from '../support/debian-rtsp.ts';
 // Live inspection in Chromium through a 20 s camera outage, against gst-rtsp-server (Debian) with
 // Digest auth ('@' and '#' in the password) and an H.264 High stream: the viewer's tile says the
 // camera is offline and why; frames resume within 5 s of the camera's return; a second viewer who
-// asks during the outage sees "offline" with the reason (not a dark tile), then the video.
+// asks during the outage sees "offline" with the reason (not a dark tile), then the video. The second
+// viewer is another person (the city's supervisor): a second connection of the same person to a room
+// replaces the first (sfu/Room.ts), which would take the first view away when the second one joins.
 
 let h: SystemHarness;
 let browser: Browser;
 let cam: DebianRtspServer;
 let supervisor: string;
+let citySupervisor: string;
 let cameraId: number;
 
 const decoded = async (page: Page): Promise<number> => Object.values((await mediaStats(page)).videoFramesDecoded).reduce((a, b) => a + b, 0);
@@ -25,6 +28,7 @@ before(async () => {
   const [town] = (await h.db.pool.query<{ parent_id: string }>('SELECT parent_id FROM units WHERE id = $1', [h.demo.unitIds.town[0]])).rows;
   const countyId = Number(town!.parent_id);
   supervisor = h.demo.users.find((u) => u.role === 'supervisor' && u.unitId === countyId)!.username;
+  citySupervisor = h.demo.users.find((u) => u.role === 'supervisor' && u.level === 'city')!.username;
   const token = await h.login(supervisor);
   const first = await h.call<{ items: Array<{ id: number }> }>(token, 'GET', '/api/cameras?limit=12&offset=0');
   cameraId = first.body.items[0]!.id;
@@ -56,7 +60,7 @@ test('a live view survives a 20 s camera outage; a viewer arriving during it see
   assert.match((await badgeA.textContent()) ?? '', /离线/);
 
   // A second viewer during the outage: no join token for a dead session, the reason instead.
-  const b = await signIn(browser, h.baseUrl, supervisor, h.demo.password);
+  const b = await signIn(browser, h.baseUrl, citySupervisor, h.demo.password);
   await watch(b);
   const offline = b.getByTestId('live-offline');
   await offline.waitFor({ timeout: 15_000 });

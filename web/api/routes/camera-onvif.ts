@@ -73,7 +73,7 @@ function sanitised(d: OnvifDiscovery): OnvifDiscovery & { dropped: number } {
 export function registerCameraOnvifRoutes(routes: ApiRoutes, pool: Pool, networks: CameraNetworks): void {
   let running = 0;
 
-  /** Refuses a host outside CAMERA_NETWORKS before any packet goes to it (422, audited by the caller). */
+  /** Refuses a host outside CAMERA_NETWORKS before any packet goes to it (422, audited by the caller); inside `bounded`, so refusals count against the limits too. */
   async function allowed(host: string): Promise<void> {
     const refusal = await networks.refusal(host);
     if (refusal) throw new HttpError(422, 'camera_network_refused', refusal, { reason: 'not_allowed' });
@@ -133,7 +133,7 @@ export function registerCameraOnvifRoutes(routes: ApiRoutes, pool: Pool, network
       ]),
       responses: {
         '404': 'no such camera in your subtree',
-        '422': 'apply: the camera offers no usable main stream (onvif_no_stream)',
+        '422': 'camera_network_refused: the host is outside CAMERA_NETWORKS (nothing sent); apply: the camera offers no usable main stream (onvif_no_stream)',
         '429': 'too many ONVIF reads running, or by you this minute',
         '502': 'onvif_auth_failed (the camera refused the credentials) or onvif_not_supported (not an ONVIF service); details.reason',
         '504': 'onvif_unreachable: the camera does not answer',
@@ -154,10 +154,12 @@ export function registerCameraOnvifRoutes(routes: ApiRoutes, pool: Pool, network
       const started = Date.now();
       let result: Awaited<ReturnType<typeof discover>>;
       try {
-        await allowed(hostname);
         // The camera's own host only: its stored credentials belong to it.
         const cam = new OnvifCamera({ host: hostname, port: onvifPort, username: row.username, password: row.password, lookup: networks.lookup });
-        result = await bounded(user.id, [row.username, row.password], () => discover(cam, body?.snapshot === true));
+        result = await bounded(user.id, [row.username, row.password], async () => {
+          await allowed(hostname);
+          return discover(cam, body?.snapshot === true);
+        });
       } catch (err) {
         if (err instanceof HttpError) {
           await audit(pool, {
@@ -202,6 +204,7 @@ export function registerCameraOnvifRoutes(routes: ApiRoutes, pool: Pool, network
       }),
       responses: {
         '404': 'no such unit in your subtree',
+        '422': 'camera_network_refused: the host is outside CAMERA_NETWORKS (nothing sent)',
         '429': 'too many ONVIF reads running, or by you this minute',
         '502': 'onvif_auth_failed or onvif_not_supported; details.reason',
         '504': 'onvif_unreachable',
@@ -212,9 +215,11 @@ export function registerCameraOnvifRoutes(routes: ApiRoutes, pool: Pool, network
       const target = { host: body.host.replace(/^\[|\]$/g, ''), port: body.port };
       let result: Awaited<ReturnType<typeof discover>>;
       try {
-        await allowed(target.host);
         const cam = new OnvifCamera({ ...target, username: body.username ?? null, password: body.password ?? null, lookup: networks.lookup });
-        result = await bounded(user.id, [body.username ?? null, body.password ?? null], () => discover(cam, body.snapshot === true));
+        result = await bounded(user.id, [body.username ?? null, body.password ?? null], async () => {
+          await allowed(target.host);
+          return discover(cam, body.snapshot === true);
+        });
       } catch (err) {
         if (err instanceof HttpError) {
           await audit(pool, {
