@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { withTransaction } from '../../infra/db/pool.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
-import { freePort, NodeProcess } from '../support/node-process.ts';
+import { freePorts, NodeProcess } from '../support/node-process.ts';
 import { startS3Fixture, tempDir, waitFor, type S3Fixture } from '../support/recorder-fixture.ts';
 import { SITE_MEDIA, SignallingError, SyntheticSite, UdpMux } from '../support/synthetic-site.ts';
 import { TcpRelay } from '../support/tcp-relay.ts';
@@ -75,8 +75,7 @@ function relayedDatabaseUrl(): string {
 }
 
 test('api and scheduler: ready while the database (and S3) answer, not ready while one is gone, ready again after', { timeout: 180_000 }, async () => {
-  const apiPort = await freePort();
-  const schedPort = await freePort();
+  const [apiPort, schedPort] = (await freePorts(2)) as [number, number];
   startProcess('api', 'web/api/main.ts', { DATA_DIR: tempDir('api-'), HTTP_HOST: '127.0.0.1', HTTP_PORT: String(apiPort), DATABASE_URL: relayedDatabaseUrl() });
   startProcess('scheduler', 'scheduler/main.ts', {
     DATABASE_URL: relayedDatabaseUrl(), HEALTH_PORT: String(schedPort), TICK_MS: '60000',
@@ -116,12 +115,13 @@ test('api and scheduler: ready while the database (and S3) answer, not ready whi
 
 test('sfu nodes: a child is not ready without its parent link; a draining node refuses a new room while the old one continues', { timeout: 180_000 }, async () => {
   const env = { SFU_PLAIN_RTP: '1', SFU_ADMISSION: 'open' };
-  const root = new NodeProcess('city', { unitId: 1, port: await freePort(), env });
+  const [rootPort, childPort] = (await freePorts(2)) as [number, number];
+  const root = new NodeProcess('city', { unitId: 1, port: rootPort, env });
   nodes.push(root);
   root.start();
   const link = await TcpRelay.create({ whileDown: 'refuse' });
   link.target = { host: '127.0.0.1', port: root.port };
-  const child = new NodeProcess('county', { unitId: 2, port: await freePort(), parentUrl: `ws://127.0.0.1:${link.port}/cascade`, env });
+  const child = new NodeProcess('county', { unitId: 2, port: childPort, parentUrl: `ws://127.0.0.1:${link.port}/cascade`, env });
   nodes.push(child);
   child.start();
   const rootBase = `http://127.0.0.1:${root.port}`;

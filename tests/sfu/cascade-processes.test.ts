@@ -4,7 +4,7 @@ import type { Browser, Page } from 'playwright-core';
 import { signJoinToken } from '../../infra/tokens.ts';
 import { launchChromium } from '../support/browser.ts';
 import { CASCADE_SECRET } from '../support/cascade-harness.ts';
-import { freePort, NodeProcess, type NodeHealth } from '../support/node-process.ts';
+import { freePorts, NodeProcess, type NodeHealth } from '../support/node-process.ts';
 import { mediaStats as stats, openMeetingLink, serveWebDist, waitUntil } from '../support/pages.ts';
 import { TEST_JOIN_KEYS } from '../support/join-keys.ts';
 
@@ -29,8 +29,7 @@ describe('cascade of SFU node processes with real Chromium pages', { timeout: 18
 
   before(async () => {
     const names = ['city', 'county', 'town', 'community', 'village'];
-    const ports: number[] = [];
-    for (const _ of names) ports.push(await freePort());
+    const ports = await freePorts(names.length);
     procs.push(
       ...names.map((n, i) => new NodeProcess(n, { unitId: i + 1, port: ports[i]!, ...(i > 0 ? { parentUrl: `ws://127.0.0.1:${ports[i - 1]}/cascade` } : {}) })),
     );

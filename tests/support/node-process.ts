@@ -143,11 +143,25 @@ export class NodeProcess {
 }
 
 export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
+  return (await freePorts(1))[0]!;
+}
+
+/**
+ * `n` distinct free ports: all are held until the last is found. Asked one after another, a port
+ * closed a moment ago may be handed out again (a city node and a community node once got the same one).
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers: net.Server[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const srv = net.createServer();
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+      servers.push(srv);
+    }
+    return servers.map((s) => (s.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
 }
 
 export interface ProcUsage {
@@ -256,12 +270,13 @@ export async function startNodeTree(
 ): Promise<Map<string, NodeProcess>> {
   const nodes = new Map<string, NodeProcess>();
   let base = options.rtcBase;
-  for (const s of spec) {
+  const ports = await freePorts(spec.length);
+  for (const [i, s] of spec.entries()) {
     const parent = s.parent ? nodes.get(s.parent) : undefined;
     if (s.parent && !parent) throw new Error(`parent ${s.parent} of ${s.name} must come first`);
     const p = new NodeProcess(s.name, {
       unitId: s.unitId,
-      port: await freePort(),
+      port: ports[i]!,
       ...(base !== undefined ? { rtcBase: base } : {}),
       rtcPorts: s.rtcPorts ?? options.rtcPorts,
       ...(parent ? { parentUrl: parent.cascadeUrl } : {}),
