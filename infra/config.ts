@@ -32,6 +32,16 @@ const trustProxySchema = z
     return parts.join(',');
   });
 
+/** An optional comma-separated host list (infra/net/HostList.ts), each entry checked by `problem`. */
+function hostListSetting(problem: (entry: string) => string | undefined, give: string) {
+  return z.string().trim().superRefine((v, ctx) => {
+    for (const e of v.split(',').map((p) => p.trim().toLowerCase()).filter((p) => p !== '')) {
+      const why = problem(e);
+      if (why) ctx.addIssue({ code: 'custom', message: `"${e}": ${why} (give ${give})` });
+    }
+  }).optional();
+}
+
 // Every setting has an embedded default so `npm start` works on one machine with nothing set;
 // production points DATABASE_URL and S3_* at real servers.
 const schema = z.object({
@@ -83,22 +93,12 @@ const schema = z.object({
   // Where the deployment's SFU nodes may run: comma-separated hostnames, *.domain, IPs, IP/CIDRs or
   // `loopback` (default: loopback and HTTP_HOST). A node registered elsewhere is refused, and a stored
   // one elsewhere is neither published to pages nor handed out with join tokens.
-  SFU_NODE_HOSTS: z.string().trim().superRefine((v, ctx) => {
-    for (const e of v.split(',').map((p) => p.trim().toLowerCase()).filter((p) => p !== '')) {
-      const problem = sfuNodeHostProblem(e);
-      if (problem) ctx.addIssue({ code: 'custom', message: `"${e}": ${problem} (give hostnames, *.domain, IPs, IP/CIDRs or loopback)` });
-    }
-  }).optional(),
+  SFU_NODE_HOSTS: hostListSetting(sfuNodeHostProblem, 'hostnames, *.domain, IPs, IP/CIDRs or loopback'),
   // Where the server may connect on a camera's behalf (test now, ONVIF, live views, recordings):
   // comma-separated IPs, IP/CIDRs, hostnames, *.domain, `private` (RFC 1918, 100.64/10, fc00::/7) or
   // `loopback`. Default: private, plus loopback when HTTP_HOST is loopback. A camera address outside
   // it is refused when typed and never connected to.
-  CAMERA_NETWORKS: z.string().trim().superRefine((v, ctx) => {
-    for (const e of v.split(',').map((p) => p.trim().toLowerCase()).filter((p) => p !== '')) {
-      const problem = cameraNetworkProblem(e);
-      if (problem) ctx.addIssue({ code: 'custom', message: `"${e}": ${problem} (give IPs, IP/CIDRs, hostnames, *.domain, private or loopback)` });
-    }
-  }).optional(),
+  CAMERA_NETWORKS: hostListSetting(cameraNetworkProblem, 'IPs, IP/CIDRs, hostnames, *.domain, private or loopback'),
   // Bounds on browsers' signalling per node (defaults in sfu/SignallingLimits.ts). Behind a reverse
   // proxy every browser has the proxy's address: set SFU_MAX_CONNECTIONS_PER_ADDRESS = SFU_MAX_CONNECTIONS.
   SFU_MAX_CONNECTIONS: z.coerce.number().int().positive().optional(),

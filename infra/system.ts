@@ -30,7 +30,8 @@ import { cameraNetworksOf } from './net/CameraNetworks.ts';
 import { setCameraNetworks } from '../recorder/RtspRestreamer.ts';
 
 const config = loadConfig();
-setCameraNetworks(cameraNetworksOf(config));
+const cameraNetworks = cameraNetworksOf(config);
+setCameraNetworks(cameraNetworks);
 const log = createLogger('system');
 const stops: Array<() => Promise<void> | void> = [];
 
@@ -100,7 +101,7 @@ ensureDemoFilm(filmsDir).then(
 
 // Meeting attendance is recorded from this process's node when it is the cascade's root (no parent): only
 // the root hears of every site of a conference.
-const server = createWebServer({ pool, tokenSecret, joinKey: joinKeys.privateKey, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, sfuNodeHosts: new SfuNodeHosts(config.SFU_NODE_HOSTS ?? SfuNodeHosts.defaultFor(config.HTTP_HOST)), cameraNetworks: cameraNetworksOf(config), filmsDir, trustProxy: config.TRUST_PROXY, ...(config.METRICS_TOKEN ? { metricsToken: config.METRICS_TOKEN } : {}), meetings: { openMaxSites: config.MEETING_OPEN_MAX_SITES, rotationSeconds: config.MEETING_ROTATION_SECONDS }, attendance: !config.SFU_PARENT_URL });
+const server = createWebServer({ pool, tokenSecret, joinKey: joinKeys.privateKey, sfu, storage, ...(recordings ? { recordings } : {}), routing: config.SFU_ROUTING, sfuNodeHosts: new SfuNodeHosts(config.SFU_NODE_HOSTS ?? SfuNodeHosts.defaultFor(config.HTTP_HOST)), cameraNetworks, filmsDir, trustProxy: config.TRUST_PROXY, ...(config.METRICS_TOKEN ? { metricsToken: config.METRICS_TOKEN } : {}), meetings: { openMaxSites: config.MEETING_OPEN_MAX_SITES, rotationSeconds: config.MEETING_ROTATION_SECONDS }, attendance: !config.SFU_PARENT_URL });
 mountHealth(server, systemReadiness({ pool, storage, sfu, hasParent: config.SFU_PARENT_URL !== undefined }), { sfu, metricsToken: config.METRICS_TOKEN, log });
 // Beyond loopback: HTTPS and WSS (local CA in DATA_DIR/tls or the operator's files), and coturn when TURN_ENABLED.
 const front = await startWebFront(server, config, log);

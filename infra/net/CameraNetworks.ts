@@ -33,8 +33,7 @@ export class CameraNetworks {
 
   /** Private networks, plus loopback when the server itself listens only on loopback (one machine, the demo). */
   static defaultFor(httpHost: string): string {
-    const local = httpHost === 'localhost' || new HostList('loopback', ['loopback'], 'HTTP_HOST').hasAddress(httpHost);
-    return local ? 'private,loopback' : 'private';
+    return new HostList('loopback', ['loopback'], 'HTTP_HOST').has(httpHost) ? 'private,loopback' : 'private';
   }
 
   /** CAMERA_NETWORKS, or the default for HTTP_HOST (processes that take no config object: the restreamer). */

@@ -32,7 +32,10 @@ before(async () => {
   const token = await h.login(supervisor);
   const first = await h.call<{ items: Array<{ id: number }> }>(token, 'GET', '/api/cameras?limit=12&offset=0');
   cameraId = first.body.items[0]!.id;
-  await h.db.pool.query(`UPDATE cameras SET rtsp_url = $1, username = 'admin', password = $2, enabled = true, rtsp_transport = 'auto' WHERE id = $3`, [cam.url, 'p@ss#w0rd', cameraId]);
+  // The county operator points the camera at the real one, as the console's camera form does.
+  const operator = await h.login(h.demo.users.find((u) => u.role === 'operator' && u.unitId === countyId)!.username);
+  const set = await h.call(operator, 'PATCH', `/api/cameras/${cameraId}`, { rtsp_url: cam.url, username: 'admin', password: 'p@ss#w0rd', enabled: true, rtsp_transport: 'auto' });
+  assert.equal(set.status, 200, JSON.stringify(set.body));
   browser = await launchChromium();
 });
 

@@ -19,7 +19,8 @@ import { setCameraNetworks } from '../../recorder/RtspRestreamer.ts';
 const log = createLogger('api-main');
 installProcessPolicy(log);
 const config = loadConfig();
-setCameraNetworks(cameraNetworksOf(config));
+const cameraNetworks = cameraNetworksOf(config);
+setCameraNetworks(cameraNetworks);
 const db = await openDatabase(config);
 await refuseDemoPasswordsBeyondLoopback(db.pool, config.HTTP_HOST, config.ALLOW_DEMO_PASSWORDS === 'true').catch(async (err: unknown) => {
   await db.close();
@@ -30,7 +31,7 @@ const app = createApiApp({
   tokenSecret: loadAccessSecret(config.DATA_DIR, config.TOKEN_SECRET),
   trustProxy: config.TRUST_PROXY,
   sfuNodeHosts: new SfuNodeHosts(config.SFU_NODE_HOSTS ?? SfuNodeHosts.defaultFor(config.HTTP_HOST)),
-  cameraNetworks: cameraNetworksOf(config),
+  cameraNetworks,
 });
 // Headers within 10 s, as on the combined server (web/server.ts): slow clients do not hold sockets.
 const readiness = new Readiness('api').add('database', databaseCheck(db.pool));

@@ -82,7 +82,8 @@ function reach(target: URL, networks: CameraNetworks): Promise<{ reason: CameraT
     });
     socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      resolve({ reason: err.code === 'ECAMERANET' ? 'not_allowed' : 'unreachable', detail: `${err.code ?? 'error'} ${target.hostname}:${port}` });
+      if (err.code === 'ECAMERANET') resolve({ reason: 'not_allowed', detail: err.message });
+      else resolve({ reason: 'unreachable', detail: `${err.code ?? 'error'} ${target.hostname}:${port}` });
     });
   });
 }
@@ -111,7 +112,8 @@ export async function testCamera(
     return fail('unreachable', 'the address cannot be parsed');
   }
   // Checked before any packet leaves: an operator's address must not make the server probe other hosts.
-  const refusal = await networks.refusal(target.hostname);
+  // An IP here; a name by the connection's own lookup in reach(), which resolves it once and refuses it.
+  const refusal = networks.literalRefusal(target.hostname);
   if (refusal) return fail('not_allowed', refusal);
   const unreachable = await reach(target, networks);
   if (unreachable) return fail(unreachable.reason, unreachable.detail);
